@@ -1,0 +1,80 @@
+# asya-state-nats: the nats-kv-buffered-cas connector as an LD_PRELOAD shim and a sidecar.
+#
+#   make            the preloaded shim, its NATS backend and the asya-state command
+#   make test       unit tests (Criterion) and integration tests (real nats-server)
+#   make demo       the demo programs against a local nats-server
+#   make install    PREFIX=/usr/local DESTDIR=
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+BUILD   ?= build
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -fPIC -fvisibility=hidden -D_GNU_SOURCE -I.
+LDFLAGS ?=
+
+SHIM_LIB    := $(BUILD)/libasya-state-nats-kv.so
+KV_LIB      := $(BUILD)/libasya-state-kv.so
+CLI         := $(BUILD)/asya-state
+UNIT        := $(BUILD)/unit-tests
+
+COMMON_SRC  := $(wildcard common/*.c)
+SHIM_SRC    := $(wildcard shim/*.c) $(COMMON_SRC)
+KV_SRC      := $(wildcard kv/*.c) $(COMMON_SRC)
+CLI_SRC     := $(wildcard cli/*.c) $(wildcard kv/*.c) $(COMMON_SRC) shim/mounts.c shim/path.c
+# Pure logic the unit tests exercise without a server.
+PURE_SRC    := kv/keycodec.c shim/mounts.c shim/path.c shim/fdtable.c $(COMMON_SRC)
+UNIT_SRC    := $(wildcard tests/unit/*.c)
+TOOLS_SRC   := $(wildcard tests/tools/*.c)
+TOOLS       := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOLS_SRC))
+
+obj = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(2))
+SHIM_OBJ    := $(call obj,shim,$(SHIM_SRC))
+KV_OBJ      := $(call obj,kv,$(KV_SRC))
+CLI_OBJ     := $(call obj,cli,$(CLI_SRC))
+UNIT_OBJ    := $(call obj,unit,$(PURE_SRC) $(UNIT_SRC))
+
+HEADERS     := $(wildcard */*.h */*.def)
+
+.PHONY: all test unit integration demo install clean
+all: $(SHIM_LIB) $(KV_LIB) $(CLI) $(TOOLS)
+
+$(BUILD)/shim/%.o $(BUILD)/kv/%.o $(BUILD)/cli/%.o $(BUILD)/unit/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The preloaded library: no libnats, exports exactly the hooks (shim/exports.map).
+$(SHIM_LIB): $(SHIM_OBJ) shim/exports.map
+	$(CC) -shared -o $@ $(SHIM_OBJ) -Wl,--version-script=shim/exports.map -Wl,-z,now,-z,relro $(LDFLAGS) -ldl -lpthread
+
+# The NATS backend, dlopen()ed by the shim on first use: exports kv_backend only.
+$(KV_LIB): $(KV_OBJ) kv/exports.map
+	$(CC) -shared -o $@ $(KV_OBJ) -Wl,--version-script=kv/exports.map $(LDFLAGS) -lnats -lpthread
+
+$(CLI): $(CLI_OBJ)
+	$(CC) -o $@ $(CLI_OBJ) $(LDFLAGS) -lnats -lmicrohttpd -ljansson -lpthread
+
+$(BUILD)/tools/%: tests/tools/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fvisibility=default -o $@ $< -lpthread
+
+$(UNIT): $(UNIT_OBJ)
+	$(CC) -o $@ $(UNIT_OBJ) $(LDFLAGS) -lcriterion -ldl -lpthread
+
+unit: $(UNIT)
+	$(UNIT) --jobs 2
+
+integration: all
+	tests/integration/run
+
+test: unit integration
+
+demo: all
+	demo/run
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib/asya $(DESTDIR)$(PREFIX)/bin
+	install -m 0644 $(SHIM_LIB) $(KV_LIB) $(DESTDIR)$(PREFIX)/lib/asya/
+	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/asya-state
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,145 @@
+/* kv.h: the boundary between shim/ (libc hooks) and kv/ (NATS JetStream Key-Value).
+ *
+ * shim/ never sees NATS and kv/ never sees a hook. The shim dlopen()s the backend
+ * (build/libasya-state-kv.so) on the first operation on a mount path and calls
+ * kv_backend() once to get the operation table below; the sidecar and the CLI link the
+ * same kv/ code directly and call kv_backend() too.
+ *
+ * Conventions, for every function in the table:
+ *   - returns 0 or a negative errno (the contract's table: -ENOENT, -EEXIST, -EFBIG,
+ *     -ENAMETOOLONG, -ECONNREFUSED, -ETIMEDOUT, -EACCES, -EIO, -ENOTEMPTY, -ENOTDIR...);
+ *     never touches errno; logs one stderr line at warn or above for every failure except
+ *     the expected ones (-ENOENT on get/stat, -EEXIST on commit is logged at info);
+ *   - `rel` is a path below the mount, '/'-separated, already normalised by the caller:
+ *     no leading or trailing '/', no empty, "." or ".." segment; "" is the mount root.
+ *     kv/ maps it to a key (prefix, escaping) and refuses a key over KV_KEY_MAX with
+ *     -ENAMETOOLONG before anything is sent;
+ *   - thread-safe; no lock is held across a network request; safe to call from any thread.
+ *   - memory handed out (kv_value.data, kv_list) is freed with kv_ops.release().
+ *
+ * Revision memory (the contract's compare-and-set rules) lives in kv/: get() remembers the
+ * revision it read (or "absent"), commit() consults it and remembers the new revision, a
+ * conflict or a remove() forgets it. Its scope is chosen once per process by kv_init():
+ * per thread (the shim) or per process (the sidecar).
+ */
+#ifndef ASYA_KV_H
+#define ASYA_KV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KV_ABI 1
+#define KV_KEY_MAX 1024          /* longest key (prefix + '.' + escaped rel) we send */
+
+typedef struct kv_mount kv_mount; /* one bucket + prefix, bound lazily; opaque */
+
+/* A value read whole. data is NULL when len is 0. */
+typedef struct kv_value {
+    void *data;
+    size_t len;
+    uint64_t rev;       /* the key's revision */
+    int64_t mtime_ns;   /* the revision's time, ns since the epoch */
+} kv_value;
+
+/* What stat needs; no value is transferred when possible. */
+typedef struct kv_stat {
+    int is_dir;         /* 1: a directory (marker key or keys below); 0: a value */
+    uint64_t size;      /* value length; 0 for a directory */
+    uint64_t rev;       /* 0 for a directory without a marker */
+    int64_t mtime_ns;
+} kv_stat;
+
+/* One level of a listing: names decoded, in key order, no marker keys as files. */
+typedef struct kv_dirent {
+    char *name;         /* one path segment, NUL-terminated */
+    int is_dir;
+} kv_dirent;
+
+typedef struct kv_list {
+    kv_dirent *v;
+    size_t n;
+} kv_list;
+
+/* kv_init flags */
+enum {
+    KV_REVS_PER_THREAD = 0,  /* revision memory per (thread, mount, key): the shim */
+    KV_REVS_PER_PROCESS = 1, /* one memory for the whole process: the sidecar */
+};
+
+/* mount flags */
+enum {
+    KV_MOUNT_WATCH = 1,      /* serve gets from a watcher-fed mirror (read cache) */
+};
+
+/* commit flags */
+enum {
+    KV_COMMIT_EXCL = 1,      /* create-only, whatever the memory says (O_EXCL, If-None-Match) */
+};
+
+/* Sentinel revision for kv_ops.remember()/recall(): the key was read and found absent. */
+#define KV_REV_ABSENT UINT64_MAX
+
+typedef struct kv_ops {
+    unsigned abi;        /* KV_ABI */
+
+    /* Reads the connection configuration (NATS_URL, NATS_CREDS_FILE, NATS_NKEY_SEED_FILE,
+     * NATS_TLS_*, NATS_TIMEOUT_MS, ASYA_STATE_LOG) from the environment and chooses the
+     * revision memory's scope. Connects nothing. Call once; later calls are no-ops.
+     * -EINVAL with one stderr line naming the variable when it is missing or malformed. */
+    int (*init)(unsigned flags);
+
+    /* A handle for bucket + prefix (prefix NULL or "" for none). Connects nothing; the
+     * connection is made and the bucket bound on first use. Handles live until exit. */
+    int (*mount)(const char *bucket, const char *prefix, unsigned flags, kv_mount **out);
+
+    /* Reads rel whole into out (caller releases out->data). Remembers out->rev, or
+     * "absent" on -ENOENT (missing or deleted). */
+    int (*get)(kv_mount *m, const char *rel, kv_value *out);
+
+    /* Size, revision and type of rel without remembering anything. rel "" is the root,
+     * always a directory. -ENOENT when neither a key nor a directory. */
+    int (*stat)(kv_mount *m, const char *rel, kv_stat *out);
+
+    /* Writes data as rel's whole value by the contract's rules: EXCL or remembered
+     * "absent" -> create-only; remembered revision r -> update expecting r; nothing
+     * remembered -> put. *rev_out (may be NULL) gets the new revision, which is
+     * remembered. -EEXIST on a conflict (memory forgotten), -EFBIG over the size limit,
+     * -ETIMEDOUT when the outcome cannot be known (never 0 for a write that did not land). */
+    int (*commit)(kv_mount *m, const char *rel, const void *data, size_t len,
+                  unsigned flags, uint64_t *rev_out);
+
+    /* Deletes rel (a value; never a directory marker). -ENOENT if missing. Forgets it. */
+    int (*remove)(kv_mount *m, const char *rel);
+
+    /* The names one level below directory rel ("" for the root). -ENOENT when rel is not a
+     * directory, -ENOTDIR when it is a value. */
+    int (*list)(kv_mount *m, const char *rel, kv_list *out);
+
+    /* Directory markers: mkdir creates "rel/" (-EEXIST when the directory exists, -ENOENT
+     * when the parent does not); rmdir deletes it (-ENOTEMPTY when keys remain below,
+     * -ENOENT when there is no such directory, -ENOTDIR for a value). */
+    int (*mkdir)(kv_mount *m, const char *rel);
+    int (*rmdir)(kv_mount *m, const char *rel);
+
+    /* The key's current revision on the server, read fresh; changes no memory. */
+    int (*version)(kv_mount *m, const char *rel, uint64_t *rev);
+
+    /* The revision memory, for descriptors that travel across exec: recall gives the
+     * remembered revision (KV_REV_ABSENT for "absent"), -ENOENT when nothing is
+     * remembered; remember sets it (0 forgets). Local only, never a request. */
+    int (*recall)(kv_mount *m, const char *rel, uint64_t *rev);
+    void (*remember)(kv_mount *m, const char *rel, uint64_t rev);
+
+    /* Frees what get() and list() handed out (pass &value or &list). */
+    void (*release_value)(kv_value *v);
+    void (*release_list)(kv_list *l);
+
+    /* In a forked child: drop the parent's connection without touching it (no request, no
+     * thread join); the next operation connects again. */
+    void (*after_fork_child)(void);
+} kv_ops;
+
+/* The backend's only exported symbol. */
+const kv_ops *kv_backend(void);
+
+#endif

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what building, testing and running the project needs, from Debian's packages.
+# Used by the README's quick start, .ci/run and the Dockerfile. Idempotent; quiet when all is there.
+set -euo pipefail
+pkgs=(build-essential pkg-config libnats-dev uthash-dev libcriterion-dev nats-server
+      libmicrohttpd-dev libjansson-dev python3 strace valgrind clang cppcheck clang-tidy
+      openssl procps iproute2)
+[ "${1:-}" = "--runtime" ] && pkgs=(libnats3.4 libmicrohttpd12 libjansson4 ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "deps: installing ${missing[*]}" >&2
+SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
