@@ -55,7 +55,7 @@ $(CLI): $(CLI_OBJ)
 
 $(BUILD)/tools/%: tests/tools/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -fvisibility=default -o $@ $< -lpthread
+	$(CC) $(CFLAGS) -fvisibility=default -o $@ $< -lnats -lpthread
 
 $(UNIT): $(UNIT_OBJ)
 	$(CC) -o $@ $(UNIT_OBJ) $(LDFLAGS) -lcriterion -ldl -lpthread
