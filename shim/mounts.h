@@ -1,0 +1,58 @@
+/* mounts.h: the mount table, built once at start from the environment (SPEC "Configuration").
+ *
+ * The table is filled by mounts_parse() before any hook can use it and is read-only
+ * afterwards, so lookups need no lock. Strings in it are malloc()ed once by mounts_parse()
+ * and freed by mounts_free().
+ */
+#ifndef ASYA_SHIM_MOUNTS_H
+#define ASYA_SHIM_MOUNTS_H
+
+#include <stddef.h>
+
+#define MOUNTS_MAX 16
+
+struct mount {
+    char *name;        /* Asya mount name ("" for STATE_MOUNT) */
+    char *path;        /* normalised absolute mount path, never "/" */
+    size_t pathlen;
+    char *bucket;      /* bucket= option or NATS_KV_BUCKET; NULL when neither */
+    char *prefix;      /* prefix= option or STATE_PREFIX; NULL for none */
+    unsigned kv_flags; /* KV_MOUNT_WATCH (kv/kv.h) for read=watch or STATE_READ_CACHE=watch */
+    int err;           /* 0, or the negative errno every operation under the mount fails with:
+                          -ENOTSUP for a write mode other than buffered, -EIO for bad
+                          configuration (missing bucket, overlap, malformed entry) */
+};
+
+struct mount_table {
+    struct mount m[MOUNTS_MAX];
+    int n;
+};
+
+struct mount_env {     /* the environment's values; NULL when unset */
+    const char *proxy_mounts;  /* ASYA_STATE_PROXY_MOUNTS */
+    const char *state_mount;   /* STATE_MOUNT */
+    const char *bucket;        /* NATS_KV_BUCKET */
+    const char *prefix;        /* STATE_PREFIX */
+    const char *read_cache;    /* STATE_READ_CACHE */
+};
+
+/* Builds the mount table from env by SPEC "Configuration": ASYA_STATE_PROXY_MOUNTS entries
+ * `name:path[:opts]` joined by ';' (opts `k=v` joined by ','; write=buffered is the only
+ * write mode; bucket=, prefix=, read=watch; unknown options ignored; first matching mount
+ * wins so order is kept), else STATE_MOUNT, default "/state". Each problem is reported with
+ * ONE log_at(LOG_ERROR, ...) line naming the variable (and the entry) and marks the
+ * affected mount(s) with err; when ASYA_STATE_PROXY_MOUNTS does not parse at all, the table
+ * is one mount "/state" with err -EIO (operations there fail, never fall to local disk).
+ * Overlapping key spaces (same bucket, one prefix equal to or a '.'-prefix of the other, or
+ * one without a prefix) mark both mounts -EIO. Allocates with malloc (once, at start).
+ * Returns the number of problems reported (0 when all is well). */
+int mounts_parse(const struct mount_env *env, struct mount_table *t);
+
+/* Frees every string of the table and sets n to 0. Safe on a zeroed or freed table. */
+void mounts_free(struct mount_table *t);
+
+/* The first mount whose path contains the normalised absolute path (path_below), or NULL;
+ * *rel gets the part below it. */
+const struct mount *mounts_find(const struct mount_table *t, const char *path, const char **rel);
+
+#endif
