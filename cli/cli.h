@@ -1,0 +1,19 @@
+/* cli.h: the `asya-state` command's subcommands. main.c owns the dispatch table (one line
+ * per subcommand); each subcommand lives in its own cli/NAME.c and is declared here.
+ *
+ * Contract of every cmd_NAME: argv[0] is the subcommand's name, argv[1..] its arguments;
+ * returns the process exit status (0 success, 1 failure, 2 usage error); prints its own
+ * messages (usage to stdout on --help, errors via common/log.h or stderr); never exit()s.
+ */
+#ifndef ASYA_CLI_H
+#define ASYA_CLI_H
+
+#define ASYA_STATE_VERSION "0.1.0"
+
+/* Exit statuses shared by the subcommands. */
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+/* Sidecar mode: Asya's state-proxy connector protocol on CONNECTOR_SOCKET (cli/serve.c). */
+int cmd_serve(int argc, char **argv);
+
+#endif

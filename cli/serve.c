@@ -1,0 +1,234 @@
+/* serve.c: `asya-state serve`, the sidecar mode. Owns the process-level life of the
+ * connector: reading its configuration, the one kv mount (revision memory per process), the
+ * Unix socket CONNECTOR_SOCKET (a stale one replaced, a live one left alone), the
+ * libmicrohttpd daemon (a thread per connection, so a blocking kv call delays only its own
+ * connection) and the clean stop on SIGTERM/SIGINT: stop accepting, let requests in flight
+ * finish (new ones on open connections get 503), then close and remove the socket.
+ * The requests themselves are serve_http.c's.
+ *
+ * Signals: SIGTERM, SIGINT and SIGHUP are blocked before any thread exists, so every thread
+ * (MHD's, nats.c's) inherits the mask and only the main thread's sigwait() sees them.
+ * SIGPIPE is ignored: a client that hangs up must not kill the server.
+ */
+#include "cli/cli.h"
+#include "cli/serve.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+#define SERVE_MAX_BODY_DEFAULT (64u << 20) /* NATS's own ceiling on a message (max_payload) */
+#define SERVE_DRAIN_SECONDS 30             /* longest wait for requests in flight at stop */
+
+static void serve_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: asya-state serve [--max-body BYTES]\n"
+            "\n"
+            "Sidecar mode: answers Asya's state-proxy connector protocol (HTTP/1.1) on the Unix\n"
+            "socket CONNECTOR_SOCKET, storing keys in the NATS JetStream KV bucket\n"
+            "NATS_KV_BUCKET (under STATE_PREFIX) with compare-and-set.\n"
+            "\n"
+            "  --max-body BYTES   refuse PUT bodies over BYTES with 413 (default %u)\n"
+            "\n"
+            "environment: CONNECTOR_SOCKET, NATS_URL, NATS_KV_BUCKET (required); STATE_PREFIX,\n"
+            "NATS_CREDS_FILE, NATS_NKEY_SEED_FILE, NATS_TLS_CA, NATS_TLS_CERT, NATS_TLS_KEY,\n"
+            "NATS_TIMEOUT_MS, ASYA_STATE_LOG. SIGTERM or SIGINT stops it cleanly.\n",
+            SERVE_MAX_BODY_DEFAULT);
+}
+
+/* Parses the options into *max_body. CLI_OK, or CLI_USAGE after a message. */
+static int serve_args(int argc, char **argv, size_t *max_body, int *help)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            *help = 1;
+        } else if (strcmp(argv[i], "--max-body") == 0 && i + 1 < argc) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(argv[++i], &end, 10);
+            if (errno || *end || end == argv[i] || v == 0 || v > SIZE_MAX / 2) {
+                fprintf(stderr, "asya-state serve: bad --max-body '%s'\n", argv[i]);
+                return CLI_USAGE;
+            }
+            *max_body = (size_t)v;
+        } else {
+            fprintf(stderr, "asya-state serve: unknown argument '%s'\n", argv[i]);
+            serve_usage(stderr);
+            return CLI_USAGE;
+        }
+    }
+    return CLI_OK;
+}
+
+/* Binds and listens on path. An existing socket nobody answers on is stale and replaced; a
+ * live one is -EADDRINUSE; anything else at path is -EEXIST (never deleted). */
+static int serve_listen(const char *path, int *fd_out)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct stat st;
+    if (strlen(path) >= sizeof sa.sun_path)
+        return -ENAMETOOLONG;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            close(fd);
+            return -EEXIST;
+        }
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+            close(fd);
+            return -EADDRINUSE;
+        }
+        log_at(LOG_INFO, "serve: replacing the stale socket %s", path);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            int e = -errno;
+            close(fd);
+            return e;
+        }
+        close(fd); /* a socket that tried to connect cannot bind: take a fresh one */
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return -errno;
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+/* libmicrohttpd's own messages (a client that hung up, a malformed request) are info. */
+static void serve_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+    (void)cls;
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    log_at(LOG_INFO, "serve: libmicrohttpd: %s", buf);
+}
+
+/* Waits, up to SERVE_DRAIN_SECONDS, until no request is in flight. */
+static void serve_drain(struct serve_ctx *ctx)
+{
+    struct timespec tick = { 0, 10 * 1000 * 1000 };
+    for (int i = 0; i < SERVE_DRAIN_SECONDS * 100; i++) {
+        if (atomic_load(&ctx->in_flight) <= 0)
+            return;
+        nanosleep(&tick, NULL);
+    }
+    log_at(LOG_WARN, "serve: %ld request(s) still in flight after %ds, stopping anyway",
+           atomic_load(&ctx->in_flight), SERVE_DRAIN_SECONDS);
+}
+
+/* Reads the environment, binds the kv mount. CLI_OK or CLI_FAIL after a message. */
+static int serve_setup_kv(struct serve_ctx *ctx)
+{
+    const char *bucket = getenv("NATS_KV_BUCKET");
+    const char *prefix = getenv("STATE_PREFIX");
+    if (!bucket || !bucket[0]) {
+        log_at(LOG_ERROR, "serve: NATS_KV_BUCKET is not set");
+        return CLI_FAIL;
+    }
+    ctx->ops = kv_backend();
+    if (!ctx->ops || ctx->ops->abi != KV_ABI) {
+        log_at(LOG_ERROR, "serve: the kv backend has the wrong ABI");
+        return CLI_FAIL;
+    }
+    int r = ctx->ops->init(KV_REVS_PER_PROCESS);
+    if (r < 0)
+        return CLI_FAIL; /* init named the variable */
+    r = ctx->ops->mount(bucket, prefix, 0, &ctx->mount);
+    if (r < 0) {
+        log_at(LOG_ERROR, "serve: cannot use bucket %s: %s", bucket, strerror(-r));
+        return CLI_FAIL;
+    }
+    return CLI_OK;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    static struct serve_ctx ctx; /* outlives every connection thread */
+    int help = 0, fd = -1, sig = 0;
+    ctx.max_body = SERVE_MAX_BODY_DEFAULT;
+    int rc = serve_args(argc, argv, &ctx.max_body, &help);
+    if (rc != CLI_OK || help) {
+        if (help)
+            serve_usage(stdout);
+        return rc;
+    }
+    const char *path = getenv("CONNECTOR_SOCKET");
+    if (!path || !path[0]) {
+        log_at(LOG_ERROR, "serve: CONNECTOR_SOCKET is not set");
+        return CLI_FAIL;
+    }
+
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (serve_setup_kv(&ctx) != CLI_OK)
+        return CLI_FAIL;
+    int r = serve_listen(path, &fd);
+    if (r < 0) {
+        log_at(LOG_ERROR, "serve: cannot listen on %s: %s", path,
+               r == -EEXIST ? "a file that is not a socket is there" : strerror(-r));
+        return CLI_FAIL;
+    }
+
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+            MHD_USE_ITC | MHD_USE_ERROR_LOG,
+        0, NULL, NULL, serve_access, &ctx,
+        MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_URI_LOG_CALLBACK, serve_req_begin, &ctx,
+        MHD_OPTION_NOTIFY_COMPLETED, serve_req_done, &ctx,
+        MHD_OPTION_EXTERNAL_LOGGER, serve_mhd_log, NULL,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+        MHD_OPTION_END);
+    if (!d) {
+        log_at(LOG_ERROR, "serve: libmicrohttpd did not start on %s", path);
+        close(fd);
+        unlink(path);
+        return CLI_FAIL;
+    }
+    log_at(LOG_INFO, "serve: listening on %s", path);
+
+    while (sigwait(&stop, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
+        ; /* SIGHUP: nothing to reload */
+
+    log_at(LOG_INFO, "serve: signal %d, finishing requests in flight", sig);
+    atomic_store(&ctx.stopping, 1);
+    MHD_socket lfd = MHD_quiesce_daemon(d);
+    serve_drain(&ctx);
+    MHD_stop_daemon(d);
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd);
+    unlink(path);
+    log_at(LOG_INFO, "serve: stopped");
+    return CLI_OK;
+}
