@@ -290,8 +290,9 @@ static int mounts_check_overlaps(struct mount_table *t)
                 continue;
             if (mounts_overlap(a, b)) {
                 log_at(LOG_ERROR, MOUNTS_VAR ": mounts %s and %s share key space (bucket %s, "
-                       "prefixes '%s' and '%s'); operations under both fail with EIO", a->path,
-                       b->path, a->bucket, a->prefix ? a->prefix : "", b->prefix ? b->prefix : "");
+                       "prefixes %s and %s); operations under both fail with EIO", a->path,
+                       b->path, a->bucket, a->prefix ? a->prefix : "(none)",
+                       b->prefix ? b->prefix : "(none)");
                 bad[i] = bad[j] = 1;
                 problems++;
             } else if (path_below(b->path, a->path, a->pathlen)) {
