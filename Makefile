@@ -42,9 +42,13 @@ $(BUILD)/shim/%.o $(BUILD)/kv/%.o $(BUILD)/cli/%.o $(BUILD)/unit/%.o: %.c $(HEAD
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-# The preloaded library: no libnats, exports exactly the hooks (shim/exports.map).
-$(SHIM_LIB): $(SHIM_OBJ) shim/exports.map
-	$(CC) -shared -o $@ $(SHIM_OBJ) -Wl,--version-script=shim/exports.map -Wl,-z,now,-z,relro $(LDFLAGS) -ldl -lpthread
+# The preloaded library: no libnats, exports exactly the hooks listed in shim/hooks.def.
+$(BUILD)/shim.map: shim/hooks.def
+	@mkdir -p $(dir $@)
+	{ echo '{ global:'; $(CC) -E -P -x c -D'HOOK(r,n,p)=n;' $< ; echo 'local: *; };'; } > $@
+
+$(SHIM_LIB): $(SHIM_OBJ) $(BUILD)/shim.map
+	$(CC) -shared -o $@ $(SHIM_OBJ) -Wl,--version-script=$(BUILD)/shim.map $(LDFLAGS) -ldl -lpthread
 
 # The NATS backend, dlopen()ed by the shim on first use: exports kv_backend only.
 $(KV_LIB): $(KV_OBJ) kv/exports.map

@@ -9,6 +9,10 @@
 #include <unistd.h>
 
 static int level = -1;
+static __thread int holding;
+static char held[2048];
+static size_t held_len;
+static int held_flushed;
 
 static int level_from_env(void)
 {
@@ -40,8 +44,27 @@ void log_at(enum log_level lvl, const char *fmt, ...)
     va_end(ap);
     n = m < 0 ? n : (n + m > (int)sizeof line - 2 ? (int)sizeof line - 2 : n + m);
     line[n++] = '\n';
+    if (holding) {
+        if (held_len + (size_t)n <= sizeof held) {
+            memcpy(held + held_len, line, (size_t)n);
+            held_len += (size_t)n;
+        }
+        return;
+    }
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w; /* nowhere to report a failed log write */
+}
+
+void log_hold(void) { holding = 1; }
+
+void log_release(void) { holding = 0; }
+
+void log_flush_held(void)
+{
+    if (__atomic_exchange_n(&held_flushed, 1, __ATOMIC_ACQ_REL) || held_len == 0)
+        return;
+    ssize_t w = write(STDERR_FILENO, held, held_len);
+    (void)w;
 }
 
 void log_redact_url(const char *url, char *out, size_t outsz)

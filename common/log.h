@@ -12,6 +12,13 @@ enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 int log_enabled(enum log_level lvl);
 void log_at(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Holding: while this thread holds, lines are kept (up to 2 KiB) instead of written, so a
+ * library can parse its configuration early and report problems only once they matter.
+ * log_release() stops holding; log_flush_held() writes what was kept, once. */
+void log_hold(void);
+void log_release(void);
+void log_flush_held(void);
+
 /* Copies url into out with any "user:pass@" or "token@" part replaced by "***@". */
 void log_redact_url(const char *url, char *out, size_t outsz);
 

@@ -1,0 +1,287 @@
+/* dir.c: directory listings, names and directories on mount paths: opendir/fdopendir and
+ * readdir over a listing taken at open, unlink, rmdir and mkdir (marker keys), and chdir
+ * bookkeeping. A listing is a shim_dir handed out as a DIR *; the registry below tells ours
+ * from libc's (foreign streams cost one atomic load while no listing of ours is open). */
+#include "shim/shim.h"
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+_Static_assert(sizeof(struct dirent) == sizeof(struct dirent64), "dirent and dirent64 differ");
+
+struct shim_dir {
+    struct shim_dir *next;  /* registry link, guarded by dirs_lock */
+    int fd;                 /* the directory descriptor (dirfd), -1 until asked for */
+    int idx;                /* mount index */
+    char *rel;              /* the directory below the mount */
+    kv_list list;           /* the names, from the backend (released with it) */
+    size_t pos;             /* next entry: 0 ".", 1 "..", then list.v[pos - 2] */
+    struct dirent ent;      /* what readdir returns */
+};
+
+static pthread_mutex_t dirs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shim_dir *dirs;
+static int ndirs;
+
+static struct shim_dir *ours(DIR *d)
+{
+    if (!__atomic_load_n(&ndirs, __ATOMIC_ACQUIRE) || shim_guard)
+        return NULL;
+    pthread_mutex_lock(&dirs_lock);
+    struct shim_dir *s = dirs;
+    while (s && (DIR *)s != d)
+        s = s->next;
+    pthread_mutex_unlock(&dirs_lock);
+    return s;
+}
+
+/* A listing of mount directory (idx, rel), registered. fd (may be -1) becomes its dirfd. */
+static DIR *dir_new(int idx, const char *rel, int fd)
+{
+    const kv_ops *ops;
+    kv_mount *km;
+    struct shim_dir *s = calloc(1, sizeof *s);
+    int r = s ? 0 : -ENOMEM;
+    if (r == 0 && !(s->rel = strdup(rel)))
+        r = -ENOMEM;
+    shim_enter();
+    if (r == 0)
+        r = shim_backend(idx, &ops, &km);
+    if (r == 0)
+        r = ops->list(km, rel, &s->list);
+    shim_leave();
+    if (r < 0) {
+        if (s)
+            free(s->rel);
+        free(s);
+        errno = -r;
+        return NULL;
+    }
+    s->fd = fd;
+    s->idx = idx;
+    pthread_mutex_lock(&dirs_lock);
+    s->next = dirs;
+    dirs = s;
+    __atomic_add_fetch(&ndirs, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&dirs_lock);
+    return (DIR *)s;
+}
+
+SHIM_EXPORT DIR *opendir(const char *path)
+{
+    if (!shim_guard) {
+        struct shim_path p;
+        int r = shim_resolve(AT_FDCWD, path, &p);
+        if (r < 0) {
+            errno = -r;
+            return NULL;
+        }
+        if (r == 1)
+            return dir_new(p.idx, p.rel, -1);
+    }
+    return real_opendir()(path);
+}
+
+SHIM_EXPORT DIR *fdopendir(int fd)
+{
+    struct shim_file *f = shim_guard ? NULL : fdtable_get(fd);
+    if (!f)
+        return real_fdopendir()(fd);
+    if (!f->is_dir) {
+        errno = ENOTDIR;
+        return NULL;
+    }
+    return dir_new(f->mount_idx, f->rel, fd);
+}
+
+static struct dirent *dir_next(struct shim_dir *s)
+{
+    const char *name;
+    unsigned char type = DT_DIR;
+    if (s->pos == 0) {
+        name = ".";
+    } else if (s->pos == 1) {
+        name = "..";
+    } else if (s->pos - 2 < s->list.n) {
+        const kv_dirent *e = &s->list.v[s->pos - 2];
+        name = e->name;
+        type = e->is_dir ? DT_DIR : DT_REG;
+    } else {
+        return NULL;
+    }
+    s->pos++;
+    size_t len = strlen(name);
+    if (len >= sizeof s->ent.d_name)
+        len = sizeof s->ent.d_name - 1;
+    char full[PATH_MAX];
+    snprintf(full, sizeof full, "%s%s%s", s->rel, *s->rel ? "/" : "", name);
+    s->ent.d_ino = shim_ino(s->idx, full);
+    s->ent.d_off = (off_t)s->pos;
+    s->ent.d_reclen = sizeof s->ent;
+    s->ent.d_type = type;
+    memcpy(s->ent.d_name, name, len);
+    s->ent.d_name[len] = '\0';
+    return &s->ent;
+}
+
+SHIM_EXPORT struct dirent *readdir(DIR *d)
+{
+    struct shim_dir *s = ours(d);
+    return s ? dir_next(s) : real_readdir()(d);
+}
+
+SHIM_EXPORT struct dirent64 *readdir64(DIR *d)
+{
+    struct shim_dir *s = ours(d);
+    return s ? (struct dirent64 *)dir_next(s) : real_readdir64()(d);
+}
+
+SHIM_EXPORT int closedir(DIR *d)
+{
+    struct shim_dir *s = ours(d);
+    if (!s)
+        return real_closedir()(d);
+    pthread_mutex_lock(&dirs_lock);
+    struct shim_dir **pp = &dirs;
+    while (*pp != s)
+        pp = &(*pp)->next;
+    *pp = s->next;
+    __atomic_sub_fetch(&ndirs, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&dirs_lock);
+    if (s->fd >= 0)
+        close(s->fd);
+    shim_enter();
+    const kv_ops *ops;
+    kv_mount *km;
+    if (shim_backend(s->idx, &ops, &km) == 0)
+        ops->release_list(&s->list);
+    shim_leave();
+    free(s->rel);
+    free(s);
+    return 0;
+}
+
+SHIM_EXPORT int dirfd(DIR *d)
+{
+    struct shim_dir *s = ours(d);
+    if (!s)
+        return real_dirfd()(d);
+    if (s->fd < 0) {
+        /* A directory descriptor standing for this listing's directory. */
+        char path[PATH_MAX];
+        const struct mount *m = shim_mount(s->idx);
+        snprintf(path, sizeof path, "%s%s%s", m->path, *s->rel ? "/" : "", s->rel);
+        s->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
+    return s->fd;
+}
+
+SHIM_EXPORT void rewinddir(DIR *d)
+{
+    struct shim_dir *s = ours(d);
+    if (s)
+        s->pos = 0;
+    else
+        real_rewinddir()(d);
+}
+
+SHIM_EXPORT long telldir(DIR *d)
+{
+    struct shim_dir *s = ours(d);
+    return s ? (long)s->pos : real_telldir()(d);
+}
+
+SHIM_EXPORT void seekdir(DIR *d, long pos)
+{
+    struct shim_dir *s = ours(d);
+    if (s)
+        s->pos = pos < 0 ? 0 : (size_t)pos;
+    else
+        real_seekdir()(d, pos);
+}
+
+/* The one body of unlink, unlinkat, rmdir and mkdir on mount paths. */
+enum name_op { OP_UNLINK, OP_RMDIR, OP_MKDIR };
+
+/* 0: a local path (the caller asks libc); 1: done on the mount; or a negative errno. */
+static int name_body(int dirfd, const char *path, enum name_op op)
+{
+    if (shim_guard)
+        return 0;
+    struct shim_path p;
+    int r = shim_resolve(dirfd, path, &p);
+    if (r <= 0)
+        return r;
+    if (*p.rel == '\0')
+        return op == OP_MKDIR ? -EEXIST : op == OP_RMDIR ? -EBUSY : -EISDIR;
+    const kv_ops *ops;
+    kv_mount *km;
+    shim_enter();
+    r = shim_backend(p.idx, &ops, &km);
+    if (r == 0)
+        r = op == OP_UNLINK ? ops->remove(km, p.rel)
+          : op == OP_RMDIR  ? ops->rmdir(km, p.rel)
+                            : ops->mkdir(km, p.rel);
+    shim_leave();
+    return r < 0 ? r : 1;
+}
+
+SHIM_EXPORT int unlink(const char *path)
+{
+    int r = name_body(AT_FDCWD, path, OP_UNLINK);
+    if (r != 0)
+        return r < 0 ? shim_fail(r) : 0;
+    return real_unlinkat()(AT_FDCWD, path, 0);
+}
+
+SHIM_EXPORT int unlinkat(int dirfd, const char *path, int flags)
+{
+    int r = name_body(dirfd, path, (flags & AT_REMOVEDIR) ? OP_RMDIR : OP_UNLINK);
+    if (r != 0)
+        return r < 0 ? shim_fail(r) : 0;
+    return real_unlinkat()(dirfd, path, flags);
+}
+
+SHIM_EXPORT int rmdir(const char *path)
+{
+    int r = name_body(AT_FDCWD, path, OP_RMDIR);
+    if (r != 0)
+        return r < 0 ? shim_fail(r) : 0;
+    return real_unlinkat()(AT_FDCWD, path, AT_REMOVEDIR);
+}
+
+SHIM_EXPORT int mkdir(const char *path, mode_t mode)
+{
+    int r = name_body(AT_FDCWD, path, OP_MKDIR);
+    if (r != 0)
+        return r < 0 ? shim_fail(r) : 0;
+    return real_mkdirat()(AT_FDCWD, path, mode);
+}
+
+SHIM_EXPORT int mkdirat(int dirfd, const char *path, mode_t mode)
+{
+    int r = name_body(dirfd, path, OP_MKDIR);
+    if (r != 0)
+        return r < 0 ? shim_fail(r) : 0;
+    return real_mkdirat()(dirfd, path, mode);
+}
+
+SHIM_EXPORT int chdir(const char *path)
+{
+    int r = real_chdir()(path);
+    if (r == 0)
+        shim_cwd_changed();
+    return r;
+}
+
+SHIM_EXPORT int fchdir(int fd)
+{
+    int r = real_fchdir()(fd);
+    if (r == 0)
+        shim_cwd_changed();
+    return r;
+}

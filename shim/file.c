@@ -1,0 +1,363 @@
+/* file.c: the open family, close and fsync on mount paths.
+ *
+ * Open reads the whole value (when the flags need it) into a memfd, so the descriptor the
+ * program gets is a real kernel file: read, write, lseek, mmap, pread, sendfile... need no
+ * hooks. The descriptor has the program's access mode (a read-only open cannot write).
+ * Close of the owner's last descriptor commits the buffer by the contract's rules; fsync
+ * commits and keeps the file open. Everything else goes to libc untouched. */
+#include "shim/shim.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+/* The one place the variadic mode argument of open/openat is read. */
+static mode_t open_mode(int flags, va_list ap)
+{
+    return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
+}
+
+static int writable(int oflags)
+{
+    return (oflags & O_ACCMODE) != O_RDONLY;
+}
+
+/* Writes len bytes at the start of fd. */
+static int fill(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pwrite(fd, p + done, len - done, (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+/* A memfd holding data, as a descriptor with the access mode and flags of oflags: the memfd
+ * itself for O_RDWR, else the same file reopened through /proc with the narrower mode, on the
+ * memfd's own number. Returns the descriptor or -errno. */
+static int buffer_open(const void *data, size_t len, int oflags)
+{
+    int fd = memfd_create("asya-state", MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = fill(fd, data, len);
+    if (r == 0 && (oflags & O_ACCMODE) != O_RDWR) {
+        char proc[32];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        int narrow = real_openat()(AT_FDCWD, proc, (oflags & O_ACCMODE) | O_CLOEXEC);
+        if (narrow < 0 || dup3(narrow, fd, O_CLOEXEC) < 0)
+            r = -errno;
+        if (narrow >= 0)
+            real_close()(narrow);
+    }
+    if (r == 0 && !(oflags & O_CLOEXEC) && fcntl(fd, F_SETFD, 0) < 0)
+        r = -errno;
+    if (r == 0 && (oflags & O_APPEND) && fcntl(fd, F_SETFL, O_APPEND) < 0)
+        r = -errno;
+    if (r < 0) {
+        real_close()(fd);
+        return r;
+    }
+    return fd;
+}
+
+/* A descriptor standing for a mount directory: an O_PATH descriptor of "/" recorded as the
+ * directory, so fstat, fdopendir, fchdir and the *at() calls (all hooked) see the mount. */
+static int dir_open(const struct shim_path *p, int oflags)
+{
+    if (writable(oflags))
+        return -EISDIR;
+    int fd = real_openat()(AT_FDCWD, "/", O_PATH | O_DIRECTORY | (oflags & O_CLOEXEC));
+    if (fd < 0)
+        return -errno;
+    struct shim_file *f = calloc(1, sizeof *f);
+    char *rel = strdup(p->rel);
+    int r = (f && rel) ? 0 : -ENOMEM;
+    if (r == 0) {
+        *f = (struct shim_file){ .mount_idx = p->idx, .rel = rel, .oflags = oflags,
+                                 .owner = shim_pid(), .is_dir = 1 };
+        r = fdtable_set(fd, f);
+    }
+    if (r < 0) {
+        free(f);
+        free(rel);
+        real_close()(fd);
+        return r;
+    }
+    return fd;
+}
+
+/* Opens a mount path: returns a descriptor or -errno. Call with the guard held. */
+static int open_mount(const struct shim_path *p, int oflags)
+{
+    const kv_ops *ops;
+    kv_mount *km;
+    int r = shim_backend(p->idx, &ops, &km);
+    if (r < 0)
+        return r;
+    if (*p->rel == '\0' || (oflags & O_DIRECTORY)) {
+        kv_stat ks;
+        r = ops->stat(km, p->rel, &ks);
+        if (r < 0)
+            return r;
+        return ks.is_dir ? dir_open(p, oflags) : -ENOTDIR;
+    }
+    if (oflags & O_TMPFILE)
+        return -EOPNOTSUPP;
+
+    kv_value v = { 0 };
+    int created = 0;
+    int need_get = !(oflags & O_TRUNC) || (oflags & O_EXCL);
+    if (need_get) {
+        r = ops->get(km, p->rel, &v);
+        if (r == -ENOENT) {
+            kv_stat ks;
+            if (ops->stat(km, p->rel, &ks) == 0 && ks.is_dir)
+                return dir_open(p, oflags);
+            if (!(oflags & O_CREAT))
+                return -ENOENT;
+            created = 1;
+        } else if (r < 0) {
+            return r;
+        } else if ((oflags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) {
+            ops->release_value(&v);
+            return -EEXIST;
+        }
+    }
+    if (oflags & O_TRUNC)
+        v.len = 0;
+
+    int fd = buffer_open(v.data, v.len, oflags);
+    struct shim_file *f = fd >= 0 ? calloc(1, sizeof *f) : NULL;
+    char *rel = f ? strdup(p->rel) : NULL;
+    if (fd >= 0 && rel) {
+        *f = (struct shim_file){
+            .mount_idx = p->idx, .rel = rel, .oflags = oflags, .owner = shim_pid(),
+            .force = created || (oflags & O_TRUNC), .excl = (oflags & O_EXCL) != 0,
+            .rev = v.rev, .mtime_ns = v.mtime_ns, .base_len = v.len,
+            .base_hash = writable(oflags) ? fdtable_hash(v.data, v.len, FDTABLE_HASH_SEED) : 0,
+        };
+        r = fdtable_set(fd, f);
+    } else {
+        r = fd < 0 ? fd : -ENOMEM;
+    }
+    ops->release_value(&v);
+    if (r < 0) {
+        if (fd >= 0)
+            real_close()(fd);
+        if (f && f->refs == 0) {
+            free(rel);
+            free(f);
+        }
+        return r;
+    }
+    log_at(LOG_DEBUG, "open %s (%s) rev %llu fd %d", p->rel, p->mount->path,
+           (unsigned long long)f->rev, fd);
+    return fd;
+}
+
+/* The one body of every open hook. */
+static int open_body(int dirfd, const char *path, int oflags, mode_t mode)
+{
+    if (!shim_guard) {
+        struct shim_path p;
+        int r = shim_resolve(dirfd, path, &p);
+        if (r < 0)
+            return shim_fail(r);
+        if (r == 1) {
+            shim_enter();
+            r = open_mount(&p, oflags);
+            shim_leave();
+            return r < 0 ? shim_fail(r) : r;
+        }
+    }
+    return real_openat()(dirfd, path, oflags, mode);
+}
+
+SHIM_EXPORT int open(const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    mode_t mode = open_mode(flags, ap);
+    va_end(ap);
+    return open_body(AT_FDCWD, path, flags, mode);
+}
+
+SHIM_EXPORT int open64(const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    mode_t mode = open_mode(flags, ap);
+    va_end(ap);
+    return open_body(AT_FDCWD, path, flags, mode);
+}
+
+SHIM_EXPORT int openat(int dirfd, const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    mode_t mode = open_mode(flags, ap);
+    va_end(ap);
+    return open_body(dirfd, path, flags, mode);
+}
+
+SHIM_EXPORT int openat64(int dirfd, const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    mode_t mode = open_mode(flags, ap);
+    va_end(ap);
+    return open_body(dirfd, path, flags, mode);
+}
+
+/* The fortified entry points take no mode (they are only used without O_CREAT). */
+SHIM_EXPORT int __open_2(const char *path, int flags)
+{
+    return open_body(AT_FDCWD, path, flags, 0);
+}
+
+SHIM_EXPORT int __open64_2(const char *path, int flags)
+{
+    return open_body(AT_FDCWD, path, flags, 0);
+}
+
+SHIM_EXPORT int __openat_2(int dirfd, const char *path, int flags)
+{
+    return open_body(dirfd, path, flags, 0);
+}
+
+SHIM_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
+{
+    return open_body(dirfd, path, flags, 0);
+}
+
+SHIM_EXPORT int creat(const char *path, mode_t mode)
+{
+    return open_body(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
+}
+
+SHIM_EXPORT int creat64(const char *path, mode_t mode)
+{
+    return open_body(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
+}
+
+/* Reads the whole buffer behind fd into a malloc()ed block (*data NULL when empty). */
+static int buffer_read(int fd, int oflags, void **data, size_t *len)
+{
+    int rfd = fd;
+    if ((oflags & O_ACCMODE) == O_WRONLY) {
+        char proc[32];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        rfd = real_openat()(AT_FDCWD, proc, O_RDONLY | O_CLOEXEC);
+        if (rfd < 0)
+            return -errno;
+    }
+    struct stat st;
+    int r = real_fstat()(rfd, &st) < 0 ? -errno : 0;
+    char *buf = NULL;
+    size_t done = 0;
+    if (r == 0 && st.st_size > 0) {
+        buf = malloc((size_t)st.st_size);
+        r = buf ? 0 : -ENOMEM;
+        while (r == 0 && done < (size_t)st.st_size) {
+            ssize_t n = pread(rfd, buf + done, (size_t)st.st_size - done, (off_t)done);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                r = n < 0 ? -errno : -EIO;
+            else
+                done += (size_t)n;
+        }
+    }
+    if (rfd != fd)
+        real_close()(rfd);
+    if (r < 0) {
+        free(buf);
+        return r;
+    }
+    *data = buf;
+    *len = done;
+    return 0;
+}
+
+int shim_commit(int fd, struct shim_file *f)
+{
+    if (f->is_dir || !writable(f->oflags) || f->owner != shim_pid())
+        return 0;
+    void *data = NULL;
+    size_t len = 0;
+    int r = buffer_read(fd, f->oflags, &data, &len);
+    if (r < 0)
+        return r;
+    uint64_t hash = fdtable_hash(data, len, FDTABLE_HASH_SEED);
+    if (!f->force && len == f->base_len && hash == f->base_hash) {
+        free(data);
+        return 0;
+    }
+    const kv_ops *ops;
+    kv_mount *km;
+    uint64_t rev = 0;
+    shim_enter();
+    r = shim_backend(f->mount_idx, &ops, &km);
+    if (r == 0)
+        r = ops->commit(km, f->rel, data, len, f->excl ? KV_COMMIT_EXCL : 0, &rev);
+    shim_leave();
+    free(data);
+    if (r == 0) {
+        f->rev = rev;
+        f->base_len = len;
+        f->base_hash = hash;
+        f->force = 0;
+        f->excl = 0;
+    }
+    log_at(LOG_DEBUG, "commit %s: %s rev %llu", f->rel, r == 0 ? "ok" : strerror(-r),
+           (unsigned long long)rev);
+    return r;
+}
+
+SHIM_EXPORT int close(int fd)
+{
+    if (shim_guard || !fdtable_get(fd))
+        return real_close()(fd);
+    struct shim_file *f = fdtable_take(fd);
+    if (!f)
+        return real_close()(fd);
+    int r = 0;
+    if (__atomic_load_n(&f->refs, __ATOMIC_ACQUIRE) == 1)
+        r = shim_commit(fd, f);
+    int c = real_close()(fd);
+    fdtable_unref(f);
+    if (r < 0)
+        return shim_fail(r);
+    return c;
+}
+
+static int sync_body(int fd, int (*real)(int))
+{
+    struct shim_file *f = shim_guard ? NULL : fdtable_get(fd);
+    if (!f || f->is_dir)
+        return real(fd);
+    int r = shim_commit(fd, f);
+    return r < 0 ? shim_fail(r) : 0;
+}
+
+SHIM_EXPORT int fsync(int fd)
+{
+    return sync_body(fd, real_fsync());
+}
+
+SHIM_EXPORT int fdatasync(int fd)
+{
+    return sync_body(fd, real_fdatasync());
+}

@@ -1,0 +1,55 @@
+/* real.h: the next definition (libc's) of every hooked symbol, each looked up with
+ * dlsym(RTLD_NEXT) on its first use and kept; no dlsym per call, none at start-up.
+ * Call as real_open()(path, flags, mode). The table is generated from shim/hooks.def. */
+#ifndef SHIM_REAL_H
+#define SHIM_REAL_H
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+/* glibc 2.33+ no longer declares the old stat entry points; programs built earlier call them. */
+int __xstat(int ver, const char *path, struct stat *st);
+int __xstat64(int ver, const char *path, struct stat64 *st);
+int __lxstat(int ver, const char *path, struct stat *st);
+int __lxstat64(int ver, const char *path, struct stat64 *st);
+int __fxstat(int ver, int fd, struct stat *st);
+int __fxstat64(int ver, int fd, struct stat64 *st);
+int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags);
+int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags);
+int __open_2(const char *path, int flags);
+int __open64_2(const char *path, int flags);
+int __openat_2(int dirfd, const char *path, int flags);
+int __openat64_2(int dirfd, const char *path, int flags);
+
+#define HOOK(ret, name, params) typedef ret(*real_##name##_fn) params;
+#include "shim/hooks.def"
+#undef HOOK
+
+struct real_fns {
+#define HOOK(ret, name, params) real_##name##_fn name;
+#include "shim/hooks.def"
+#undef HOOK
+};
+
+extern struct real_fns real_fns;
+
+/* dlsym(RTLD_NEXT, name); logs and returns NULL when libc has no such symbol. */
+void *real_lookup(const char *name);
+
+#define HOOK(ret, name, params)                                                      \
+    static inline real_##name##_fn real_##name(void)                                 \
+    {                                                                                \
+        real_##name##_fn f = __atomic_load_n(&real_fns.name, __ATOMIC_ACQUIRE);      \
+        if (__builtin_expect(f == NULL, 0)) {                                        \
+            f = (real_##name##_fn)real_lookup(#name);                                \
+            __atomic_store_n(&real_fns.name, f, __ATOMIC_RELEASE);                   \
+        }                                                                            \
+        return f;                                                                    \
+    }
+#include "shim/hooks.def"
+#undef HOOK
+
+#endif

@@ -1,0 +1,70 @@
+/* shim.h: what the hook files share: the guard, path resolution, the kv backend, and the
+ * helpers at the hook edge. Only the hook edge touches errno (shim_fail); everything below it
+ * returns 0 or a negative errno. */
+#ifndef SHIM_SHIM_H
+#define SHIM_SHIM_H
+
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "kv/kv.h"
+#include "shim/fdtable.h"
+#include "shim/mounts.h"
+#include "shim/real.h"
+
+/* Non-zero while this thread runs the shim's own work (calls into the backend, logging):
+ * every hook then goes straight to libc, so libnats' own files and sockets are never ours. */
+extern __thread int shim_guard __attribute__((tls_model("initial-exec")));
+
+/* A path resolved to a mount. */
+struct shim_path {
+    int idx;                /* index in the mount table */
+    const struct mount *mount;
+    const char *rel;        /* below the mount ("" for its root); points into buf */
+    char buf[PATH_MAX];
+};
+
+/* Resolves (dirfd, path) lexically, against the working directory or dirfd when relative.
+ * 1: a mount path (p filled); 0: a local path, for libc; or a negative errno
+ * (-ENAMETOOLONG, or the mount's configuration error). */
+int shim_resolve(int dirfd, const char *path, struct shim_path *p);
+
+/* The mount table's mount idx (valid for the process's life). */
+const struct mount *shim_mount(int idx);
+
+/* The working directory changed (chdir, fchdir): forget the cached copy. */
+void shim_cwd_changed(void);
+
+/* The backend and its handle for mount idx, loading and binding on first use. 0 or -errno
+ * (-EIO when the backend cannot be loaded, with one log line). Call with the guard held. */
+int shim_backend(int idx, const kv_ops **ops, kv_mount **km);
+
+/* The identity stat reports for a mount path: one st_dev per mount, st_ino from the key. */
+dev_t shim_dev(int idx);
+ino_t shim_ino(int idx, const char *rel);
+
+/* Fills st for a mount path from what the backend reported. */
+void shim_fill_stat(struct stat *st, int idx, const char *rel, const kv_stat *ks);
+
+/* Commits f's buffer (descriptor fd) by the contract's rules when it is owned by this
+ * process and changed (or forced). 0 or -errno. */
+int shim_commit(int fd, struct shim_file *f);
+
+/* This process's pid, cached (updated in a forked child). */
+pid_t shim_pid(void);
+
+/* Marks a hook: the only symbols the preloaded library exports (see hooks.def). */
+#define SHIM_EXPORT __attribute__((visibility("default")))
+
+static inline int shim_fail(int err)
+{
+    errno = -err;
+    return -1;
+}
+
+static inline void shim_enter(void) { shim_guard++; }
+static inline void shim_leave(void) { shim_guard--; }
+
+#endif

@@ -1,0 +1,215 @@
+/* state.c: the shim's process-wide state: the mount table (parsed on the first hooked call
+ * that carries a path), the cached working directory, path resolution, the kv backend
+ * (dlopen()ed on the first operation on a mount path) and the identity stat reports.
+ *
+ * Locks: cwd_lock guards cwd/cwd_ok; backend_lock guards kms[]. Neither is held across a call
+ * into the backend that may reach the network (mount() only builds a handle). */
+#include "shim/shim.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "shim/path.h"
+
+__thread int shim_guard __attribute__((tls_model("initial-exec")));
+
+#define KV_LIB_NAME "libasya-state-kv.so"
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static struct mount_table mounts;
+static pid_t pid_cache;
+static uid_t uid_cache;
+static gid_t gid_cache;
+
+static pthread_mutex_t cwd_lock = PTHREAD_MUTEX_INITIALIZER;
+static char cwd[PATH_MAX];
+static int cwd_ok;
+
+static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t backend_lock = PTHREAD_MUTEX_INITIALIZER;
+static const kv_ops *ops;
+static kv_mount *kms[MOUNTS_MAX];
+
+static void after_fork_child(void)
+{
+    pid_cache = getpid();
+    /* The child never uses the parent's connection (SPEC "Processes"). */
+    if (ops)
+        ops->after_fork_child();
+}
+
+static void init(void)
+{
+    struct mount_env env = {
+        .proxy_mounts = getenv("ASYA_STATE_PROXY_MOUNTS"),
+        .state_mount = getenv("STATE_MOUNT"),
+        .bucket = getenv("NATS_KV_BUCKET"),
+        .prefix = getenv("STATE_PREFIX"),
+        .read_cache = getenv("STATE_READ_CACHE"),
+    };
+    shim_enter();
+    /* Problems are reported when a program first touches a mount path, not before. */
+    log_hold();
+    mounts_parse(&env, &mounts);
+    log_release();
+    shim_leave();
+    pid_cache = getpid();
+    uid_cache = getuid();
+    gid_cache = getgid();
+    pthread_atfork(NULL, NULL, after_fork_child);
+}
+
+pid_t shim_pid(void)
+{
+    pthread_once(&init_once, init);
+    return pid_cache;
+}
+
+const struct mount *shim_mount(int idx)
+{
+    return &mounts.m[idx];
+}
+
+void shim_cwd_changed(void)
+{
+    pthread_mutex_lock(&cwd_lock);
+    cwd_ok = 0;
+    pthread_mutex_unlock(&cwd_lock);
+}
+
+/* Normalises a relative path against the working directory, into out. */
+static int resolve_cwd(const char *path, char *out, size_t outsz)
+{
+    pthread_mutex_lock(&cwd_lock);
+    if (!cwd_ok && getcwd(cwd, sizeof cwd))
+        cwd_ok = 1;
+    int r = cwd_ok ? path_normalize(cwd, path, out, outsz) : -errno;
+    pthread_mutex_unlock(&cwd_lock);
+    return r;
+}
+
+/* Normalises a path relative to directory descriptor dirfd, into out. */
+static int resolve_at(int dirfd, const char *path, char *out, size_t outsz)
+{
+    char base[PATH_MAX];
+    struct shim_file *f = fdtable_get(dirfd);
+    if (f && f->is_dir) {
+        const struct mount *m = &mounts.m[f->mount_idx];
+        int n = snprintf(base, sizeof base, "%s%s%s", m->path, *f->rel ? "/" : "", f->rel);
+        if (n < 0 || (size_t)n >= sizeof base)
+            return -ENAMETOOLONG;
+    } else {
+        char proc[32];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", dirfd);
+        ssize_t n = readlink(proc, base, sizeof base - 1);
+        if (n < 0)
+            return -errno;
+        base[n] = '\0';
+        if (base[0] != '/')
+            return 0; /* not a directory of the file system: nothing of ours */
+    }
+    return path_normalize(base, path, out, outsz);
+}
+
+int shim_resolve(int dirfd, const char *path, struct shim_path *p)
+{
+    if (!path || !*path)
+        return 0;
+    pthread_once(&init_once, init);
+    if (mounts.n == 0)
+        return 0;
+    const char *full = path;
+    if (path[0] != '/' || path_needs_normalize(path)) {
+        int r;
+        if (path[0] == '/')
+            r = path_normalize("/", path, p->buf, sizeof p->buf);
+        else if (dirfd == AT_FDCWD)
+            r = resolve_cwd(path, p->buf, sizeof p->buf);
+        else
+            r = resolve_at(dirfd, path, p->buf, sizeof p->buf);
+        if (r < 0)
+            return r == -ENAMETOOLONG ? r : 0; /* let libc give its own answer */
+        full = p->buf;
+    }
+    const struct mount *m = mounts_find(&mounts, full, &p->rel);
+    if (!m)
+        return 0;
+    log_flush_held();
+    p->mount = m;
+    p->idx = (int)(m - mounts.m);
+    return m->err ? m->err : 1;
+}
+
+static void load_backend(void)
+{
+    Dl_info self;
+    char lib[PATH_MAX];
+    if (!dladdr((void *)load_backend, &self) || !self.dli_fname) {
+        log_at(LOG_ERROR, "cannot find the shim's own path to load %s", KV_LIB_NAME);
+        return;
+    }
+    const char *slash = strrchr(self.dli_fname, '/');
+    int dirlen = slash ? (int)(slash - self.dli_fname) : 1;
+    snprintf(lib, sizeof lib, "%.*s/%s", dirlen, slash ? self.dli_fname : ".", KV_LIB_NAME);
+    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    const kv_ops *(*entry)(void) = h ? (const kv_ops *(*)(void))dlsym(h, "kv_backend") : NULL;
+    const kv_ops *o = entry ? entry() : NULL;
+    if (!o || o->abi != KV_ABI) {
+        log_at(LOG_ERROR, "cannot load the NATS backend %s: %s", lib, h ? "wrong ABI" : dlerror());
+        return;
+    }
+    if (o->init(KV_REVS_PER_THREAD) < 0)
+        return; /* init said why */
+    __atomic_store_n(&ops, o, __ATOMIC_RELEASE);
+}
+
+int shim_backend(int idx, const kv_ops **o, kv_mount **km)
+{
+    pthread_once(&backend_once, load_backend);
+    if (!ops)
+        return -EIO;
+    const struct mount *m = &mounts.m[idx];
+    int r = 0;
+    pthread_mutex_lock(&backend_lock);
+    if (!kms[idx])
+        r = ops->mount(m->bucket, m->prefix, m->kv_flags, &kms[idx]);
+    *km = kms[idx];
+    pthread_mutex_unlock(&backend_lock);
+    *o = ops;
+    return r < 0 ? r : 0;
+}
+
+dev_t shim_dev(int idx)
+{
+    return makedev(0xa5a, (unsigned)idx + 1);
+}
+
+ino_t shim_ino(int idx, const char *rel)
+{
+    uint64_t h = fdtable_hash(rel, strlen(rel), FDTABLE_HASH_SEED + (uint64_t)idx);
+    return (ino_t)(h ? h : 1);
+}
+
+void shim_fill_stat(struct stat *st, int idx, const char *rel, const kv_stat *ks)
+{
+    memset(st, 0, sizeof *st);
+    st->st_dev = shim_dev(idx);
+    st->st_ino = shim_ino(idx, rel);
+    st->st_mode = ks->is_dir ? (S_IFDIR | 0755) : (S_IFREG | 0644);
+    st->st_nlink = ks->is_dir ? 2 : 1;
+    st->st_uid = uid_cache;
+    st->st_gid = gid_cache;
+    st->st_size = (off_t)ks->size;
+    st->st_blksize = 4096;
+    st->st_blocks = (blkcnt_t)((ks->size + 511) / 512);
+    st->st_mtim.tv_sec = ks->mtime_ns / 1000000000;
+    st->st_mtim.tv_nsec = ks->mtime_ns % 1000000000;
+    st->st_atim = st->st_mtim;
+    st->st_ctim = st->st_mtim;
+}
