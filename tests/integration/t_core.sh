@@ -26,7 +26,7 @@ py() {
     shift
     shimmed python3 -c "$script" "$@" 2>"$TMP/py.err"
     local rc=$?
-    [ -s "$TMP/py.err" ] && sed 's/^/# stderr: /' "$TMP/py.err" | head -n 5
+    [ -s "$TMP/py.err" ] && sed 's/^/# stderr: /' "$TMP/py.err" | head -n 5 >&2
     return $rc
 }
 kv() { "$KVTOOL" "$@"; }
@@ -215,7 +215,7 @@ strace -f -o "$TMP/st.py" -e trace=connect,openat -E LD_PRELOAD="$SHIM" \
     -E NATS_URL="$lurl" -E NATS_KV_BUCKET="$B" -E ASYA_STATE_PROXY_MOUNTS="cache:$M" \
     python3 -c 'import os, json; print(json.dumps(sorted(os.listdir("/etc"))[:3]))' >/dev/null 2>&1
 for t in cat py; do
-    if ! grep -q 'libasya-state-nats-kv.so' "$TMP/st.$t"; then
+    if ! grep -qF "$(basename "$SHIM")" "$TMP/st.$t"; then
         fail "8: strace ($t): the shim was preloaded" "no openat of the shim in the trace"
         continue
     fi
@@ -257,7 +257,7 @@ for p in "${pids[@]}"; do wait "$p" || wrc=$?; done
 ms=$((($(date +%s%N) - t0) / 1000000))
 conflicts=$(cat "$TMP"/w?.out | awk '$1 == "conflicts" {s += $2; n++} END {print s + 0, n + 0}')
 echo "# 9: 4 workers x 100 increments in ${ms} ms; conflicts, workers reporting: $conflicts"
-[ "$wrc" -ne 0 ] && echo "# 9: a worker exited $wrc: $(cat "$TMP"/w?.err | head -n 3)"
+[ "$wrc" -ne 0 ] && { echo "# 9: a worker exited $wrc:"; tail -n 2 "$TMP"/w?.err | sed 's/^/# /'; }
 expect_eq "9: four workers x 100 read-modify-write increments: the counter is exactly 400" \
     400 "$(kv get "$B" cp.counter 2>&1)"
 expect_eq "9: all four workers finished" "0 4" "$wrc ${conflicts#* }"
