@@ -38,9 +38,14 @@ HEADERS     := $(wildcard */*.h */*.def)
 .PHONY: all test unit integration demo install clean
 all: $(SHIM_LIB) $(KV_LIB) $(CLI) $(TOOLS)
 
-$(BUILD)/shim/%.o $(BUILD)/kv/%.o $(BUILD)/cli/%.o $(BUILD)/unit/%.o: %.c $(HEADERS)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+# One pattern rule per object tree: a single rule with several pattern targets would be a
+# grouped rule (one run "makes" all four), leaving e.g. build/cli/kv/keycodec.o unbuilt.
+define compile_rule
+$(BUILD)/$(1)/%.o: %.c $$(HEADERS)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) -c -o $$@ $$<
+endef
+$(foreach t,shim kv cli unit,$(eval $(call compile_rule,$(t))))
 
 # The preloaded library: no libnats, exports exactly the hooks listed in shim/hooks.def.
 $(BUILD)/shim.map: shim/hooks.def
