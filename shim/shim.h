@@ -41,6 +41,9 @@ void shim_cwd_changed(void);
  * (-EIO when the backend cannot be loaded, with one log line). Call with the guard held. */
 int shim_backend(int idx, const kv_ops **ops, kv_mount **km);
 
+/* 1 once the backend is loaded (before that no descriptor can be the shim's own). */
+int shim_backend_loaded(void);
+
 /* The identity stat reports for a mount path: one st_dev per mount, st_ino from the key. */
 dev_t shim_dev(int idx);
 ino_t shim_ino(int idx, const char *rel);
@@ -51,6 +54,10 @@ void shim_fill_stat(struct stat *st, int idx, const char *rel, const kv_stat *ks
 /* Commits f's buffer (descriptor fd) by the contract's rules when it is owned by this
  * process and changed (or forced). 0 or -errno. */
 int shim_commit(int fd, struct shim_file *f);
+
+/* Moves fd to a close-on-exec descriptor high above the program's range; returns it (or fd
+ * itself, close-on-exec, when there is no room). */
+int shim_fd_high(int fd);
 
 /* This process's pid, cached (updated in a forked child). */
 pid_t shim_pid(void);

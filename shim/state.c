@@ -185,6 +185,11 @@ int shim_backend(int idx, const kv_ops **o, kv_mount **km)
     return r < 0 ? r : 0;
 }
 
+int shim_backend_loaded(void)
+{
+    return __atomic_load_n(&ops, __ATOMIC_ACQUIRE) != NULL;
+}
+
 dev_t shim_dev(int idx)
 {
     return makedev(0xa5a, (unsigned)idx + 1);

@@ -1,0 +1,146 @@
+/* fd.c: descriptor calls that copy or drop mount descriptors (dup family, fcntl F_DUPFD,
+ * close_range), and the placement of the shim's own descriptors: the NATS library's sockets
+ * are made close-on-exec and moved high, out of the range programs dup2 onto (bash's
+ * `exec 3> f` must never land on them). */
+#include "shim/shim.h"
+
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Drops descriptor fd of a mount file the way close() does: commit when it is the last. */
+static int drop(int fd)
+{
+    struct shim_file *f = fdtable_take(fd);
+    if (!f)
+        return 0;
+    int r = __atomic_load_n(&f->refs, __ATOMIC_ACQUIRE) == 1 ? shim_commit(fd, f) : 0;
+    fdtable_unref(f);
+    return r;
+}
+
+/* After the kernel made newfd a copy of fd: newfd shares fd's record. */
+static int copied(int fd, int newfd)
+{
+    struct shim_file *f = fdtable_get(fd);
+    if (newfd < 0 || !f || newfd == fd)
+        return newfd;
+    int r = fdtable_set(newfd, f);
+    return r < 0 ? shim_fail(r) : newfd;
+}
+
+SHIM_EXPORT int dup(int fd)
+{
+    int newfd = real_dup()(fd);
+    return shim_guard ? newfd : copied(fd, newfd);
+}
+
+/* dup2/dup3 onto a mount descriptor drop it first, committing it when it was the last. */
+static int dup_onto(int fd, int fd2, int flags, int three)
+{
+    if (shim_guard)
+        return three ? real_dup3()(fd, fd2, flags) : real_dup2()(fd, fd2);
+    /* An invalid fd leaves fd2 alone, as dup2 itself does. */
+    int onto_ours = fd != fd2 && fdtable_get(fd2) && real_fcntl()(fd, F_GETFD, NULL) >= 0;
+    int r = onto_ours ? drop(fd2) : 0;
+    int newfd = three ? real_dup3()(fd, fd2, flags) : real_dup2()(fd, fd2);
+    if (newfd < 0)
+        return newfd;
+    newfd = copied(fd, newfd);
+    return r < 0 ? shim_fail(r) : newfd;
+}
+
+SHIM_EXPORT int dup2(int fd, int fd2)
+{
+    return dup_onto(fd, fd2, 0, 0);
+}
+
+SHIM_EXPORT int dup3(int fd, int fd2, int flags)
+{
+    return dup_onto(fd, fd2, flags, 1);
+}
+
+/* The one body of fcntl and fcntl64: the argument is read once, as glibc does. */
+static int fcntl_body(int fd, int cmd, void *arg)
+{
+    int r = real_fcntl()(fd, cmd, arg);
+    if (!shim_guard && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))
+        r = copied(fd, r);
+    return r;
+}
+
+SHIM_EXPORT int fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_body(fd, cmd, arg);
+}
+
+SHIM_EXPORT int fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_body(fd, cmd, arg);
+}
+
+SHIM_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+    int r = 0;
+    if (!shim_guard && !(flags & CLOSE_RANGE_CLOEXEC)) {
+        unsigned int end = last < FDTABLE_MAX ? last : FDTABLE_MAX - 1;
+        for (unsigned int fd = first; fd <= end; fd++) {
+            int d = fdtable_get((int)fd) ? drop((int)fd) : 0;
+            if (d < 0 && r == 0)
+                r = d;
+        }
+    }
+    int c = real_close_range()(first, last, flags);
+    return r < 0 ? shim_fail(r) : c;
+}
+
+/* The lowest descriptor the shim's own files use: below the soft limit, above what programs
+ * pick (shells use 10 and up, a few hundred at most). */
+static int high_base(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 1000;
+    long lim = (long)rl.rlim_cur;
+    return lim > 4096 ? 4000 : (int)(lim > 128 ? lim - 64 : lim / 2);
+}
+
+int shim_fd_high(int fd)
+{
+    if (fd < 0)
+        return fd;
+    int hi = real_fcntl()(fd, F_DUPFD_CLOEXEC, (void *)(long)high_base());
+    if (hi < 0) {
+        real_fcntl()(fd, F_SETFD, (void *)(long)FD_CLOEXEC);
+        return fd; /* no room up there: at least close-on-exec */
+    }
+    real_close()(fd);
+    return hi;
+}
+
+/* 1 when the code at addr belongs to the NATS library (its sockets are the shim's). */
+static int from_nats(const void *addr)
+{
+    Dl_info info;
+    return dladdr(addr, &info) && info.dli_fname && strstr(info.dli_fname, "libnats");
+}
+
+SHIM_EXPORT int socket(int domain, int type, int protocol)
+{
+    int fd = real_socket()(domain, type, protocol);
+    if (fd >= 0 && shim_backend_loaded() &&
+        (shim_guard || from_nats(__builtin_return_address(0))))
+        fd = shim_fd_high(fd);
+    return fd;
+}
