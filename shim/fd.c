@@ -11,8 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Drops descriptor fd of a mount file the way close() does: commit when it is the last. */
-static int drop(int fd)
+int shim_drop(int fd)
 {
     struct shim_file *f = fdtable_take(fd);
     if (!f)
@@ -45,7 +44,7 @@ static int dup_onto(int fd, int fd2, int flags, int three)
         return three ? real_dup3()(fd, fd2, flags) : real_dup2()(fd, fd2);
     /* An invalid fd leaves fd2 alone, as dup2 itself does. */
     int onto_ours = fd != fd2 && fdtable_get(fd2) && real_fcntl()(fd, F_GETFD, NULL) >= 0;
-    int r = onto_ours ? drop(fd2) : 0;
+    int r = onto_ours ? shim_drop(fd2) : 0;
     int newfd = three ? real_dup3()(fd, fd2, flags) : real_dup2()(fd, fd2);
     if (newfd < 0)
         return newfd;
@@ -96,7 +95,7 @@ SHIM_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
     if (!shim_guard && !(flags & CLOSE_RANGE_CLOEXEC)) {
         unsigned int end = last < FDTABLE_MAX ? last : FDTABLE_MAX - 1;
         for (unsigned int fd = first; fd <= end; fd++) {
-            int d = fdtable_get((int)fd) ? drop((int)fd) : 0;
+            int d = fdtable_get((int)fd) ? shim_drop((int)fd) : 0;
             if (d < 0 && r == 0)
                 r = d;
         }

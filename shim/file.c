@@ -330,14 +330,8 @@ SHIM_EXPORT int close(int fd)
 {
     if (shim_guard || !fdtable_get(fd))
         return real_close()(fd);
-    struct shim_file *f = fdtable_take(fd);
-    if (!f)
-        return real_close()(fd);
-    int r = 0;
-    if (__atomic_load_n(&f->refs, __ATOMIC_ACQUIRE) == 1)
-        r = shim_commit(fd, f);
+    int r = shim_drop(fd);
     int c = real_close()(fd);
-    fdtable_unref(f);
     if (r < 0)
         return shim_fail(r);
     return c;

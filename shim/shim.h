@@ -55,6 +55,12 @@ void shim_fill_stat(struct stat *st, int idx, const char *rel, const kv_stat *ks
  * process and changed (or forced). 0 or -errno. */
 int shim_commit(int fd, struct shim_file *f);
 
+/* Forgets mount descriptor fd the way close() does, without closing the kernel descriptor:
+ * commits first when it was the owner's last descriptor of the file. 0 or -errno (0 also for
+ * a descriptor that is not a mount file). For callers that close by other means (fclose,
+ * dup2 onto it, close_range). */
+int shim_drop(int fd);
+
 /* Moves fd to a close-on-exec descriptor high above the program's range; returns it (or fd
  * itself, close-on-exec, when there is no room). */
 int shim_fd_high(int fd);
