@@ -203,10 +203,10 @@ int cmd_serve(int argc, char **argv)
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
             MHD_USE_ITC | MHD_USE_ERROR_LOG,
         0, NULL, NULL, serve_access, &ctx,
+        MHD_OPTION_EXTERNAL_LOGGER, serve_mhd_log, NULL, /* first, so it sees everything */
         MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_URI_LOG_CALLBACK, serve_req_begin, &ctx,
         MHD_OPTION_NOTIFY_COMPLETED, serve_req_done, &ctx,
-        MHD_OPTION_EXTERNAL_LOGGER, serve_mhd_log, NULL,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
         MHD_OPTION_END);
@@ -224,11 +224,11 @@ int cmd_serve(int argc, char **argv)
     log_at(LOG_INFO, "serve: signal %d, finishing requests in flight", sig);
     atomic_store(&ctx.stopping, 1);
     MHD_socket lfd = MHD_quiesce_daemon(d);
+    unlink(path); /* new clients fail at once instead of waiting in the backlog */
     serve_drain(&ctx);
     MHD_stop_daemon(d);
     if (lfd != MHD_INVALID_SOCKET)
         close(lfd);
-    unlink(path);
     log_at(LOG_INFO, "serve: stopped");
     return CLI_OK;
 }

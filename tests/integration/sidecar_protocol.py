@@ -1,0 +1,400 @@
+"""sidecar_protocol.py: the connector protocol of `asya-state serve`, endpoint by endpoint,
+against a real nats-server, cross-checked with kvtool (an independent nats.c client).
+
+Environment (set by t_sidecar.sh): SOCK and SOCK2 (two sidecars on BUCKET with STATE_PREFIX
+PREFIX), SMALL_SOCK (a sidecar on SMALL_BUCKET, max value 1024 bytes, --max-body 4096),
+KVTOOL, NATS_URL. Prints "ok - ..." / "not ok - ..." lines; exit status 1 on any failure.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sidecar_client import Checks, quote_key, request  # noqa: E402
+
+SOCK, SOCK2, SMALL = os.environ["SOCK"], os.environ["SOCK2"], os.environ["SMALL_SOCK"]
+BUCKET, SMALL_BUCKET = os.environ["BUCKET"], os.environ["SMALL_BUCKET"]
+PREFIX, KVTOOL = os.environ["PREFIX"], os.environ["KVTOOL"]
+T = Checks()
+
+
+def kv(*args, check=True):
+    p = subprocess.run([KVTOOL, *args], capture_output=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"kvtool {' '.join(args)}: {p.stderr.decode().strip()}")
+    return p
+
+
+def kv_get(key):
+    """The value stored under the NATS key of wire key `key`, or None when missing."""
+    p = kv("get", BUCKET, f"{PREFIX}.{key}", check=False)
+    return p.stdout if p.returncode == 0 else None
+
+
+def k(key):
+    return "/keys/" + quote_key(key)
+
+
+def err_of(body):
+    try:
+        return json.loads(body).get("error")
+    except ValueError:
+        return f"not JSON: {body[:80]!r}"
+
+
+def healthy():
+    st, _, body = request(SOCK, "GET", "/healthz")
+    return st == 200 and json.loads(body) == {"status": "ready"}
+
+
+def raw(sock_path, data, shut=True, timeout=10):
+    """Sends raw bytes, returns what comes back until the server closes or goes quiet."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(sock_path)
+    s.sendall(data)
+    if shut:
+        s.shutdown(socket.SHUT_WR)
+    out = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+    except socket.timeout:
+        pass
+    s.close()
+    return out
+
+
+def status_of(resp):
+    try:
+        return int(resp.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+# ---- endpoints -----------------------------------------------------------------------
+
+def t_healthz():
+    st, h, body = request(SOCK, "GET", "/healthz")
+    T.eq("GET /healthz 200 ready", (200, {"status": "ready"}), (st, json.loads(body)))
+    T.eq("healthz is JSON", "application/json", h.get("content-type"))
+
+
+def t_put_get_head_delete():
+    st, _, _ = request(SOCK, "PUT", k("user_123.json"), body=b'{"n": 1}')
+    T.eq("PUT /keys/user_123.json 204", 204, st)
+    T.eq("value stored under PREFIX.user_123.json (kvtool)", b'{"n": 1}', kv_get("user_123.json"))
+    st, h, body = request(SOCK, "GET", k("user_123.json"))
+    T.eq("GET returns the value", (200, b'{"n": 1}'), (st, body))
+    T.eq("GET Content-Length", "8", h.get("content-length"))
+    st, h, body = request(SOCK, "HEAD", k("user_123.json"))
+    T.eq("HEAD 200, Content-Length, X-Is-File true, no body",
+         (200, "8", "true", b""), (st, h.get("content-length"), h.get("x-is-file"), body))
+    kv("put", BUCKET, f"{PREFIX}.from_kvtool", "written elsewhere")
+    st, _, body = request(SOCK, "GET", k("from_kvtool"))
+    T.eq("GET of a key kvtool wrote", (200, b"written elsewhere"), (st, body))
+    st, _, _ = request(SOCK, "DELETE", k("user_123.json"))
+    T.eq("DELETE 204", 204, st)
+    T.eq("deleted for kvtool too", None, kv_get("user_123.json"))
+    st, _, body = request(SOCK, "GET", k("user_123.json"))
+    T.eq("GET after DELETE 404 key_not_found", (404, "key_not_found"), (st, err_of(body)))
+    st, _, body = request(SOCK, "DELETE", k("user_123.json"))
+    T.eq("DELETE of a missing key 404 key_not_found", (404, "key_not_found"), (st, err_of(body)))
+    st, _, body = request(SOCK, "HEAD", k("never_there"))
+    T.eq("HEAD of a missing key 404, no body", (404, b""), (st, body))
+    st, _, body = request(SOCK, "PUT", k("empty"), body=b"")
+    st2, _, body2 = request(SOCK, "GET", k("empty"))
+    T.eq("an empty value round-trips", (204, 200, b""), (st, st2, body2))
+
+
+def t_binary_and_escaping():
+    value = bytes(range(256)) * 4
+    name = "dir one/na me=1 %.txt"
+    st, _, _ = request(SOCK, "PUT", k(name), body=value)
+    st2, _, body = request(SOCK, "GET", k(name))
+    T.eq("binary value, odd key: PUT then GET", (204, 200, value), (st, st2, body))
+    keys = kv("keys", BUCKET).stdout.decode().split()
+    T.true("odd key escaped as SPEC says (=20, =3D, =25)",
+           f"{PREFIX}.dir=20one/na=20me=3D1=20=25.txt" in keys, f"keys: {keys}")
+    st, _, body = request(SOCK, "GET", "/keys/?" + urllib.parse.urlencode(
+        {"prefix": "dir one/", "delimiter": "/"}))
+    T.eq("listing gives the odd key back unchanged",
+         {"keys": [name], "prefixes": []}, json.loads(body))
+
+
+def t_exclusive_create():
+    st, _, _ = request(SOCK, "PUT", k("excl"), body=b"first", headers={"If-None-Match": "*"})
+    T.eq("If-None-Match: * on a new key 204", 204, st)
+    st, _, body = request(SOCK2, "PUT", k("excl"), body=b"second",
+                          headers={"If-None-Match": "*"})
+    T.eq("If-None-Match: * on an existing key 409 conflict", (409, "conflict"),
+         (st, err_of(body)))
+    T.eq("the existing value is kept", b"first", kv_get("excl"))
+
+
+def t_cas():
+    kv("put", BUCKET, f"{PREFIX}.counter", "1")
+    request(SOCK, "GET", k("counter"))              # sidecar 1 remembers the revision
+    st, _, body = request(SOCK2, "GET", k("counter"))
+    request(SOCK2, "PUT", k("counter"), body=b"2")  # a second client moves the key
+    st, _, body = request(SOCK, "PUT", k("counter"), body=b"2")
+    T.eq("PUT after another client's write 409 conflict", (409, "conflict"), (st, err_of(body)))
+    T.eq("the other client's value is kept", b"2", kv_get("counter"))
+    _, _, v = request(SOCK, "GET", k("counter"))     # the retry re-reads...
+    st, _, _ = request(SOCK, "PUT", k("counter"), body=str(int(v) + 1).encode())
+    T.eq("...and then succeeds", (204, b"3"), (st, kv_get("counter")))
+    request(SOCK, "GET", k("counter"))
+    kv("put", BUCKET, f"{PREFIX}.counter", "100")   # an outside writer (kvtool)
+    st, _, _ = request(SOCK, "PUT", k("counter"), body=b"4")
+    T.eq("PUT after an outside writer 409, value kept", (409, b"100"), (st, kv_get("counter")))
+    request(SOCK, "GET", k("gone"))                  # remembered "absent"
+    kv("put", BUCKET, f"{PREFIX}.gone", "appeared")
+    st, _, _ = request(SOCK, "PUT", k("gone"), body=b"mine")
+    T.eq("PUT after reading absent, key created meanwhile: 409", (409, b"appeared"),
+         (st, kv_get("gone")))
+    st, _, _ = request(SOCK, "PUT", k("fresh_unread"), body=b"x")
+    st2, _, _ = request(SOCK, "PUT", k("fresh_unread"), body=b"y")
+    T.eq("PUT twice without a read: both succeed (memory follows own writes)", (204, 204, b"y"),
+         (st, st2, kv_get("fresh_unread")))
+    request(SOCK, "GET", k("fresh_unread"))
+    request(SOCK, "DELETE", k("fresh_unread"))      # DELETE forgets the memory
+    kv("put", BUCKET, f"{PREFIX}.fresh_unread", "z")
+    st, _, _ = request(SOCK, "PUT", k("fresh_unread"), body=b"after")
+    T.eq("after DELETE nothing is remembered: unconditional PUT", (204, b"after"),
+         (st, kv_get("fresh_unread")))
+
+
+def t_listing():
+    for key in ["l/a.json", "l/b.json", "l/sub/c.json", "l/sub/deep/d.json", "l/sub2/e"]:
+        request(SOCK, "PUT", k(key), body=key.encode())
+    request(SOCK, "PUT", k("l/emptydir/"), body=b"")
+
+    def ls(prefix, delimiter=None):
+        q = {"prefix": prefix}
+        if delimiter is not None:
+            q["delimiter"] = delimiter
+        st, _, body = request(SOCK, "GET", "/keys/?" + urllib.parse.urlencode(q))
+        return st, json.loads(body)
+
+    T.eq("list prefix l/ delimiter /: one level",
+         (200, {"keys": ["l/a.json", "l/b.json"],
+                "prefixes": ["l/emptydir/", "l/sub/", "l/sub2/"]}), ls("l/", "/"))
+    T.eq("list below: prefix l/sub/",
+         (200, {"keys": ["l/sub/c.json"], "prefixes": ["l/sub/deep/"]}), ls("l/sub/", "/"))
+    T.eq("list without delimiter: every key below, recursively",
+         (200, {"keys": ["l/a.json", "l/b.json", "l/sub/c.json", "l/sub/deep/d.json",
+                         "l/sub2/e"], "prefixes": []}), ls("l/"))
+    T.eq("list with a partial name: prefix l/sub",
+         (200, {"keys": [], "prefixes": ["l/sub/", "l/sub2/"]}), ls("l/sub", "/"))
+    T.eq("list of a missing directory is empty", (200, {"keys": [], "prefixes": []}),
+         ls("nothing/", "/"))
+    st, root = ls("", "/")
+    T.true("list at root: files and l/ prefix",
+           st == 200 and "excl" in root["keys"] and "l/" in root["prefixes"] and
+           all("/" not in x for x in root["keys"]), str(root))
+    st, allkeys = ls("")
+    T.true("list at root without delimiter includes deep keys",
+           st == 200 and "l/sub/deep/d.json" in allkeys["keys"] and not allkeys["prefixes"],
+           str(allkeys))
+    st, _, body = request(SOCK, "GET", "/keys?prefix=l/&delimiter=/")
+    T.eq("GET /keys (no slash) lists too", 200, st)
+    st, _, body = request(SOCK, "GET", "/keys/?prefix=l/&delimiter=%2C")
+    T.eq("a delimiter other than / is 400", (400, "bad_request"), (st, err_of(body)))
+    st, _, body = request(SOCK, "GET", "/keys/?prefix=l/../&delimiter=/")
+    T.eq("a prefix with .. is 400", (400, "bad_request"), (st, err_of(body)))
+
+
+def t_directories():
+    st, h, _ = request(SOCK, "HEAD", k("l/sub"))
+    T.eq("HEAD of a directory: X-Is-File false", (200, "false"), (st, h.get("x-is-file")))
+    st, h, _ = request(SOCK, "HEAD", k("l/emptydir/"))
+    T.eq("HEAD of an empty directory (marker)", (200, "false"), (st, h.get("x-is-file")))
+    st, _, body = request(SOCK, "PUT", k("l/emptydir/"), body=b"",
+                          headers={"If-None-Match": "*"})
+    T.eq("create-only mkdir of an existing directory 409", 409, st)
+    st, _, body = request(SOCK, "DELETE", k("l/sub/"))
+    T.eq("DELETE of a non-empty directory 409", 409, st)
+    st, _, _ = request(SOCK, "DELETE", k("l/emptydir/"))
+    st2, _, _ = request(SOCK, "HEAD", k("l/emptydir/"))
+    T.eq("DELETE of an empty directory 204, then gone", (204, 404), (st, st2))
+
+
+def t_meta():
+    request(SOCK, "PUT", k("m.json"), body=b"v1")
+    rev = int(kv("rev", BUCKET, f"{PREFIX}.m.json").stdout)
+    st, _, body = request(SOCK, "GET", "/meta/m.json?attr=version")
+    T.eq("GET /meta/{key}?attr=version = kvtool rev",
+         (200, {"attr": "version", "value": str(rev)}), (st, json.loads(body)))
+    st, _, body = request(SOCK, "GET", "/meta/m.json")
+    T.eq("GET /meta/{key} lists version", (200, {"attrs": ["version"]}), (st, json.loads(body)))
+    kv("put", BUCKET, f"{PREFIX}.m.json", "v2")
+    st, _, body = request(SOCK, "GET", "/meta/m.json?attr=version")
+    T.eq("version is read fresh", str(rev + 1), json.loads(body).get("value"))
+    st, _, body = request(SOCK, "PUT", "/meta/m.json?attr=version",
+                          body=json.dumps({"value": "7"}))
+    T.eq("PUT /meta version 403 permission_denied", (403, "permission_denied"),
+         (st, err_of(body)))
+    st, _, body = request(SOCK, "PUT", "/meta/m.json?attr=ttl", body=json.dumps({"value": "7"}))
+    T.eq("PUT /meta unknown attr 400 unsupported_attribute", (400, "unsupported_attribute"),
+         (st, err_of(body)))
+    st, _, body = request(SOCK, "PUT", "/meta/m.json", body=b"{}")
+    T.eq("PUT /meta without attr 400", 400, st)
+    st, _, body = request(SOCK, "PUT", "/meta/m.json?attr=version", body=b"{not json")
+    T.eq("PUT /meta with a bad JSON body 400", 400, st)
+    st, _, body = request(SOCK, "GET", "/meta/m.json?attr=color")
+    T.eq("GET /meta unknown attr 400", (400, "unsupported_attribute"), (st, err_of(body)))
+    st, _, body = request(SOCK, "GET", "/meta/missing.json?attr=version")
+    T.eq("GET /meta of a missing key 404", (404, "key_not_found"), (st, err_of(body)))
+    T.eq("PUT after reading version still uses the GET's memory",
+         204, request(SOCK, "PUT", k("m.json"), body=b"v3")[0])
+
+
+def t_bad_keys():
+    for path, what in [("/keys/a/../b", ".."), ("/keys/./a", "."), ("/keys/a//b", "empty segment"),
+                       ("/keys/a%2F%2Fb", "encoded empty segment"), ("/keys/a%zz", "bad escape"),
+                       ("/keys/a%00b", "NUL"), ("/keys//", "only a slash"),
+                       ("/keys/%2E%2E", "encoded ..")]:
+        st, _, body = request(SOCK, "GET", path)
+        T.eq(f"GET {path} ({what}) 400 bad_request", (400, "bad_request"), (st, err_of(body)))
+    st, _, body = request(SOCK, "PUT", "/keys/" + "k" * 2000, body=b"x")
+    T.eq("a key over 1024 bytes 400", (400, "bad_request"), (st, err_of(body)))
+
+
+def t_too_large():
+    st, _, body = request(SMALL, "PUT", k("big"), body=b"x" * 2000)
+    T.eq("PUT over the bucket's max value size 413 too_large", (413, "too_large"),
+         (st, err_of(body)))
+    T.eq("nothing stored", 1, kv("get", SMALL_BUCKET, "big", check=False).returncode)
+    kv("put", SMALL_BUCKET, "kept", "old")
+    st, _, body = request(SMALL, "PUT", k("kept"), body=b"y" * 8000)
+    T.eq("PUT over --max-body 413 too_large", (413, "too_large"), (st, err_of(body)))
+    T.eq("existing value unchanged", b"old", kv("get", SMALL_BUCKET, "kept").stdout)
+
+    def chunks():
+        for _ in range(10):
+            yield b"z" * 1000
+    c_status = request(SMALL, "PUT", k("kept"), body=chunks())[0]  # an iterable: chunked
+    T.eq("chunked PUT over --max-body 413, value unchanged", (413, b"old"),
+         (c_status, kv("get", SMALL_BUCKET, "kept").stdout))
+    st, _, _ = request(SMALL, "PUT", k("kept"), body=b"fits")
+    T.eq("the server still works after 413s", (204, b"fits"),
+         (st, kv("get", SMALL_BUCKET, "kept").stdout))
+
+
+def t_chunked():
+    parts = [b"alpha,", b"beta,", b"x" * 70000, b"end"]
+    st, _, _ = request(SOCK, "PUT", k("chunked"), body=iter(parts))  # sent chunked
+    T.eq("chunked PUT 204 and the value is the concatenation", (204, b"".join(parts)),
+         (st, kv_get("chunked")))
+    resp = raw(SOCK, b"PUT /keys/chunked2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+               b"Connection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    T.eq("hand-written chunked PUT", (204, b"hello world"), (status_of(resp), kv_get("chunked2")))
+
+
+def t_malformed():
+    cases = [
+        ("bad method PATCH", b"PATCH /keys/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+         (400,)),
+        ("unknown method BREW", b"BREW /keys/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+         (400,)),
+        ("POST to a key", b"POST /keys/a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+         b"Connection: close\r\n\r\n", (400,)),
+        ("bad Content-Length", b"PUT /keys/badlen HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n"
+         b"Connection: close\r\n\r\nhello", (400,)),
+        ("negative Content-Length", b"PUT /keys/badlen HTTP/1.1\r\nHost: x\r\n"
+         b"Content-Length: -5\r\nConnection: close\r\n\r\nhello", (400,)),
+        ("garbage request line", b"\x01\x02garbage\r\n\r\n", (400,)),
+        ("PUT without a key", b"PUT /keys/ HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+         b"Connection: close\r\n\r\nhi", (404,)),
+        ("DELETE without a key", b"DELETE /keys/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+         (404,)),
+        ("GET /meta/ without a key", b"GET /meta/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+         (404,)),
+        ("unknown path", b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", (404,)),
+        ("bad chunk size", b"PUT /keys/badchunk HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+         b"\r\nConnection: close\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", (400,)),
+    ]
+    for name, data, want in cases:
+        st = status_of(raw(SOCK, data))
+        T.true(f"malformed: {name} answered {want[0]}", st in want, f"status {st}")
+    T.eq("nothing stored by the malformed PUTs", (None, None),
+         (kv_get("badlen"), kv_get("badchunk")))
+    # A body that stops short: the client promises 100 bytes, sends 10 and hangs up.
+    kv("put", BUCKET, f"{PREFIX}.trunc", "before")
+    raw(SOCK, b"PUT /keys/trunc HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789",
+        timeout=2)
+    raw(SOCK, b"PUT /keys/trunc_new HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhel", timeout=2)
+    time.sleep(0.3)
+    T.eq("truncated body: nothing changes", (b"before", None),
+         (kv_get("trunc"), kv_get("trunc_new")))
+    T.true("server healthy after malformed requests", healthy())
+
+
+def t_keepalive():
+    """Several requests on one connection (HTTP/1.1 keep-alive), as a pooled client would."""
+    from sidecar_client import UnixHTTPConnection
+    c = UnixHTTPConnection(SOCK)
+    got = []
+    for i in range(5):
+        c.request("PUT", k(f"ka/{i}"), body=str(i).encode())
+        r = c.getresponse()
+        r.read()
+        c.request("GET", k(f"ka/{i}"))
+        r2 = c.getresponse()
+        got.append((r.status, r2.status, r2.read()))
+    c.close()
+    T.eq("keep-alive: 5 PUT+GET on one connection",
+         [(204, 200, str(i).encode()) for i in range(5)], got)
+
+
+def t_concurrent():
+    n = 50
+    errors, lock = [], threading.Lock()
+    kv("put", BUCKET, f"{PREFIX}.shared", "shared value")
+    barrier = threading.Barrier(n)
+
+    def worker(i):
+        try:
+            barrier.wait(10)
+            for j in range(4):
+                body = f"client {i} round {j}".encode()
+                st, _, _ = request(SOCK if i % 2 else SOCK2, "PUT", k(f"conc/c{i}"), body=body)
+                st2, _, got = request(SOCK if i % 2 else SOCK2, "GET", k(f"conc/c{i}"))
+                st3, _, shared = request(SOCK, "GET", k("shared"))
+                if (st, st2, got, st3, shared) != (204, 200, body, 200, b"shared value"):
+                    raise RuntimeError(f"client {i}: {(st, st2, got, st3, shared)}")
+        except Exception as e:  # noqa: BLE001
+            with lock:
+                errors.append(str(e))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    t0 = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    dt = time.time() - t0
+    T.eq(f"50 concurrent clients x 4 rounds (PUT, GET, GET shared) no error ({dt:.2f}s)",
+         [], errors[:3])
+    stored = [kv_get(f"conc/c{i}") for i in range(n)]
+    T.eq("each client's last value stored (kvtool)",
+         [f"client {i} round 3".encode() for i in range(n)], stored)
+    st, _, body = request(SOCK, "GET", "/keys/?prefix=conc/&delimiter=/")
+    T.eq("listing shows the 50 keys", n, len(json.loads(body)["keys"]))
+    print(f"# sidecar: 50 clients, 600 requests in {dt:.2f}s", flush=True)
+
+
+for name, fn in list(globals().items()):
+    if name.startswith("t_") and callable(fn):
+        T.run(name, fn)
+sys.exit(1 if T.failures else 0)

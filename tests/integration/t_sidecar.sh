@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# t_sidecar.sh: `asya-state serve` (issue 6, SPEC "Sidecar mode") against a real nats-server:
+# the connector protocol endpoint by endpoint (sidecar_protocol.py), a handler in Asya's
+# runtime style (sidecar_runtime.py), keys shared with the shim both ways, 503/504, the clean
+# stop on SIGTERM with a request in flight, stale/live socket files, configuration errors.
+. "$(dirname "$0")/lib.sh"
+HERE=$(cd "$(dirname "$0")" && pwd)
+CLIENT=$HERE/sidecar_client.py
+
+# serve_start NAME SOCKET [VAR=VALUE...] [-- serve args]: starts `asya-state serve` in the
+# background with the environment given; sets SERVE_PID; waits until /healthz answers.
+serve_start() {
+    local name=$1 sock=$2 envs=() args=()
+    shift 2
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    [ "${1:-}" = "--" ] && { shift; args=("$@"); }
+    env CONNECTOR_SOCKET="$sock" "${envs[@]}" "$ASYA" serve "${args[@]}" \
+        >"$TMP/$name.log" 2>&1 &
+    SERVE_PID=$!
+    _LIB_PIDS+=("$SERVE_PID") # lib.sh's EXIT trap stops it if the test dies first
+    for _ in $(seq 100); do
+        [ -S "$sock" ] && python3 "$CLIENT" "$sock" GET /healthz 2>/dev/null | grep -q '^200' &&
+            return 0
+        kill -0 "$SERVE_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "# $name did not come up: $(tail -n 3 "$TMP/$name.log")"
+    return 1
+}
+
+# serve_stop PID: SIGTERM, then waits; sets SERVE_RC to the exit status.
+serve_stop() {
+    kill -TERM "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+    SERVE_RC=$?
+}
+
+# status SOCK METHOD PATH [BODY]: "STATUS ERROR-NAME" of one request.
+status() { python3 "$CLIENT" "$@" | head -n 1; }
+
+[ -x "$ASYA" ] || { fail "sidecar: build" "$ASYA is missing (run make)"; exit 1; }
+
+B=$(new_bucket) || exit 1
+SMALL=$(new_bucket --max-value-size 1024) || exit 1
+P=actor
+S1=$TMP/s1.sock S2=$TMP/s2.sock S3=$TMP/s3.sock
+serve_start s1 "$S1" NATS_URL="$NATS_URL" NATS_KV_BUCKET="$B" STATE_PREFIX=$P || {
+    fail "sidecar: starts" "$(tail -n 5 "$TMP/s1.log")"; exit 1; }
+PID1=$SERVE_PID
+ok "sidecar: starts and answers /healthz on CONNECTOR_SOCKET"
+serve_start s2 "$S2" NATS_URL="$NATS_URL" NATS_KV_BUCKET="$B" STATE_PREFIX=$P || exit 1
+PID2=$SERVE_PID
+serve_start s3 "$S3" NATS_URL="$NATS_URL" NATS_KV_BUCKET="$SMALL" -- --max-body 4096 || exit 1
+PID3=$SERVE_PID
+
+export SOCK=$S1 SOCK2=$S2 SMALL_SOCK=$S3 BUCKET=$B SMALL_BUCKET=$SMALL PREFIX=$P KVTOOL
+python3 "$HERE/sidecar_protocol.py"
+python3 "$HERE/sidecar_runtime.py"
+
+# ---- the same keys through the shim, both ways ------------------------------------------
+shim_env=(NATS_URL="$NATS_URL" NATS_KV_BUCKET="$B" STATE_PREFIX=$P STATE_MOUNT=/state/cache)
+if [ -f "$SHIM" ]; then
+    status "$S1" PUT /keys/both/from_sidecar.json '{"via": "sidecar"}' >/dev/null
+    got=$(env "${shim_env[@]}" LD_PRELOAD="$SHIM" python3 -c \
+        'print(open("/state/cache/both/from_sidecar.json").read())' 2>&1)
+    expect_eq "sidecar: a key written through the sidecar reads back through the shim" \
+        '{"via": "sidecar"}' "$got"
+    env "${shim_env[@]}" LD_PRELOAD="$SHIM" python3 -c \
+        'open("/state/cache/both/from_shim.txt", "w").write("via shim")' >"$TMP/shim.out" 2>&1
+    got=$(python3 "$CLIENT" "$S1" GET /keys/both/from_shim.txt | tail -n 1)
+    expect_eq "sidecar: a key written through the shim reads back through the sidecar" \
+        "via shim" "$got"
+    got=$(env "${shim_env[@]}" LD_PRELOAD="$SHIM" python3 -c \
+        'import os; print(sorted(os.listdir("/state/cache/both")))' 2>&1)
+    expect_eq "sidecar: the shim lists what both wrote" \
+        "['from_shim.txt', 'from_sidecar.json']" "$got"
+else
+    fail "sidecar: shim round trip" "$SHIM is missing (run make)"
+fi
+
+# ---- 503 and 504 -------------------------------------------------------------------------
+dead_port=$(free_port)
+serve_start s_dead "$TMP/dead.sock" NATS_URL="nats://127.0.0.1:$dead_port" \
+    NATS_KV_BUCKET="$B" NATS_TIMEOUT_MS=1000 || exit 1
+expect_eq "sidecar: no NATS server reachable: 503 unavailable" "503 unavailable" \
+    "$(status "$TMP/dead.sock" GET /keys/anything)"
+serve_stop "$SERVE_PID"
+expect_eq "sidecar: exits 0 on SIGTERM" 0 "$SERVE_RC"
+
+if start_server; then
+    "$KVTOOL" -s "$SERVER_URL" bucket-add stopme >/dev/null
+    serve_start s_stop "$TMP/stop.sock" NATS_URL="$SERVER_URL" NATS_KV_BUCKET=stopme \
+        NATS_TIMEOUT_MS=700 || exit 1
+    spid=$SERVE_PID
+    expect_eq "sidecar: private server: PUT 204" "204 -" \
+        "$(status "$TMP/stop.sock" PUT /keys/k v)"
+    kill -STOP "$SERVER_PID"
+    expect_eq "sidecar: server frozen (SIGSTOP): 504 timeout" "504 timeout" \
+        "$(status "$TMP/stop.sock" GET /keys/k)"
+    kill -CONT "$SERVER_PID"
+    serve_stop "$spid"
+    stop_server "$SERVER_PID"
+else
+    fail "sidecar: 504" "cannot start a private nats-server"
+fi
+
+# ---- clean stop with a request in flight --------------------------------------------------
+serve_start s_inflight "$TMP/inflight.sock" NATS_URL="$NATS_URL" NATS_KV_BUCKET="$B" \
+    STATE_PREFIX=$P || exit 1
+python3 "$HERE/sidecar_shutdown.py" "$SERVE_PID" "$TMP/inflight.sock"
+expect_eq "sidecar: the request in flight at SIGTERM is stored" "hello world" \
+    "$("$KVTOOL" get "$B" "$P.inflight" 2>&1)"
+wait "$SERVE_PID" 2>/dev/null
+expect_eq "sidecar: exits 0 after the in-flight request" 0 "$?"
+check "sidecar: socket file removed at exit" test ! -e "$TMP/inflight.sock"
+
+# ---- socket files --------------------------------------------------------------------------
+python3 -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()' \
+    "$TMP/stale.sock"
+serve_start s_stale "$TMP/stale.sock" NATS_URL="$NATS_URL" NATS_KV_BUCKET="$B" &&
+    ok "sidecar: a stale socket file is replaced" ||
+    fail "sidecar: a stale socket file is replaced" "$(tail -n 3 "$TMP/s_stale.log")"
+stale_pid=$SERVE_PID
+CONNECTOR_SOCKET=$TMP/stale.sock NATS_URL=$NATS_URL NATS_KV_BUCKET=$B timeout 10 "$ASYA" serve \
+    >"$TMP/second.log" 2>&1
+rc=$?
+expect_eq "sidecar: a live socket is not taken over (exit 1)" 1 "$rc"
+expect_eq "sidecar: the live server still answers" "200 -" \
+    "$(status "$TMP/stale.sock" GET /healthz)"
+serve_stop "$stale_pid"
+echo keep >"$TMP/regular"
+CONNECTOR_SOCKET=$TMP/regular NATS_URL=$NATS_URL NATS_KV_BUCKET=$B timeout 10 "$ASYA" serve \
+    >"$TMP/regular.log" 2>&1
+expect_eq "sidecar: a regular file at CONNECTOR_SOCKET is refused and kept" "1 keep" \
+    "$? $(cat "$TMP/regular")"
+
+# ---- configuration and the command --------------------------------------------------------
+out=$(env -u CONNECTOR_SOCKET NATS_URL="$NATS_URL" NATS_KV_BUCKET="$B" "$ASYA" serve 2>&1)
+expect_eq "sidecar: without CONNECTOR_SOCKET: exit 1 naming it" "1 yes" \
+    "$? $(grep -q CONNECTOR_SOCKET <<<"$out" && echo yes)"
+out=$(env -u NATS_KV_BUCKET CONNECTOR_SOCKET="$TMP/x.sock" NATS_URL="$NATS_URL" "$ASYA" serve 2>&1)
+expect_eq "sidecar: without NATS_KV_BUCKET: exit 1 naming it" "1 yes" \
+    "$? $(grep -q NATS_KV_BUCKET <<<"$out" && echo yes)"
+out=$(env -u NATS_URL CONNECTOR_SOCKET="$TMP/x.sock" NATS_KV_BUCKET="$B" "$ASYA" serve 2>&1)
+expect_eq "sidecar: without NATS_URL: exit 1 naming it" "1 yes" \
+    "$? $(grep -q NATS_URL <<<"$out" && echo yes)"
+check "sidecar: asya-state --version" sh -c "'$ASYA' --version | grep -q '^asya-state [0-9]'"
+check "sidecar: asya-state --help lists serve" sh -c "'$ASYA' --help | grep -q serve"
+check "sidecar: asya-state serve --help" sh -c "'$ASYA' serve --help | grep -q CONNECTOR_SOCKET"
+"$ASYA" nonsense >/dev/null 2>&1
+expect_eq "sidecar: unknown command exits 2" 2 "$?"
+
+# ---- the three long-running sidecars stop cleanly -------------------------------------------
+for p in "$PID1" "$PID2" "$PID3"; do
+    serve_stop "$p"
+    expect_eq "sidecar: pid $p exits 0 on SIGTERM" 0 "$SERVE_RC"
+done
