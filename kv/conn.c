@@ -1,0 +1,397 @@
+/* conn.c: the process's one NATS connection and the buckets bound on it.
+ *
+ * Made lazily by the first operation. conn_mu guards `cur`, every kv_conn's refs/detached
+ * and its bucket list. It is held across exactly one network exchange: the connect itself,
+ * so concurrent first operations wait for one connect instead of racing several (the choice
+ * is deliberate: a second connection would be a leak, and nothing useful can run before the
+ * first one exists). Binding a bucket and every request run without it; a kv_conn is kept
+ * alive by its refcount while in use.
+ *
+ * When nats.c has closed the connection for good (natsConnection_IsClosed: reconnect
+ * attempts exhausted, or a fatal server error such as a subject too long), the next
+ * conn_acquire detaches it and connects afresh; the old one is destroyed by its last user.
+ * Reconnects within nats.c (server restarted) are left to nats.c.
+ *
+ * After fork the child forgets `cur` without touching it (no destroy, no join: nats.c's
+ * threads do not exist in the child) and connects again when it needs to. The NATS socket
+ * is made close-on-exec after every connect and reconnect (nats.c 3.4.1 does not).
+ */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "kv/internal.h"
+
+static pthread_mutex_t conn_mu = PTHREAD_MUTEX_INITIALIZER;
+static kv_conn *cur;            /* guarded by conn_mu */
+static int warned_replicas;     /* guarded by conn_mu */
+
+static pthread_mutex_t id_mu = PTHREAD_MUTEX_INITIALIZER;
+static char id_prefix[40];      /* guarded by id_mu; "" until first use and after fork */
+static uint64_t id_count;       /* guarded by id_mu */
+
+/* ---- message ids ---- */
+
+void conn_msgid(char *out, size_t outsz)
+{
+    pthread_mutex_lock(&id_mu);
+    if (!id_prefix[0]) {
+        uint64_t rnd[2] = { 0, 0 };
+        if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
+            rnd[0] ^= (uint64_t)(uintptr_t)&rnd ^ (uint64_t)getpid() << 32;
+        snprintf(id_prefix, sizeof id_prefix, "asya-%016llx%08llx-%d",
+                 (unsigned long long)rnd[0], (unsigned long long)(rnd[1] & 0xffffffffu),
+                 (int)getpid());
+    }
+    uint64_t n = ++id_count;
+    snprintf(out, outsz, "%s-%llu", id_prefix, (unsigned long long)n);
+    pthread_mutex_unlock(&id_mu);
+}
+
+/* ---- close-on-exec for the NATS socket ---- */
+
+/* nats.c does not expose its descriptor: find the socket whose local address is the
+ * connection's and set FD_CLOEXEC on it. Runs in the caller's thread after a connect and in
+ * nats.c's callback thread after a reconnect. Best effort: a failure leaves it inheritable. */
+static void socket_cloexec(natsConnection *nc)
+{
+    char *ip = NULL;
+    int port = 0;
+    if (natsConnection_GetLocalIPAndPort(nc, &ip, &port) != NATS_OK) {
+        free(ip);
+        return;
+    }
+    free(ip);
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return;
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        int fd = atoi(de->d_name);
+        if (de->d_name[0] < '0' || de->d_name[0] > '9' || fd == dirfd(d))
+            continue;
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+            continue;
+        int p = ss.ss_family == AF_INET    ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                : ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                           : -1;
+        if (p == port) {
+            int fl = fcntl(fd, F_GETFD);
+            if (fl >= 0)
+                fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+        }
+    }
+    closedir(d);
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    (void)closure;
+    socket_cloexec(nc);
+}
+
+/* ---- connect ---- */
+
+static int set_auth(natsOptions *o, const kv_config *cfg)
+{
+    natsStatus s = NATS_OK;
+    if (cfg->creds_file)
+        s = natsOptions_SetUserCredentialsFromFiles(o, cfg->creds_file, NULL);
+    if (s == NATS_OK && cfg->seed_file) {
+        char pub[64];
+        int r = kv_nkey_public(cfg->seed_file, pub, sizeof pub);
+        if (r < 0)
+            return r;
+        s = natsOptions_SetNKeyFromSeed(o, pub, cfg->seed_file);
+    }
+    if (s == NATS_OK && (cfg->tls_ca || cfg->tls_cert))
+        s = natsOptions_SetSecure(o, true);
+    if (s == NATS_OK && cfg->tls_ca)
+        s = natsOptions_LoadCATrustedCertificates(o, cfg->tls_ca);
+    if (s == NATS_OK && cfg->tls_cert)
+        s = natsOptions_LoadCertificatesChain(o, cfg->tls_cert, cfg->tls_key);
+    if (s != NATS_OK) {
+        const char *why = NULL;
+        kv_errmap(s, 0, &why);
+        log_at(LOG_ERROR, "NATS_CREDS_FILE / NATS_TLS_CA / NATS_TLS_CERT / NATS_TLS_KEY: "
+                          "could not be loaded: %s", why);
+        return -EIO;
+    }
+    return 0;
+}
+
+static int make_options(natsOptions **out, const kv_config *cfg)
+{
+    natsOptions *o = NULL;
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK)
+        s = natsOptions_SetServers(o, cfg->urls, cfg->nurls);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(o, cfg->timeout_ms);
+    /* No rand() from nats.c's own threads: no shuffling, no reconnect jitter. */
+    if (s == NATS_OK)
+        s = natsOptions_SetNoRandomize(o, true);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectJitter(o, 0, 0);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(o, 250);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(o, 240);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(o, on_reconnected, NULL);
+    if (s != NATS_OK) {
+        natsOptions_Destroy(o);
+        return kv_errmap(s, 0, NULL);
+    }
+    int r = set_auth(o, cfg);
+    if (r < 0) {
+        natsOptions_Destroy(o);
+        return r;
+    }
+    *out = o;
+    return 0;
+}
+
+/* Called with conn_mu held: the one network exchange made under it. */
+static int connect_locked(kv_conn **out, const char *key)
+{
+    const kv_config *cfg;
+    int r = kv_config_get(&cfg);
+    if (r < 0) {
+        log_at(LOG_WARN, "%s: not sent: the NATS configuration is invalid (see above)", key);
+        return -EIO;
+    }
+    kv_guard g;
+    guard_enter(&g, 1);
+    natsOptions *o = NULL;
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    natsStatus s = NATS_OK;
+    r = guard_nats_open();
+    if (r == 0)
+        r = make_options(&o, cfg);
+    if (r == 0) {
+        s = natsConnection_Connect(&nc, o);
+        if (s == NATS_OK) {
+            jsOptions jo;
+            jsOptions_Init(&jo);
+            jo.Wait = cfg->timeout_ms;
+            s = natsConnection_JetStream(&js, nc, &jo);
+        }
+        if (s != NATS_OK) {
+            const char *why = NULL;
+            r = kv_errmap(s, 0, &why);
+            if (r == -ENOENT || r == -EEXIST)
+                r = -EIO;
+            log_at(LOG_ERROR, "%s: cannot connect to NATS at %s: %s", key, cfg->url_safe, why);
+        }
+    }
+    if (r == 0)
+        socket_cloexec(nc);
+    if (r < 0) {
+        jsCtx_Destroy(js);
+        natsConnection_Destroy(nc);
+    }
+    natsOptions_Destroy(o);
+    guard_leave(&g);
+    if (r < 0)
+        return r;
+    kv_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        jsCtx_Destroy(js);
+        natsConnection_Destroy(nc);
+        return -ENOMEM;
+    }
+    c->nc = nc;
+    c->js = js;
+    c->max_payload = natsConnection_GetMaxPayload(nc);
+    *out = c;
+    log_at(LOG_INFO, "connected to NATS at %s", cfg->url_safe);
+    return 0;
+}
+
+static void conn_free(kv_conn *c)
+{
+    kv_guard g;
+    guard_enter(&g, 1);
+    for (kv_bucket *b = c->buckets, *next; b; b = next) {
+        next = b->next;
+        kvStore_Destroy(b->kv);
+        free(b->name);
+        free(b->stream);
+        free(b);
+    }
+    jsCtx_Destroy(c->js);
+    natsConnection_Destroy(c->nc);
+    guard_leave(&g);
+    free(c);
+}
+
+int conn_acquire(kv_conn **out, const char *key)
+{
+    kv_conn *dead = NULL;
+    int r = 0;
+    pthread_mutex_lock(&conn_mu);
+    if (cur && natsConnection_IsClosed(cur->nc)) {
+        log_at(LOG_WARN, "the NATS connection was closed; connecting again");
+        cur->detached = 1;
+        if (cur->refs == 0)
+            dead = cur;
+        cur = NULL;
+    }
+    if (!cur)
+        r = connect_locked(&cur, key);
+    if (r == 0) {
+        cur->refs++;
+        *out = cur;
+    }
+    pthread_mutex_unlock(&conn_mu);
+    if (dead)
+        conn_free(dead);
+    return r;
+}
+
+void conn_release(kv_conn *c)
+{
+    pthread_mutex_lock(&conn_mu);
+    int last = --c->refs == 0 && c->detached;
+    pthread_mutex_unlock(&conn_mu);
+    if (last)
+        conn_free(c);
+}
+
+/* ---- buckets ---- */
+
+typedef bool (*version_fn)(natsConnection *nc, int major, int minor, int update);
+
+/* nats.c 3.4.1 keeps the server's version (from its INFO) private; the library exports the
+ * helper it uses, natsConn_srvVersionAtLeast, which we look up rather than declare. */
+static int server_older_than_2_11(natsConnection *nc)
+{
+    version_fn at_least = (version_fn)dlsym(RTLD_DEFAULT, "natsConn_srvVersionAtLeast");
+    if (!at_least) {
+        void *h = dlopen("libnats.so.3.4", RTLD_LAZY | RTLD_NOLOAD);
+        at_least = h ? (version_fn)dlsym(h, "natsConn_srvVersionAtLeast") : NULL;
+        if (h)
+            dlclose(h);
+    }
+    return at_least ? !at_least(nc, 2, 11, 0) : -1;
+}
+
+static kv_bucket *find_locked(kv_conn *c, const char *name)
+{
+    for (kv_bucket *b = c->buckets; b; b = b->next)
+        if (strcmp(b->name, name) == 0)
+            return b;
+    return NULL;
+}
+
+static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out, int64_t *replicas)
+{
+    kv_bucket *b = calloc(1, sizeof *b);
+    if (!b || !(b->name = strdup(name)) || asprintf(&b->stream, "KV_%s", name) < 0) {
+        if (b)
+            free(b->name);
+        free(b);
+        return -ENOMEM;
+    }
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    kv_guard g;
+    guard_enter(&g, 0);
+    natsStatus s = js_KeyValue(&b->kv, c->js, name);
+    if (s == NATS_OK)
+        s = js_GetStreamInfo(&si, c->js, b->stream, NULL, &jerr);
+    if (s == NATS_OK) {
+        b->max_value = si->Config->MaxMsgSize > 0 ? si->Config->MaxMsgSize : -1;
+        b->dup_window_ns = si->Config->Duplicates;
+        *replicas = si->Config->Replicas;
+        jsStreamInfo_Destroy(si);
+    }
+    const char *why = NULL;
+    int r = s == NATS_OK ? 0 : kv_errmap(s, jerr, &why);
+    guard_leave(&g);
+    if (r < 0) {
+        if (s == NATS_NOT_FOUND || jerr == 10059 || r == -ENOENT) {
+            log_at(LOG_ERROR, "NATS KV bucket '%s' does not exist (create it first: the shim "
+                              "never creates buckets)", name);
+            r = -EIO;
+        } else {
+            log_at(LOG_ERROR, "cannot bind NATS KV bucket '%s': %s", name, why);
+            if (r == -EEXIST || r == -EFBIG)
+                r = -EIO;
+        }
+        kvStore_Destroy(b->kv);
+        free(b->name);
+        free(b->stream);
+        free(b);
+        return r;
+    }
+    *out = b;
+    return 0;
+}
+
+int conn_bucket(kv_conn *c, const char *name, const kv_bucket **out)
+{
+    pthread_mutex_lock(&conn_mu);
+    kv_bucket *b = find_locked(c, name);
+    pthread_mutex_unlock(&conn_mu);
+    if (b) {
+        *out = b;
+        return 0;
+    }
+    int64_t replicas = 1;
+    int r = bind_bucket(c, name, &b, &replicas);
+    if (r < 0)
+        return r;
+    int older = replicas > 1 ? server_older_than_2_11(c->nc) : 0;
+    pthread_mutex_lock(&conn_mu);
+    kv_bucket *other = find_locked(c, name);
+    if (!other) {
+        b->next = c->buckets;
+        c->buckets = b;
+    }
+    int warn = older != 0 && !warned_replicas;
+    if (warn)
+        warned_replicas = 1;
+    pthread_mutex_unlock(&conn_mu);
+    if (warn)
+        log_at(LOG_WARN, "NATS KV bucket '%s' has %lld replicas and the server is %s: "
+                         "compare-and-set is not exact under contention before nats-server 2.11",
+               name, (long long)replicas, older > 0 ? "older than 2.11" : "of unknown version");
+    if (other) {
+        kv_guard g;
+        guard_enter(&g, 0);
+        kvStore_Destroy(b->kv);
+        guard_leave(&g);
+        free(b->name);
+        free(b->stream);
+        free(b);
+        b = other;
+    }
+    *out = b;
+    return 0;
+}
+
+/* ---- fork ---- */
+
+void conn_after_fork_child(void)
+{
+    pthread_mutex_init(&conn_mu, NULL);
+    pthread_mutex_init(&id_mu, NULL);
+    cur = NULL;                 /* leaked on purpose: its threads are not in this process */
+    id_prefix[0] = '\0';        /* the child must never reuse the parent's message ids */
+    id_count = 0;
+    guard_after_fork_child();
+}

@@ -1,0 +1,302 @@
+/* dirs.c: directories over a flat key space: key scans, list, mkdir, rmdir.
+ *
+ * A directory rel exists when its marker key "key(rel)/" or any key starting with
+ * "key(rel)/" exists (SPEC "Paths and keys"). '/' is not a NATS subject token separator,
+ * so keys below a directory cannot be selected by a subject filter: a scan watches every
+ * key under the mount's prefix ("<prefix>.>", or the whole bucket without a prefix) with
+ * MetaOnly + IgnoreDeletes, collects until the watcher's "initial values done" marker (a
+ * NULL entry) and filters client-side. A scan costs one ordered consumer and is O(keys
+ * under the prefix).
+ *
+ * Listing: names one level below, decoded with key_decode, each once, sorted; marker keys
+ * are never files. A name that is both a value and a directory ("a" and "a/x") is listed as
+ * a file, as stat reports it. Keys that do not decode (written by another client without
+ * our escaping) are skipped.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "common/log.h"
+#include "kv/internal.h"
+#include "kv/keycodec.h"
+
+static int64_t scan_timeout_ms(void)
+{
+    const kv_config *cfg;
+    return kv_config_get(&cfg) == 0 ? cfg->timeout_ms : 5000;
+}
+
+int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *base,
+              int (*fn)(const char *key, void *arg), void *arg)
+{
+    (void)c;
+    char filter[KV_KEY_MAX + 8];
+    kvWatchOptions wo;
+    kvWatchOptions_Init(&wo);
+    wo.MetaOnly = true;
+    wo.IgnoreDeletes = true;
+    wo.Timeout = scan_timeout_ms();
+    kvWatcher *w = NULL;
+    kv_guard g;
+    guard_enter(&g, 1);         /* creating a subscription: nats.c may start threads */
+    natsStatus s;
+    if (prefix && *prefix) {
+        snprintf(filter, sizeof filter, "%s.>", prefix);
+        s = kvStore_Watch(&w, b->kv, filter, &wo);
+    } else {
+        s = kvStore_WatchAll(&w, b->kv, &wo);
+    }
+    guard_leave(&g);
+    const char *why = NULL;
+    int r = s == NATS_OK ? 0 : kv_errmap(s, 0, &why);
+    size_t blen = strlen(base);
+    while (r == 0) {
+        kvEntry *e = NULL;
+        guard_enter(&g, 0);
+        s = kvWatcher_Next(&e, w, wo.Timeout);
+        if (s != NATS_OK)
+            r = kv_errmap(s, 0, &why);
+        guard_leave(&g);
+        if (r < 0 || !e)
+            break;
+        const char *k = kvEntry_Key(e);
+        if (k && strncmp(k, base, blen) == 0)
+            r = fn(k, arg);
+        kvEntry_Destroy(e);
+    }
+    if (w) {
+        guard_enter(&g, 0);
+        kvWatcher_Destroy(w);
+        guard_leave(&g);
+    }
+    if (r < 0) {
+        if (r == -ENOENT || r == -EEXIST)
+            r = -EIO;
+        log_at(LOG_WARN, "%s*: listing keys failed: %s", base, why ? why : "error");
+    }
+    return r;
+}
+
+typedef struct below_arg {
+    const char *skip;
+} below_arg;
+
+static int below_fn(const char *key, void *arg)
+{
+    below_arg *a = arg;
+    return (a->skip && strcmp(key, a->skip) == 0) ? 0 : 1;
+}
+
+int dirs_has_below(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *dirbase,
+                   const char *skip)
+{
+    below_arg a = { skip };
+    return dirs_scan(c, b, m->prefix, dirbase, below_fn, &a);
+}
+
+/* ---- list ---- */
+
+typedef struct name_ent {
+    UT_hash_handle hh;
+    int is_dir;
+    char name[];
+} name_ent;
+
+typedef struct list_arg {
+    size_t blen;
+    name_ent *names;
+    size_t n;
+    int marker_seen;
+    int err;
+} list_arg;
+
+static int list_fn(const char *key, void *arg)
+{
+    list_arg *a = arg;
+    const char *rest = key + a->blen;
+    if (!*rest) {
+        a->marker_seen = 1;
+        return 0;
+    }
+    const char *slash = strchr(rest, '/');
+    size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+    char name[KV_KEY_MAX + 1];
+    if (n == 0 || key_decode(rest, n, name, sizeof name) < 0) {
+        log_at(LOG_DEBUG, "%s: not listed: not a key this connector writes", key);
+        return 0;
+    }
+    name_ent *e = NULL;
+    HASH_FIND_STR(a->names, name, e);
+    if (e) {
+        if (!slash)
+            e->is_dir = 0;  /* a value wins over a directory of the same name */
+        return 0;
+    }
+    size_t nl = strlen(name);
+    e = malloc(sizeof *e + nl + 1);
+    if (!e) {
+        a->err = -ENOMEM;
+        return -ENOMEM;
+    }
+    memcpy(e->name, name, nl + 1);
+    e->is_dir = slash != NULL;
+    HASH_ADD_KEYPTR(hh, a->names, e->name, nl, e);
+    a->n++;
+    return 0;
+}
+
+static int by_name(const void *x, const void *y)
+{
+    return strcmp(((const kv_dirent *)x)->name, ((const kv_dirent *)y)->name);
+}
+
+static void free_names(name_ent **names)
+{
+    name_ent *e, *tmp;
+    HASH_ITER(hh, *names, e, tmp) {
+        HASH_DEL(*names, e);
+        free(e);
+    }
+}
+
+/* The keys' common start for rel's children: "prefix." (or "") for the root, else the
+ * marker key "key(rel)/". */
+static int child_base(const kv_mount *m, const char *rel, char *out, size_t outsz)
+{
+    if (*rel)
+        return ops_key(m, rel, 1, out, outsz);
+    int n = snprintf(out, outsz, "%s%s", m->prefix ? m->prefix : "", m->prefix ? "." : "");
+    return n < 0 || (size_t)n >= outsz ? -ENAMETOOLONG : 0;
+}
+
+int dirs_list(kv_mount *m, const char *rel, kv_list *out)
+{
+    char base[KV_KEY_MAX + 2];
+    int r = child_base(m, rel, base, sizeof base);
+    kv_conn *c;
+    const kv_bucket *b;
+    if (r < 0 || (r = ops_open(m, base, &c, &b)) < 0)
+        return r;
+    list_arg a = { .blen = strlen(base) };
+    r = dirs_scan(c, b, m->prefix, base, list_fn, &a);
+    if (r == 0 && a.err)
+        r = a.err;
+    if (r == 0 && *rel && a.n == 0 && !a.marker_seen) {
+        kv_stat st;
+        r = ops_stat_on(c, b, m, rel, &st);
+        r = r == 0 ? -ENOTDIR : r;
+        log_at(LOG_INFO, "%s: list: %s", base, r == -ENOTDIR ? "not a directory" : "no such directory");
+    }
+    conn_release(c);
+    out->v = NULL;
+    out->n = 0;
+    if (r == 0 && a.n) {
+        out->v = calloc(a.n, sizeof *out->v);
+        if (!out->v)
+            r = -ENOMEM;
+    }
+    name_ent *e, *tmp;
+    HASH_ITER(hh, a.names, e, tmp) {
+        if (r == 0 && (out->v[out->n].name = strdup(e->name)) != NULL)
+            out->v[out->n++].is_dir = e->is_dir;
+        else if (r == 0)
+            r = -ENOMEM;
+    }
+    free_names(&a.names);
+    if (r < 0) {
+        dirs_release_list(out);
+        return r;
+    }
+    qsort(out->v, out->n, sizeof *out->v, by_name);
+    return 0;
+}
+
+void dirs_release_list(kv_list *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i].name);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+/* ---- mkdir, rmdir ---- */
+
+int dirs_mkdir(kv_mount *m, const char *rel)
+{
+    if (!*rel)
+        return -EEXIST;
+    char marker[KV_KEY_MAX + 2];
+    int r = ops_key(m, rel, 1, marker, sizeof marker);
+    kv_conn *c;
+    const kv_bucket *b;
+    if (r < 0 || (r = ops_open(m, marker, &c, &b)) < 0)
+        return r;
+    kv_stat st;
+    const char *slash = strrchr(rel, '/');
+    if (slash) {
+        char parent[KV_KEY_MAX + 1];
+        size_t pl = (size_t)(slash - rel);
+        if (pl >= sizeof parent) {
+            r = -ENAMETOOLONG;
+        } else {
+            memcpy(parent, rel, pl);
+            parent[pl] = '\0';
+            r = ops_stat_on(c, b, m, parent, &st);
+            if (r == 0 && !st.is_dir)
+                r = -ENOTDIR;
+        }
+    }
+    if (r == 0) {
+        r = ops_stat_on(c, b, m, rel, &st);
+        r = r == 0 ? -EEXIST : r == -ENOENT ? 0 : r;
+    }
+    uint64_t rev = 0;
+    if (r == 0)
+        r = ops_publish(c, b, marker, "", 0, KV_REV_ABSENT, 0, &rev);
+    conn_release(c);
+    if (r < 0)
+        log_at(r == -EEXIST || r == -ENOENT ? LOG_INFO : LOG_WARN, "%s: mkdir: %s", marker,
+               strerror(-r));
+    return r;
+}
+
+int dirs_rmdir(kv_mount *m, const char *rel)
+{
+    if (!*rel)
+        return -EBUSY;
+    char marker[KV_KEY_MAX + 2];
+    int r = ops_key(m, rel, 1, marker, sizeof marker);
+    kv_conn *c;
+    const kv_bucket *b;
+    if (r < 0 || (r = ops_open(m, marker, &c, &b)) < 0)
+        return r;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        r = dirs_has_below(c, b, m, marker, marker);
+        if (r == 1) {
+            r = -ENOTEMPTY;
+            break;
+        }
+        kvEntry *e = NULL;
+        if (r == 0 && (r = ops_entry(b, marker, &e)) == -ENOENT) {
+            kv_stat st;
+            r = ops_stat_on(c, b, m, rel, &st) == 0 && !st.is_dir ? -ENOTDIR : -ENOENT;
+            break;
+        }
+        if (r < 0)
+            break;
+        uint64_t seen = kvEntry_Revision(e), rev = 0;
+        kvEntry_Destroy(e);
+        r = ops_publish(c, b, marker, NULL, 0, seen, 1, &rev);
+        if (r != -EEXIST)
+            break;
+    }
+    conn_release(c);
+    if (r < 0)
+        log_at(r == -ENOENT ? LOG_INFO : LOG_WARN, "%s: rmdir: %s", marker, strerror(-r));
+    return r;
+}

@@ -1,0 +1,149 @@
+/* internal.h: what the files of kv/ share, and nothing the shim sees.
+ *
+ *   config.c  the environment, read once (kv_config)
+ *   nkey.c    the public key of an NKey seed file
+ *   hygiene.c the guard around every call into nats.c (signals, rand() state)
+ *   conn.c    the one connection and its bound buckets
+ *   errmap.c  the one table from nats.c statuses / JetStream codes / texts to errno
+ *   revmem.c  the revision memory
+ *   ops.c     get, stat, commit, remove, version;  dirs.c  list, mkdir, rmdir, key scans
+ *   backend.c the kv_ops table
+ *
+ * Lock order (a lock may be taken while holding the ones to its left, never the reverse):
+ *   conn_mu (conn.c) -> rand_mu (hygiene.c);  revmem's mutex and msgid's mutex are leaves.
+ * Only conn_mu is ever held across a network request, and only for the connect itself.
+ * Every function returns 0 or a negative errno and never sets errno, unless it says so.
+ */
+#ifndef ASYA_KV_INTERNAL_H
+#define ASYA_KV_INTERNAL_H
+
+#include <nats/nats.h>
+#include <signal.h>
+#include <stdint.h>
+
+#include "kv/kv.h"
+
+/* ---- config.c ---- */
+typedef struct kv_config {
+    const char **urls;      /* NATS_URL split on ',' (may carry credentials: never log) */
+    int nurls;
+    char url_safe[512];     /* NATS_URL with credentials replaced by "***@", for messages */
+    const char *creds_file; /* NATS_CREDS_FILE or NULL */
+    const char *seed_file;  /* NATS_NKEY_SEED_FILE or NULL */
+    const char *tls_ca, *tls_cert, *tls_key;
+    int64_t timeout_ms;     /* NATS_TIMEOUT_MS, default 5000 */
+} kv_config;
+
+/* Reads the environment once (later calls return the first result). -EINVAL after one
+ * stderr line naming the variable. *out stays valid until exit. */
+int kv_config_get(const kv_config **out);
+
+/* ---- nkey.c ---- */
+/* Derives the public key ("U...", NUL-terminated) of the seed in seed_file. -EINVAL for a
+ * malformed seed, -EIO when the file cannot be read or libcrypto lacks ed25519. */
+int kv_nkey_public(const char *seed_file, char *pub, size_t pubsz);
+
+/* ---- hygiene.c ---- */
+typedef struct kv_guard {
+    sigset_t mask;          /* the caller's mask, restored by guard_leave */
+    int pipe_was_pending;   /* SIGPIPE was pending before: not ours to consume */
+} kv_guard;
+
+/* Around every call into nats.c from a caller's thread: blocks SIGPIPE (all signals when
+ * block_all: use it whenever nats.c may create threads, which inherit the mask) and swaps
+ * in a private rand() state so nats.c's srand()/rand() leave the program's sequence alone.
+ * guard_leave consumes a SIGPIPE raised meanwhile and restores both. Cannot fail. */
+void guard_enter(kv_guard *g, int block_all);
+void guard_leave(kv_guard *g);
+/* nats_Open once per process, keeping the program's SIGPIPE disposition. Call inside a
+ * block_all guard. */
+int guard_nats_open(void);
+void guard_after_fork_child(void);
+
+/* ---- errmap.c ---- */
+/* The errno for a failed nats.c call: s (not NATS_OK), jerr (0 if none) and the thread's
+ * last nats.c error text. *why (may be NULL) gets a short static description. */
+int kv_errmap(natsStatus s, jsErrCode jerr, const char **why);
+/* 1 when a request failing with s may nevertheless have been applied by the server. */
+int kv_outcome_unknown(natsStatus s);
+
+/* ---- conn.c ---- */
+typedef struct kv_bucket {
+    char *name;
+    char *stream;           /* "KV_<name>" */
+    kvStore *kv;
+    int64_t max_value;      /* the stream's MaxMsgSize, -1 for none */
+    int64_t dup_window_ns;  /* the stream's duplicate window */
+    struct kv_bucket *next;
+} kv_bucket;
+
+typedef struct kv_conn {
+    natsConnection *nc;
+    jsCtx *js;
+    int64_t max_payload;
+    unsigned refs;          /* guarded by conn_mu */
+    int detached;           /* no longer current; freed when refs drops to 0 (conn_mu) */
+    kv_bucket *buckets;     /* append-only list, guarded by conn_mu */
+} kv_conn;
+
+/* The process's connection, connecting first if needed (or again after nats.c closed it for
+ * good). Pair with conn_release. -ECONNREFUSED, -EACCES, -EIO, -ETIMEDOUT, logged. */
+int conn_acquire(kv_conn **out, const char *key_for_log);
+void conn_release(kv_conn *c);
+/* bucket bound on c (js_KeyValue once per connection). -EIO naming a missing bucket. */
+int conn_bucket(kv_conn *c, const char *bucket, const kv_bucket **out);
+void conn_after_fork_child(void);
+/* A fresh message id for a commit ("asya-<random>-<pid>-<n>"), unique across processes. */
+void conn_msgid(char *out, size_t outsz);
+
+/* ---- revmem.c ---- */
+int revmem_init(int per_process);
+int revmem_recall(const void *mount, const char *key, uint64_t *rev);
+void revmem_remember(const void *mount, const char *key, uint64_t rev); /* 0 forgets */
+
+/* ---- mounts (backend.c) ---- */
+struct kv_mount {
+    char *bucket;
+    char *prefix;           /* NULL for none */
+    unsigned flags;
+};
+
+/* ---- ops.c ---- */
+/* key for rel (marker: with a trailing '/'); -ENAMETOOLONG when over KV_KEY_MAX, logged. */
+int ops_key(const kv_mount *m, const char *rel, int marker, char *out, size_t outsz);
+/* Reads the last entry of key: 0 with *e (value present; kvEntry_Destroy it), -ENOENT when
+ * missing or deleted (not logged), other errors logged. */
+int ops_entry(const kv_bucket *b, const char *key, kvEntry **e);
+/* Publishes data at key: expect = 0 put, KV_REV_ABSENT create-only (over a tombstone too),
+ * r update expecting r. del: a KV delete marker instead of a value. Resolves unknown
+ * outcomes (see ops.c). *rev gets the new revision. */
+int ops_publish(kv_conn *c, const kv_bucket *b, const char *key, const void *data,
+                size_t len, uint64_t expect, int del, uint64_t *rev);
+/* conn_acquire + conn_bucket for m. */
+int ops_open(const kv_mount *m, const char *key, kv_conn **c, const kv_bucket **b);
+
+/* stat on an acquired connection (dirs.c uses it too). */
+int ops_stat_on(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *rel,
+                kv_stat *out);
+int ops_get(kv_mount *m, const char *rel, kv_value *out);
+int ops_stat(kv_mount *m, const char *rel, kv_stat *out);
+int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsigned flags,
+               uint64_t *rev_out);
+int ops_remove(kv_mount *m, const char *rel);
+int ops_version(kv_mount *m, const char *rel, uint64_t *rev);
+
+/* ---- dirs.c ---- */
+/* Calls fn for every live key under prefix (NULL: the whole bucket) starting with base,
+ * until fn returns non-zero (then that value is returned). Errors logged. */
+int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *base,
+              int (*fn)(const char *key, void *arg), void *arg);
+/* 1 when some live key of m starts with dirbase ("key(rel)/") other than skip (may be
+ * NULL), 0 when none, or a negative errno. */
+int dirs_has_below(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *dirbase,
+                   const char *skip);
+int dirs_list(kv_mount *m, const char *rel, kv_list *out);
+int dirs_mkdir(kv_mount *m, const char *rel);
+int dirs_rmdir(kv_mount *m, const char *rel);
+void dirs_release_list(kv_list *l);
+
+#endif

@@ -1,0 +1,407 @@
+/* ops.c: the operations on one key: get, stat, commit, remove, version, and the publish
+ * that every write goes through.
+ *
+ * Writes are published by us (js_PublishMsg to "$KV.<bucket>.<key>"), not by kvStore_*, so
+ * that every commit carries a unique Nats-Msg-Id and the server's answer carries a JetStream
+ * error code: 10071 (wrong last sequence) is a conflict, 10054 a value over the bucket's
+ * limit. Expectations: create-only is ExpectNoMessage (nats.c's ExpectLastSubjectSeq == 0
+ * means "unset"); when that fails because the key's last message is a delete/purge
+ * tombstone, the create is retried expecting the tombstone's sequence (what kvStore_Create
+ * does). An update expects the remembered revision.
+ *
+ * Unknown outcomes (no reply: timeout, connection lost) are resolved, never guessed:
+ *  1. the same message is sent again with the same id and expectations. The server's
+ *     de-duplication runs before its expected-sequence check (verified on nats-server
+ *     2.9.10), so if the first copy landed the answer is a duplicate ack carrying its
+ *     sequence; if it did not, the resend is an ordinary attempt (applied, or a conflict).
+ *     Only done while the stream's duplicate window is at least twice the request timeout.
+ *  2. if that gets no reply either, the key's last stored message is read: it carries our
+ *     Nats-Msg-Id header only if our write landed and was not overwritten since.
+ *  Otherwise -ETIMEDOUT. A success is reported only for a write seen on the server.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "kv/internal.h"
+#include "kv/keycodec.h"
+
+#define SUBJ_MAX (KV_KEY_MAX + 300)
+
+static int64_t timeout_ms(void)
+{
+    const kv_config *cfg;
+    return kv_config_get(&cfg) == 0 ? cfg->timeout_ms : 5000;
+}
+
+int ops_key(const kv_mount *m, const char *rel, int marker, char *out, size_t outsz)
+{
+    int n = key_encode(m->prefix, rel, out, outsz);
+    if (n >= 0 && marker) {
+        if ((size_t)n + 1 > KV_KEY_MAX || (size_t)n + 2 > outsz)
+            n = -ENAMETOOLONG;
+        else {
+            out[n++] = '/';
+            out[n] = '\0';
+        }
+    }
+    if (n < 0)
+        log_at(LOG_WARN, "%.64s%s: key longer than %d bytes: refused, nothing sent", rel,
+               strlen(rel) > 64 ? "..." : "", KV_KEY_MAX);
+    return n < 0 ? n : 0;
+}
+
+int ops_open(const kv_mount *m, const char *key, kv_conn **c, const kv_bucket **b)
+{
+    int r = conn_acquire(c, key);
+    if (r < 0)
+        return r;
+    r = conn_bucket(*c, m->bucket, b);
+    if (r < 0)
+        conn_release(*c);
+    return r;
+}
+
+static int fail(const char *key, int r, const char *what, const char *why)
+{
+    enum log_level lvl = (r == -ENOENT || r == -EEXIST) ? LOG_INFO : LOG_WARN;
+    log_at(lvl, "%s: %s failed: %s", key, what, why);
+    return r;
+}
+
+int ops_entry(const kv_bucket *b, const char *key, kvEntry **e)
+{
+    kv_guard g;
+    guard_enter(&g, 0);
+    natsStatus s = kvStore_Get(e, b->kv, key);
+    const char *why = NULL;
+    int r = s == NATS_OK ? 0 : kv_errmap(s, 0, &why);
+    guard_leave(&g);
+    if (r < 0 && r != -ENOENT)
+        return fail(key, r, "get", why);
+    return r;
+}
+
+/* The key's last stored message (deleted or not): its sequence, whether it is a tombstone,
+ * whether it carries msgid. -ENOENT when the subject has no message. */
+static int last_msg(kv_conn *c, const kv_bucket *b, const char *subj, const char *msgid,
+                    uint64_t *seq, int *tombstone, int *ours)
+{
+    natsMsg *msg = NULL;
+    jsErrCode jerr = 0;
+    kv_guard g;
+    guard_enter(&g, 0);
+    natsStatus s = js_GetLastMsg(&msg, c->js, b->stream, subj, NULL, &jerr);
+    int r = s == NATS_OK ? 0 : kv_errmap(s, jerr, NULL);
+    if (r == 0) {
+        const char *v = NULL;
+        *seq = natsMsg_GetSequence(msg);
+        *tombstone = natsMsgHeader_Get(msg, "KV-Operation", &v) == NATS_OK && v &&
+                     (strcmp(v, "DEL") == 0 || strcmp(v, "PURGE") == 0);
+        v = NULL;
+        *ours = msgid && natsMsgHeader_Get(msg, "Nats-Msg-Id", &v) == NATS_OK && v &&
+                strcmp(v, msgid) == 0;
+    }
+    natsMsg_Destroy(msg);
+    guard_leave(&g);
+    return r;
+}
+
+typedef struct pub_req {
+    const char *subj;
+    const void *data;
+    size_t len;
+    int del;
+    char id[96];
+    uint64_t expect;        /* 0 put, KV_REV_ABSENT create-only, else expected revision */
+} pub_req;
+
+/* One js_PublishMsg. Returns 0 (*seq set), a negative errno, or 1 for an unknown outcome. */
+static int publish_once(kv_conn *c, const pub_req *q, uint64_t *seq, const char **why)
+{
+    natsMsg *msg = NULL;
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = q->id;
+    po.MaxWait = timeout_ms();
+    if (q->expect == KV_REV_ABSENT)
+        po.ExpectNoMessage = true;
+    else if (q->expect)
+        po.ExpectLastSubjectSeq = q->expect;
+    kv_guard g;
+    guard_enter(&g, 0);
+    natsStatus s = natsMsg_Create(&msg, q->subj, NULL, q->data, (int)q->len);
+    if (s == NATS_OK && q->del)
+        s = natsMsgHeader_Set(msg, "KV-Operation", "DEL");
+    if (s == NATS_OK)
+        s = js_PublishMsg(&pa, c->js, msg, &po, &jerr);
+    int r = 0;
+    if (s == NATS_OK)
+        *seq = pa->Sequence;
+    else if (jerr == 0 && kv_outcome_unknown(s))
+        r = 1;
+    else
+        r = kv_errmap(s, jerr, why);
+    if (r == 1)
+        kv_errmap(s, jerr, why);
+    jsPubAck_Destroy(pa);
+    natsMsg_Destroy(msg);
+    guard_leave(&g);
+    return r;
+}
+
+/* Step 1 and 2 of the header comment, on a connection that may be a fresh one. */
+static int resolve_unknown(const kv_bucket *b0, const pub_req *q, const char *key,
+                           uint64_t *seq)
+{
+    kv_conn *c;
+    const kv_bucket *b;
+    int r = conn_acquire(&c, key);
+    if (r < 0)
+        return -ETIMEDOUT;
+    if (conn_bucket(c, b0->name, &b) < 0) {
+        conn_release(c);
+        return -ETIMEDOUT;
+    }
+    const char *why = NULL;
+    r = 1;
+    if (b->dup_window_ns >= 2 * timeout_ms() * 1000000)
+        r = publish_once(c, q, seq, &why);
+    if (r == 1) {
+        uint64_t last = 0;
+        int tomb = 0, ours = 0;
+        if (last_msg(c, b, q->subj, q->id, &last, &tomb, &ours) == 0 && ours) {
+            *seq = last;
+            r = 0;
+        } else {
+            r = -ETIMEDOUT;
+        }
+    }
+    conn_release(c);
+    log_at(r == 0 ? LOG_INFO : LOG_WARN, "%s: commit reply lost: %s", key,
+           r == 0 ? "the write is on the server" : r == -ETIMEDOUT ? "outcome unknown"
+                                                 : "the write did not land");
+    return r;
+}
+
+int ops_publish(kv_conn *c, const kv_bucket *b, const char *key, const void *data,
+                size_t len, uint64_t expect, int del, uint64_t *rev)
+{
+    char subj[SUBJ_MAX];
+    if (snprintf(subj, sizeof subj, "$KV.%s.%s", b->name, key) >= (int)sizeof subj)
+        return -ENAMETOOLONG;
+    if ((b->max_value >= 0 && (int64_t)len > b->max_value) ||
+        (c->max_payload > 0 && (int64_t)len > c->max_payload - 256 /* our headers */))
+        return fail(key, -EFBIG, "commit", "value larger than the bucket or server allows");
+    pub_req q = { .subj = subj, .data = data, .len = len, .del = del, .expect = expect };
+    const char *why = NULL;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        conn_msgid(q.id, sizeof q.id);
+        uint64_t seq = 0;
+        int r = publish_once(c, &q, &seq, &why);
+        if (r == 1)
+            r = resolve_unknown(b, &q, key, &seq);
+        if (r == 0) {
+            *rev = seq;
+            return 0;
+        }
+        if (r != -EEXIST || q.expect != KV_REV_ABSENT)
+            return fail(key, r, del ? "delete" : "commit", why ? why : "outcome unknown");
+        /* Create-only found a message: creatable only if it is a tombstone. */
+        uint64_t last = 0;
+        int tomb = 0, ours = 0;
+        int lr = last_msg(c, b, subj, NULL, &last, &tomb, &ours);
+        if (lr == -ENOENT)
+            continue;       /* purged meanwhile: try the plain create again */
+        if (lr < 0 || !tomb)
+            return fail(key, -EEXIST, "create", "the key exists");
+        q.expect = last;
+        r = publish_once(c, &q, &seq, &why);
+        if (r == 1)
+            r = resolve_unknown(b, &q, key, &seq);
+        if (r == 0) {
+            *rev = seq;
+            return 0;
+        }
+        if (r != -EEXIST)
+            return fail(key, r, "create", why ? why : "outcome unknown");
+        q.expect = KV_REV_ABSENT;  /* the tombstone moved on: look again */
+    }
+    return fail(key, -EEXIST, "create", "the key keeps changing");
+}
+
+/* ---- the table's operations ---- */
+
+int ops_get(kv_mount *m, const char *rel, kv_value *out)
+{
+    char key[KV_KEY_MAX + 2];
+    int r = ops_key(m, rel, 0, key, sizeof key);
+    kv_conn *c;
+    const kv_bucket *b;
+    if (r < 0 || (r = ops_open(m, key, &c, &b)) < 0)
+        return r;
+    kvEntry *e = NULL;
+    r = ops_entry(b, key, &e);
+    if (r == 0) {
+        size_t len = (size_t)kvEntry_ValueLen(e);
+        void *data = len ? malloc(len) : NULL;
+        if (len && !data) {
+            r = fail(key, -ENOMEM, "get", "out of memory");
+        } else {
+            if (len)
+                memcpy(data, kvEntry_Value(e), len);
+            out->data = data;
+            out->len = len;
+            out->rev = kvEntry_Revision(e);
+            out->mtime_ns = kvEntry_Created(e);
+            revmem_remember(m, key, out->rev);
+        }
+        kvEntry_Destroy(e);
+    } else if (r == -ENOENT) {
+        revmem_remember(m, key, KV_REV_ABSENT);
+        log_at(LOG_DEBUG, "%s: get: no such key", key);
+    }
+    conn_release(c);
+    return r;
+}
+
+/* stat on an open connection; also used by dirs.c. */
+int ops_stat_on(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *rel,
+                kv_stat *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!*rel) {
+        out->is_dir = 1;
+        return 0;
+    }
+    char key[KV_KEY_MAX + 2];
+    int r = ops_key(m, rel, 0, key, sizeof key);
+    kvEntry *e = NULL;
+    if (r == 0 && (r = ops_entry(b, key, &e)) == 0) {
+        out->size = (uint64_t)kvEntry_ValueLen(e);
+        out->rev = kvEntry_Revision(e);
+        out->mtime_ns = kvEntry_Created(e);
+        kvEntry_Destroy(e);
+        return 0;
+    }
+    if (r != -ENOENT)
+        return r;
+    if ((r = ops_key(m, rel, 1, key, sizeof key)) < 0)
+        return r;
+    if ((r = ops_entry(b, key, &e)) == 0) {
+        out->is_dir = 1;
+        out->rev = kvEntry_Revision(e);
+        out->mtime_ns = kvEntry_Created(e);
+        kvEntry_Destroy(e);
+        return 0;
+    }
+    if (r != -ENOENT)
+        return r;
+    r = dirs_has_below(c, b, m, key, NULL);
+    if (r == 1) {
+        out->is_dir = 1;
+        return 0;
+    }
+    return r < 0 ? r : -ENOENT;
+}
+
+int ops_stat(kv_mount *m, const char *rel, kv_stat *out)
+{
+    if (!*rel) {
+        memset(out, 0, sizeof *out);
+        out->is_dir = 1;
+        return 0;
+    }
+    char key[KV_KEY_MAX + 2];
+    int r = ops_key(m, rel, 0, key, sizeof key);
+    kv_conn *c;
+    const kv_bucket *b;
+    if (r < 0 || (r = ops_open(m, key, &c, &b)) < 0)
+        return r;
+    r = ops_stat_on(c, b, m, rel, out);
+    conn_release(c);
+    return r;
+}
+
+int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsigned flags,
+               uint64_t *rev_out)
+{
+    char key[KV_KEY_MAX + 2];
+    int r = ops_key(m, rel, 0, key, sizeof key);
+    if (r < 0)
+        return r;
+    uint64_t expect = 0;
+    if (flags & KV_COMMIT_EXCL)
+        expect = KV_REV_ABSENT;
+    else if (revmem_recall(m, key, &expect) < 0)
+        expect = 0;
+    kv_conn *c;
+    const kv_bucket *b;
+    if ((r = ops_open(m, key, &c, &b)) < 0)
+        return r;
+    uint64_t rev = 0;
+    r = ops_publish(c, b, key, data, len, expect, 0, &rev);
+    conn_release(c);
+    if (r == 0) {
+        revmem_remember(m, key, rev);
+        if (rev_out)
+            *rev_out = rev;
+    } else if (r == -EEXIST) {
+        revmem_remember(m, key, 0);
+    }
+    return r;
+}
+
+int ops_remove(kv_mount *m, const char *rel)
+{
+    char key[KV_KEY_MAX + 2];
+    int r = ops_key(m, rel, 0, key, sizeof key);
+    kv_conn *c;
+    const kv_bucket *b;
+    if (r < 0 || (r = ops_open(m, key, &c, &b)) < 0)
+        return r;
+    /* Delete expecting the revision seen, so of two racing removes one gets -ENOENT. */
+    for (int attempt = 0; attempt < 4; attempt++) {
+        kvEntry *e = NULL;
+        r = ops_entry(b, key, &e);
+        if (r < 0)
+            break;
+        uint64_t seen = kvEntry_Revision(e), rev = 0;
+        kvEntry_Destroy(e);
+        r = ops_publish(c, b, key, NULL, 0, seen, 1, &rev);
+        if (r != -EEXIST)
+            break;
+    }
+    if (r == -ENOENT) {
+        kv_stat st;
+        if (ops_stat_on(c, b, m, rel, &st) == 0 && st.is_dir)
+            r = -EISDIR;
+        log_at(LOG_INFO, "%s: remove: %s", key, r == -EISDIR ? "a directory" : "no such key");
+    }
+    if (r == 0 || r == -ENOENT)
+        revmem_remember(m, key, 0);
+    conn_release(c);
+    return r;
+}
+
+int ops_version(kv_mount *m, const char *rel, uint64_t *rev)
+{
+    char key[KV_KEY_MAX + 2];
+    int r = ops_key(m, rel, 0, key, sizeof key);
+    kv_conn *c;
+    const kv_bucket *b;
+    if (r < 0 || (r = ops_open(m, key, &c, &b)) < 0)
+        return r;
+    kvEntry *e = NULL;
+    r = ops_entry(b, key, &e);
+    if (r == 0) {
+        *rev = kvEntry_Revision(e);
+        kvEntry_Destroy(e);
+    }
+    conn_release(c);
+    return r;
+}
