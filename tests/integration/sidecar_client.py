@@ -277,5 +277,8 @@ if __name__ == "__main__":
         name = json.loads(data).get("error", "-") if data else "-"
     except (ValueError, AttributeError):
         name = "-"
-    print(f"{st} {name}")
-    sys.stdout.buffer.write(data + b"\n")
+    try:
+        print(f"{st} {name}", flush=True)
+        sys.stdout.buffer.write(data + b"\n")
+    except BrokenPipeError:  # the caller wanted the status line only
+        pass
