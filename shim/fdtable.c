@@ -78,6 +78,20 @@ int fdtable_unref(struct shim_file *f)
     return left;
 }
 
+int fdtable_next(int fd)
+{
+    for (; fd >= 0 && fd < FDTABLE_MAX; fd++) {
+        struct shim_file **c = __atomic_load_n(&chunks[fd >> CHUNK_BITS], __ATOMIC_ACQUIRE);
+        if (!c) {
+            fd |= CHUNK - 1; /* skip the whole chunk */
+            continue;
+        }
+        if (__atomic_load_n(&c[fd & (CHUNK - 1)], __ATOMIC_ACQUIRE))
+            return fd;
+    }
+    return -1;
+}
+
 void fdtable_each(void (*fn)(int fd, struct shim_file *f, void *arg), void *arg)
 {
     pthread_mutex_lock(&lock);

@@ -29,6 +29,8 @@ struct shim_file {
     int64_t mtime_ns;       /* that revision's time */
     size_t base_len;        /* length and hash of the bytes as read or last committed */
     uint64_t base_hash;
+    uint64_t carried;       /* revision memory carried across exec, applied at the first
+                               commit (0: none; KV_REV_ABSENT: "absent") */
 };
 
 /* Records fd -> f and takes a reference. 0, -EBADF for an fd out of range, -ENOMEM. */
@@ -43,6 +45,10 @@ struct shim_file *fdtable_take(int fd);
 
 /* Drops one reference; returns the number left. At 0 the record is freed. */
 int fdtable_unref(struct shim_file *f);
+
+/* The lowest descriptor >= fd that is in the table, or -1. No lock, no allocation (safe
+ * between fork and exec). */
+int fdtable_next(int fd);
 
 /* Calls fn for every descriptor in the table (under the mutex: fn must not call back). */
 void fdtable_each(void (*fn)(int fd, struct shim_file *f, void *arg), void *arg);

@@ -167,22 +167,29 @@ static int open_mount(const struct shim_path *p, int oflags)
     return fd;
 }
 
-/* The one body of every open hook. */
-static int open_body(int dirfd, const char *path, int oflags, mode_t mode)
+int shim_open(int dirfd, const char *path, int oflags, mode_t mode)
 {
     if (!shim_guard) {
         struct shim_path p;
         int r = shim_resolve(dirfd, path, &p);
         if (r < 0)
-            return shim_fail(r);
+            return r;
         if (r == 1) {
             shim_enter();
             r = open_mount(&p, oflags);
             shim_leave();
-            return r < 0 ? shim_fail(r) : r;
+            return r;
         }
     }
-    return real_openat()(dirfd, path, oflags, mode);
+    int fd = real_openat()(dirfd, path, oflags, mode);
+    return fd < 0 ? -errno : fd;
+}
+
+/* The one body of every open hook. */
+static int open_body(int dirfd, const char *path, int oflags, mode_t mode)
+{
+    int r = shim_open(dirfd, path, oflags, mode);
+    return r < 0 ? shim_fail(r) : r;
 }
 
 SHIM_EXPORT int open(const char *path, int flags, ...)
@@ -310,6 +317,11 @@ int shim_commit(int fd, struct shim_file *f)
     uint64_t rev = 0;
     shim_enter();
     r = shim_backend(f->mount_idx, &ops, &km);
+    if (r == 0 && f->carried) {
+        /* the revision memory of the program that opened it, carried across exec */
+        ops->remember(km, f->rel, f->carried);
+        f->carried = 0;
+    }
     if (r == 0)
         r = ops->commit(km, f->rel, data, len, f->excl ? KV_COMMIT_EXCL : 0, &rev);
     shim_leave();

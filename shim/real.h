@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <spawn.h>
 #include <stddef.h>
 #include <sys/stat.h>
 #include <sys/types.h>

@@ -51,6 +51,11 @@ ino_t shim_ino(int idx, const char *rel);
 /* Fills st for a mount path from what the backend reported. */
 void shim_fill_stat(struct stat *st, int idx, const char *rel, const kv_stat *ks);
 
+/* Opens (dirfd, path) as openat() would: through the shim for a mount path, through libc
+ * otherwise (mode is used with O_CREAT). The descriptor or -errno; errno is left alone. For
+ * callers that open by other means than the open hooks (stdio, mkstemp). */
+int shim_open(int dirfd, const char *path, int oflags, mode_t mode);
+
 /* Commits f's buffer (descriptor fd) by the contract's rules when it is owned by this
  * process and changed (or forced). 0 or -errno. */
 int shim_commit(int fd, struct shim_file *f);
@@ -77,7 +82,13 @@ static inline int shim_fail(int err)
     return -1;
 }
 
-static inline void shim_enter(void) { shim_guard++; }
-static inline void shim_leave(void) { shim_guard--; }
+/* Around the shim's own work: sets the guard, and holds the fork lock (shared) at the
+ * outermost level, so a fork waits until no thread is inside the shim (SPEC "Processes"). */
+void shim_enter(void);
+void shim_leave(void);
+
+/* fork's side of that lock (shim/process.c). */
+void shim_fork_lock(void);
+void shim_fork_unlock(void);
 
 #endif

@@ -19,6 +19,31 @@
 
 __thread int shim_guard __attribute__((tls_model("initial-exec")));
 
+/* Readers: threads inside the shim; writer: fork. Writers first, so a fork is not starved. */
+static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+
+void shim_enter(void)
+{
+    if (shim_guard++ == 0)
+        pthread_rwlock_rdlock(&fork_lock);
+}
+
+void shim_leave(void)
+{
+    if (--shim_guard == 0)
+        pthread_rwlock_unlock(&fork_lock);
+}
+
+void shim_fork_lock(void)
+{
+    pthread_rwlock_wrlock(&fork_lock);
+}
+
+void shim_fork_unlock(void)
+{
+    pthread_rwlock_unlock(&fork_lock);
+}
+
 #define KV_LIB_NAME "libasya-state-kv.so"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;

@@ -1,0 +1,423 @@
+/* process.c: ownership across fork, exec and exit (SPEC "Processes").
+ *
+ * fork: waits until no thread is inside the shim (shim_fork_lock), so the child inherits no
+ * held lock; the child's pid is refreshed by the atfork handler in state.c, so it never
+ * commits its parent's files. vfork is served by fork: a vfork child runs hooks, which must
+ * not share the parent's memory.
+ *
+ * exec: mount descriptors survive exec as kernel descriptors, but the table describing them
+ * does not. Before exec the hooks write the table (mount path, key, revision, owner...) into
+ * a "handoff" memfd left open for the new program, and name it in ASYA_STATE_HANDOFF; the new
+ * program's constructor adopts the descriptors (found by the memfd's inode, so a dup2 done by
+ * posix_spawn's file actions is followed) and commits those it owns. Owned close-on-exec
+ * descriptors vanish at exec, so they are committed first. Nothing here allocates on the
+ * exec path: the record and the new environment are built on the stack.
+ *
+ * exit: the destructor flushes stdio and commits every file this process owns that is still
+ * open; _exit and _Exit commit too (without a flush, as they do not flush). */
+#include "shim/shim.h"
+
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+#define HANDOFF_VAR "ASYA_STATE_HANDOFF"
+#define HANDOFF_MAGIC 0x4153594148464631ULL /* "ASYAHFF1" */
+
+extern char **environ;
+
+/* One handed-off descriptor; mount path and key follow it. */
+struct handoff_rec {
+    uint64_t magic;
+    int32_t fd;
+    int32_t oflags;
+    int32_t owner;
+    int32_t is_dir, force, excl;
+    uint64_t ino;           /* the memfd's inode: finds the descriptor after a dup2 */
+    uint64_t rev, carried, base_len, base_hash;
+    int64_t mtime_ns;
+    uint32_t pathlen, rellen;
+};
+
+/* Writes all of buf to fd. */
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -EIO;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* The revision memory of f's key, to carry across exec (0: nothing remembered). */
+static uint64_t memory_of(const struct shim_file *f)
+{
+    if (f->carried || !shim_backend_loaded())
+        return f->carried;
+    const kv_ops *ops;
+    kv_mount *km;
+    uint64_t rev = 0;
+    shim_enter();
+    if (shim_backend(f->mount_idx, &ops, &km) == 0 && ops->recall(km, f->rel, &rev) < 0)
+        rev = 0;
+    shim_leave();
+    return rev;
+}
+
+/* Before exec: commits owned close-on-exec files, writes the rest into a handoff memfd.
+ * Returns the memfd (>= 0), -1 when there is nothing to hand off, or -errno. */
+static int handoff_prepare(void)
+{
+    int hfd = -1;
+    for (int fd = fdtable_next(0); fd >= 0; fd = fdtable_next(fd + 1)) {
+        struct shim_file *f = fdtable_get(fd);
+        int fdflags = f ? fcntl(fd, F_GETFD) : -1;
+        if (!f || fdflags < 0)
+            continue;
+        if (fdflags & FD_CLOEXEC) {
+            int r = shim_drop(fd); /* commits when it is the owner's last descriptor */
+            if (r < 0)
+                log_at(LOG_WARN, "commit of %s before exec failed: %s", f->rel, strerror(-r));
+            continue;
+        }
+        struct stat st;
+        if (real_fstat()(fd, &st) < 0)
+            continue;
+        if (hfd < 0) {
+            hfd = memfd_create("asya-state-handoff", 0);
+            if (hfd < 0)
+                return -errno;
+            int hi = shim_fd_high(hfd); /* close-on-exec now: cleared just below */
+            hfd = hi;
+            fcntl(hfd, F_SETFD, 0);
+        }
+        const struct mount *m = shim_mount(f->mount_idx);
+        struct handoff_rec rec = {
+            .magic = HANDOFF_MAGIC, .fd = fd, .oflags = f->oflags, .owner = f->owner,
+            .is_dir = f->is_dir, .force = f->force, .excl = f->excl, .ino = st.st_ino,
+            .rev = f->rev, .carried = memory_of(f), .base_len = f->base_len,
+            .base_hash = f->base_hash, .mtime_ns = f->mtime_ns,
+            .pathlen = (uint32_t)m->pathlen, .rellen = (uint32_t)strlen(f->rel),
+        };
+        if (write_all(hfd, &rec, sizeof rec) < 0 || write_all(hfd, m->path, rec.pathlen) < 0 ||
+            write_all(hfd, f->rel, rec.rellen) < 0) {
+            real_close()(hfd);
+            return -EIO;
+        }
+    }
+    return hfd;
+}
+
+/* Fills envp_out (room for n + 2 pointers) with envp less any old handoff entry, plus
+ * var (already formatted "ASYA_STATE_HANDOFF=fd") when non-NULL. */
+static void env_with(char *const envp[], char **out, const char *var)
+{
+    size_t k = 0, len = sizeof HANDOFF_VAR - 1;
+    for (size_t i = 0; envp && envp[i]; i++)
+        if (strncmp(envp[i], HANDOFF_VAR "=", len + 1) != 0)
+            out[k++] = envp[i];
+    if (var)
+        out[k++] = (char *)var;
+    out[k] = NULL;
+}
+
+static size_t env_count(char *const envp[])
+{
+    size_t n = 0;
+    while (envp && envp[n])
+        n++;
+    return n;
+}
+
+/* The one body of the exec family: prepares the handoff, runs exec (fn) with the new
+ * environment, and cleans up when exec failed. */
+enum exec_kind { EXEC_PATH, EXEC_SEARCH, EXEC_FD };
+
+static int exec_body(enum exec_kind kind, int fd, const char *file, char *const argv[],
+                     char *const envp[])
+{
+    int hfd = shim_guard ? -1 : handoff_prepare();
+    if (hfd < -1)
+        log_at(LOG_WARN, "cannot hand mount files to the new program: %s", strerror(-hfd));
+    char var[sizeof HANDOFF_VAR + 16];
+    snprintf(var, sizeof var, HANDOFF_VAR "=%d", hfd);
+    char *env[env_count(envp) + 2];
+    env_with(envp, env, hfd >= 0 ? var : NULL);
+    int r = kind == EXEC_FD     ? real_fexecve()(fd, argv, env)
+          : kind == EXEC_SEARCH ? real_execvpe()(file, argv, env)
+                                : real_execve()(file, argv, env);
+    int saved = errno;
+    if (hfd >= 0)
+        real_close()(hfd);
+    errno = saved;
+    return r;
+}
+
+SHIM_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+    return exec_body(EXEC_PATH, -1, path, argv, envp);
+}
+
+SHIM_EXPORT int execv(const char *path, char *const argv[])
+{
+    return exec_body(EXEC_PATH, -1, path, argv, environ);
+}
+
+SHIM_EXPORT int execvp(const char *file, char *const argv[])
+{
+    return exec_body(EXEC_SEARCH, -1, file, argv, environ);
+}
+
+SHIM_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    return exec_body(EXEC_SEARCH, -1, file, argv, envp);
+}
+
+SHIM_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+    return exec_body(EXEC_FD, fd, NULL, argv, envp);
+}
+
+/* execl, execlp, execle: the arguments gathered on the stack, then exec_body. */
+static size_t count_args(const char *arg, va_list ap)
+{
+    size_t n = 1;
+    va_list c;
+    va_copy(c, ap);
+    while (arg && va_arg(c, const char *))
+        n++;
+    va_end(c);
+    return n;
+}
+
+SHIM_EXPORT int execl(const char *path, const char *arg, ...)
+{
+    va_list ap;
+    va_start(ap, arg);
+    size_t n = count_args(arg, ap);
+    char *argv[n + 1];
+    argv[0] = (char *)arg;
+    for (size_t i = 1; i <= n; i++)
+        argv[i] = i < n ? va_arg(ap, char *) : NULL;
+    va_end(ap);
+    return exec_body(EXEC_PATH, -1, path, argv, environ);
+}
+
+SHIM_EXPORT int execlp(const char *file, const char *arg, ...)
+{
+    va_list ap;
+    va_start(ap, arg);
+    size_t n = count_args(arg, ap);
+    char *argv[n + 1];
+    argv[0] = (char *)arg;
+    for (size_t i = 1; i <= n; i++)
+        argv[i] = i < n ? va_arg(ap, char *) : NULL;
+    va_end(ap);
+    return exec_body(EXEC_SEARCH, -1, file, argv, environ);
+}
+
+SHIM_EXPORT int execle(const char *path, const char *arg, ...)
+{
+    va_list ap;
+    va_start(ap, arg);
+    size_t n = count_args(arg, ap);
+    char *argv[n + 1];
+    argv[0] = (char *)arg;
+    for (size_t i = 1; i <= n; i++)
+        argv[i] = i < n ? va_arg(ap, char *) : NULL;
+    (void)va_arg(ap, char *); /* the NULL that ends the arguments */
+    char *const *envp = va_arg(ap, char *const *);
+    va_end(ap);
+    return exec_body(EXEC_PATH, -1, path, argv, envp);
+}
+
+/* posix_spawn runs glibc's internal execve, so the handoff is prepared here, in the parent. */
+static int spawn_body(int search, pid_t *pid, const char *path,
+                      const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
+                      char *const argv[], char *const envp[])
+{
+    int hfd = shim_guard ? -1 : handoff_prepare();
+    char var[sizeof HANDOFF_VAR + 16];
+    snprintf(var, sizeof var, HANDOFF_VAR "=%d", hfd);
+    char *env[env_count(envp) + 2];
+    env_with(envp, env, hfd >= 0 ? var : NULL);
+    int r = search ? real_posix_spawnp()(pid, path, fa, attr, argv, env)
+                   : real_posix_spawn()(pid, path, fa, attr, argv, env);
+    if (hfd >= 0)
+        real_close()(hfd);
+    return r;
+}
+
+SHIM_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+                            const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+    return spawn_body(0, pid, path, fa, attr, argv, envp);
+}
+
+SHIM_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+                             const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+    return spawn_body(1, pid, file, fa, attr, argv, envp);
+}
+
+SHIM_EXPORT pid_t fork(void)
+{
+    if (shim_guard)
+        return real_fork()();
+    shim_fork_lock();
+    pid_t pid = real_fork()();
+    shim_fork_unlock();
+    return pid;
+}
+
+SHIM_EXPORT pid_t vfork(void)
+{
+    return fork();
+}
+
+/* Commits every file this process owns that is still open (each file once). */
+static void commit_owned(void)
+{
+    pid_t me = shim_pid();
+    for (int fd = fdtable_next(0); fd >= 0; fd = fdtable_next(fd + 1)) {
+        struct shim_file *f = fdtable_get(fd);
+        if (!f || f->owner != me)
+            continue;
+        log_at(LOG_DEBUG, "commit of %s at exit", f->rel);
+        int r = shim_drop(fd);
+        if (r < 0)
+            log_at(LOG_ERROR, "a state file's commit at exit failed: %s", strerror(-r));
+    }
+}
+
+SHIM_EXPORT void _exit(int status)
+{
+    if (!shim_guard)
+        commit_owned();
+    real__exit()(status);
+    __builtin_unreachable();
+}
+
+SHIM_EXPORT void _Exit(int status)
+{
+    if (!shim_guard)
+        commit_owned();
+    real__Exit()(status);
+    __builtin_unreachable();
+}
+
+__attribute__((destructor)) static void at_exit(void)
+{
+    if (shim_guard || fdtable_next(0) < 0)
+        return;
+    fflush(NULL); /* a stream left open at exit is flushed into its buffer first */
+    commit_owned();
+}
+
+/* This process's open descriptors, read from /proc/self/fd without allocating. */
+static int open_fds(int *fds, int max)
+{
+    int dfd = real_openat()(AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return 0;
+    char buf[8192];
+    int n = 0;
+    long got;
+    while (n < max && (got = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < got && n < max;) {
+            struct dirent64 *d = (struct dirent64 *)(buf + off);
+            if (d->d_name[0] >= '0' && d->d_name[0] <= '9' && atoi(d->d_name) != dfd)
+                fds[n++] = atoi(d->d_name);
+            off += d->d_reclen;
+        }
+    }
+    real_close()(dfd);
+    return n;
+}
+
+/* Adopts one record: every descriptor that is its memfd (or, for a directory, its number). */
+static void adopt_one(const struct handoff_rec *rec, const char *path, const char *rel,
+                      const int *fds, const ino_t *inos, int nfds)
+{
+    char full[2 * PATH_MAX + 2];
+    snprintf(full, sizeof full, "%s%s%s", path, rec->rellen ? "/" : "", rel);
+    struct shim_path p;
+    if (shim_resolve(AT_FDCWD, full, &p) != 1 || strcmp(p.mount->path, path) != 0) {
+        log_at(LOG_WARN, "inherited %s is not under a mount here: left as a plain file", full);
+        return;
+    }
+    struct shim_file *f = calloc(1, sizeof *f);
+    char *r = f ? strdup(rel) : NULL;
+    if (!r) {
+        free(f);
+        return;
+    }
+    *f = (struct shim_file){
+        .mount_idx = p.idx, .rel = r, .oflags = rec->oflags, .owner = rec->owner,
+        .is_dir = rec->is_dir, .force = rec->force, .excl = rec->excl, .rev = rec->rev,
+        .carried = rec->carried, .base_len = rec->base_len, .base_hash = rec->base_hash,
+        .mtime_ns = rec->mtime_ns,
+    };
+    f->refs = 1; /* held while adopting, so the record outlives a failed set */
+    for (int i = 0; i < nfds; i++)
+        if (rec->is_dir ? fds[i] == rec->fd : inos[i] == rec->ino)
+            fdtable_set(fds[i], f);
+    fdtable_unref(f);
+}
+
+/* Reads the handoff memfd into the table. */
+static void adopt(int hfd)
+{
+    int fds[1024];
+    ino_t inos[1024];
+    int nfds = open_fds(fds, 1024);
+    for (int i = 0; i < nfds; i++) {
+        struct stat st;
+        inos[i] = (fds[i] != hfd && real_fstat()(fds[i], &st) == 0) ? st.st_ino : 0;
+    }
+    struct stat hst;
+    if (real_fstat()(hfd, &hst) < 0)
+        return;
+    size_t off = 0, size = (size_t)hst.st_size;
+    while (off + sizeof(struct handoff_rec) <= size) {
+        struct handoff_rec rec;
+        char path[PATH_MAX + 1], rel[PATH_MAX + 1];
+        if (pread(hfd, &rec, sizeof rec, (off_t)off) != (ssize_t)sizeof rec ||
+            rec.magic != HANDOFF_MAGIC || rec.pathlen >= PATH_MAX || rec.rellen >= PATH_MAX)
+            break;
+        off += sizeof rec;
+        if (pread(hfd, path, rec.pathlen, (off_t)off) != (ssize_t)rec.pathlen ||
+            pread(hfd, rel, rec.rellen, (off_t)(off + rec.pathlen)) != (ssize_t)rec.rellen)
+            break;
+        off += rec.pathlen + rec.rellen;
+        path[rec.pathlen] = '\0';
+        rel[rec.rellen] = '\0';
+        adopt_one(&rec, path, rel, fds, inos, nfds);
+    }
+}
+
+__attribute__((constructor)) static void adopt_inherited(void)
+{
+    const char *v = getenv(HANDOFF_VAR);
+    if (!v)
+        return;
+    int hfd = atoi(v);
+    unsetenv(HANDOFF_VAR);
+    shim_enter();
+    adopt(hfd);
+    shim_leave();
+    real_close()(hfd);
+}
