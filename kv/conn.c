@@ -309,7 +309,9 @@ static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out, int64_t *r
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     kv_guard g;
-    guard_enter(&g, 0);
+    /* Every block_all: binding is the first request on a connection, and nats.c creates
+     * the thread of its reply subscription on the first request. */
+    guard_enter(&g, 1);
     natsStatus s = js_KeyValue(&b->kv, c->js, name);
     if (s == NATS_OK)
         s = js_GetStreamInfo(&si, c->js, b->stream, NULL, &jerr);
