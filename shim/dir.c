@@ -1,6 +1,6 @@
 /* dir.c: directory listings, names and directories on mount paths: opendir/fdopendir and
- * readdir over a listing taken at open, unlink, rmdir and mkdir (marker keys), and chdir
- * bookkeeping. A listing is a shim_dir handed out as a DIR *; the registry below tells ours
+ * readdir (readdir_r, scandir) over a listing taken at open, unlink, rmdir and mkdir (marker
+ * keys). A listing is a shim_dir handed out as a DIR *; the registry below tells ours
  * from libc's (foreign streams cost one atomic load while no listing of ours is open). */
 #include "shim/shim.h"
 
@@ -82,6 +82,8 @@ SHIM_EXPORT DIR *opendir(const char *path)
         }
         if (r == 1)
             return dir_new(p.idx, p.rel, -1);
+        if (p.local != path)
+            return real_opendir()(p.local);
     }
     return real_opendir()(path);
 }
@@ -204,84 +206,191 @@ SHIM_EXPORT void seekdir(DIR *d, long pos)
         real_seekdir()(d, pos);
 }
 
+/* The one body of readdir_r and readdir64_r (the layouts are the same). */
+static int readdir_r_body(struct shim_dir *s, struct dirent *ent, struct dirent **res)
+{
+    struct dirent *e = dir_next(s);
+    if (e)
+        memcpy(ent, e, sizeof *ent);
+    *res = e ? ent : NULL;
+    return 0;
+}
+
+SHIM_EXPORT int readdir_r(DIR *d, struct dirent *ent, struct dirent **res)
+{
+    struct shim_dir *s = ours(d);
+    return s ? readdir_r_body(s, ent, res) : real_readdir_r()(d, ent, res);
+}
+
+SHIM_EXPORT int readdir64_r(DIR *d, struct dirent64 *ent, struct dirent64 **res)
+{
+    struct shim_dir *s = ours(d);
+    return s ? readdir_r_body(s, (struct dirent *)ent, (struct dirent **)res)
+             : real_readdir64_r()(d, ent, res);
+}
+
+typedef int (*scan_sel)(const struct dirent *);
+typedef int (*scan_cmp)(const struct dirent **, const struct dirent **);
+
+struct cmp_box {
+    scan_cmp cmp;
+};
+
+static int cmp_tramp(const void *a, const void *b, void *box)
+{
+    return ((struct cmp_box *)box)->cmp((const struct dirent **)a, (const struct dirent **)b);
+}
+
+/* scandir of a mount directory, as glibc's: every entry (".", ".." included) that sel keeps,
+ * each in its own malloc()ed block, sorted with cmp. Returns the count or -errno. */
+static int scan_mount(const struct shim_path *p, struct dirent ***out, scan_sel sel, scan_cmp cmp)
+{
+    DIR *d = dir_new(p->idx, p->rel, -1);
+    if (!d)
+        return -errno;
+    struct shim_dir *s = (struct shim_dir *)d;
+    struct dirent **v = malloc((s->list.n + 2) * sizeof *v);
+    int n = 0, r = v ? 0 : -ENOMEM;
+    struct dirent *e;
+    while (r == 0 && (e = dir_next(s))) {
+        if (sel && !sel(e))
+            continue;
+        struct dirent *c = malloc(sizeof *c);
+        if (!c) {
+            r = -ENOMEM;
+            break;
+        }
+        memcpy(c, e, sizeof *c);
+        v[n++] = c;
+    }
+    closedir(d);
+    if (r < 0) {
+        while (n > 0)
+            free(v[--n]);
+        free(v);
+        return r;
+    }
+    struct cmp_box box = { cmp };
+    if (cmp && n > 1)
+        qsort_r(v, (size_t)n, sizeof *v, cmp_tramp, &box);
+    *out = v;
+    return n;
+}
+
+/* The one body of the scandir family. */
+static int scandir_body(int dirfd, const char *path, struct dirent ***out, scan_sel sel,
+                        scan_cmp cmp, int at)
+{
+    if (!shim_guard) {
+        struct shim_path p;
+        int r = shim_resolve(dirfd, path, &p);
+        if (r < 0)
+            return shim_fail(r);
+        if (r == 1) {
+            r = scan_mount(&p, out, sel, cmp);
+            return r < 0 ? shim_fail(r) : r;
+        }
+        if (p.local != path)
+            return real_scandir()(p.local, out, sel, cmp);
+    }
+    return at ? real_scandirat()(dirfd, path, out, sel, cmp) : real_scandir()(path, out, sel, cmp);
+}
+
+SHIM_EXPORT int scandir(const char *path, struct dirent ***list, scan_sel sel, scan_cmp cmp)
+{
+    return scandir_body(AT_FDCWD, path, list, sel, cmp, 0);
+}
+
+SHIM_EXPORT int scandir64(const char *path, struct dirent64 ***list,
+                          int (*sel)(const struct dirent64 *),
+                          int (*cmp)(const struct dirent64 **, const struct dirent64 **))
+{
+    return scandir_body(AT_FDCWD, path, (struct dirent ***)list, (scan_sel)(void (*)(void))sel,
+                        (scan_cmp)(void (*)(void))cmp, 0);
+}
+
+SHIM_EXPORT int scandirat(int dirfd, const char *path, struct dirent ***list, scan_sel sel,
+                          scan_cmp cmp)
+{
+    return scandir_body(dirfd, path, list, sel, cmp, 1);
+}
+
+SHIM_EXPORT int scandirat64(int dirfd, const char *path, struct dirent64 ***list,
+                            int (*sel)(const struct dirent64 *),
+                            int (*cmp)(const struct dirent64 **, const struct dirent64 **))
+{
+    return scandir_body(dirfd, path, (struct dirent ***)list, (scan_sel)(void (*)(void))sel,
+                        (scan_cmp)(void (*)(void))cmp, 1);
+}
+
 /* The one body of unlink, unlinkat, rmdir and mkdir on mount paths. */
 enum name_op { OP_UNLINK, OP_RMDIR, OP_MKDIR };
 
-/* 0: a local path (the caller asks libc); 1: done on the mount; or a negative errno. */
-static int name_body(int dirfd, const char *path, enum name_op op)
+/* 0: a local path (the caller asks libc, giving it p->local); 1: done on the mount; or a
+ * negative errno. */
+static int name_body(int dirfd, const char *path, enum name_op op, struct shim_path *p)
 {
+    p->local = path;
     if (shim_guard)
         return 0;
-    struct shim_path p;
-    int r = shim_resolve(dirfd, path, &p);
+    int r = shim_resolve(dirfd, path, p);
     if (r <= 0)
         return r;
-    if (*p.rel == '\0')
+    if (*p->rel == '\0')
         return op == OP_MKDIR ? -EEXIST : op == OP_RMDIR ? -EBUSY : -EISDIR;
     const kv_ops *ops;
     kv_mount *km;
     shim_enter();
-    r = shim_backend(p.idx, &ops, &km);
+    r = shim_backend(p->idx, &ops, &km);
     if (r == 0)
-        r = op == OP_UNLINK ? ops->remove(km, p.rel)
-          : op == OP_RMDIR  ? ops->rmdir(km, p.rel)
-                            : ops->mkdir(km, p.rel);
+        r = op == OP_UNLINK ? ops->remove(km, p->rel)
+          : op == OP_RMDIR  ? ops->rmdir(km, p->rel)
+                            : ops->mkdir(km, p->rel);
     shim_leave();
     return r < 0 ? r : 1;
 }
 
 SHIM_EXPORT int unlink(const char *path)
 {
-    int r = name_body(AT_FDCWD, path, OP_UNLINK);
+    struct shim_path p;
+    int r = name_body(AT_FDCWD, path, OP_UNLINK, &p);
     if (r != 0)
         return r < 0 ? shim_fail(r) : 0;
-    return real_unlinkat()(AT_FDCWD, path, 0);
+    return real_unlinkat()(AT_FDCWD, p.local, 0);
 }
 
 SHIM_EXPORT int unlinkat(int dirfd, const char *path, int flags)
 {
-    int r = name_body(dirfd, path, (flags & AT_REMOVEDIR) ? OP_RMDIR : OP_UNLINK);
+    struct shim_path p;
+    int r = name_body(dirfd, path, (flags & AT_REMOVEDIR) ? OP_RMDIR : OP_UNLINK, &p);
     if (r != 0)
         return r < 0 ? shim_fail(r) : 0;
-    return real_unlinkat()(dirfd, path, flags);
+    return real_unlinkat()(dirfd, p.local, flags);
 }
 
 SHIM_EXPORT int rmdir(const char *path)
 {
-    int r = name_body(AT_FDCWD, path, OP_RMDIR);
+    struct shim_path p;
+    int r = name_body(AT_FDCWD, path, OP_RMDIR, &p);
     if (r != 0)
         return r < 0 ? shim_fail(r) : 0;
-    return real_unlinkat()(AT_FDCWD, path, AT_REMOVEDIR);
+    return real_unlinkat()(AT_FDCWD, p.local, AT_REMOVEDIR);
 }
 
 SHIM_EXPORT int mkdir(const char *path, mode_t mode)
 {
-    int r = name_body(AT_FDCWD, path, OP_MKDIR);
+    struct shim_path p;
+    int r = name_body(AT_FDCWD, path, OP_MKDIR, &p);
     if (r != 0)
         return r < 0 ? shim_fail(r) : 0;
-    return real_mkdirat()(AT_FDCWD, path, mode);
+    return real_mkdirat()(AT_FDCWD, p.local, mode);
 }
 
 SHIM_EXPORT int mkdirat(int dirfd, const char *path, mode_t mode)
 {
-    int r = name_body(dirfd, path, OP_MKDIR);
+    struct shim_path p;
+    int r = name_body(dirfd, path, OP_MKDIR, &p);
     if (r != 0)
         return r < 0 ? shim_fail(r) : 0;
-    return real_mkdirat()(dirfd, path, mode);
-}
-
-SHIM_EXPORT int chdir(const char *path)
-{
-    int r = real_chdir()(path);
-    if (r == 0)
-        shim_cwd_changed();
-    return r;
-}
-
-SHIM_EXPORT int fchdir(int fd)
-{
-    int r = real_fchdir()(fd);
-    if (r == 0)
-        shim_cwd_changed();
-    return r;
+    return real_mkdirat()(dirfd, p.local, mode);
 }

@@ -180,6 +180,10 @@ int shim_open(int dirfd, const char *path, int oflags, mode_t mode)
             shim_leave();
             return r;
         }
+        if (p.local != path) {
+            int fd = real_openat()(dirfd, p.local, oflags, mode);
+            return fd < 0 ? -errno : fd;
+        }
     }
     int fd = real_openat()(dirfd, path, oflags, mode);
     return fd < 0 ? -errno : fd;

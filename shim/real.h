@@ -10,7 +10,9 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/types.h>
+#include <utime.h>
 
 /* glibc 2.33+ no longer declares the old stat entry points; programs built earlier call them. */
 int __xstat(int ver, const char *path, struct stat *st);
@@ -21,6 +23,13 @@ int __fxstat(int ver, int fd, struct stat *st);
 int __fxstat64(int ver, int fd, struct stat64 *st);
 int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags);
 int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags);
+int __xmknod(int ver, const char *path, mode_t mode, dev_t *dev);
+int __xmknodat(int ver, int dirfd, const char *path, mode_t mode, dev_t *dev);
+char *__getcwd_chk(char *buf, size_t size, size_t buflen);
+char *__getwd_chk(char *buf, size_t buflen);
+char *__realpath_chk(const char *path, char *resolved, size_t resolvedlen);
+ssize_t __readlink_chk(const char *path, char *buf, size_t size, size_t buflen);
+ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t size, size_t buflen);
 int __open_2(const char *path, int flags);
 int __open64_2(const char *path, int flags);
 int __openat_2(int dirfd, const char *path, int flags);

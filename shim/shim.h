@@ -23,6 +23,10 @@ struct shim_path {
     int idx;                /* index in the mount table */
     const struct mount *mount;
     const char *rel;        /* below the mount ("" for its root); points into buf */
+    const char *local;      /* for a local path (shim_resolve gave 0): the path libc must be
+                               given: the caller's, or, when it was relative to a virtual
+                               working directory or a mount directory fd, the absolute
+                               path in buf (the dirfd is then ignored by the *at() calls) */
     char buf[PATH_MAX];
 };
 
@@ -34,8 +38,22 @@ int shim_resolve(int dirfd, const char *path, struct shim_path *p);
 /* The mount table's mount idx (valid for the process's life). */
 const struct mount *shim_mount(int idx);
 
-/* The working directory changed (chdir, fchdir): forget the cached copy. */
+/* The working directory changed (chdir, fchdir): forget the cached copy (and the virtual
+ * working directory, if any). */
 void shim_cwd_changed(void);
+
+/* The virtual working directory (kept beside the cached one; hooks in shim/cwd.c): dir, an
+ * absolute normalised mount directory path, becomes the working directory relative paths
+ * resolve against; the kernel's is left as it was. */
+void shim_cwd_set_virtual(const char *dir);
+
+/* The virtual working directory, or NULL when the working directory is the kernel's. The
+ * string stays valid until the next chdir; no allocation, no lock (safe after vfork). */
+const char *shim_cwd_virtual(void);
+
+/* Copies the virtual working directory into buf: 1 done, 0 when the working directory is
+ * the kernel's (buf untouched), -ERANGE when size is too small. */
+int shim_cwd_copy(char *buf, size_t size);
 
 /* The backend and its handle for mount idx, loading and binding on first use. 0 or -errno
  * (-EIO when the backend cannot be loaded, with one log line). Call with the guard held. */

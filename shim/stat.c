@@ -61,6 +61,8 @@ static int stat_body(int dirfd, const char *path, struct stat *st, int flags)
             r = stat_mount(&p, st);
             return r < 0 ? shim_fail(r) : 0;
         }
+        if (p.local != path)
+            return real_fstatat()(dirfd, p.local, st, flags);
     }
     return real_fstatat()(dirfd, path, st, flags);
 }
@@ -189,6 +191,8 @@ SHIM_EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mask,
             stat_to_statx(&st, stx);
             return 0;
         }
+        if (!f && p.local != path)
+            return real_statx()(dirfd, p.local, flags, mask, stx);
     }
     return real_statx()(dirfd, path, flags, mask, stx);
 }
@@ -209,6 +213,8 @@ static int access_body(int dirfd, const char *path, int mode, int flags)
                 r = -EACCES;
             return r < 0 ? shim_fail(r) : 0;
         }
+        if (p.local != path)
+            return real_faccessat()(dirfd, p.local, mode, flags);
     }
     return real_faccessat()(dirfd, path, mode, flags);
 }

@@ -55,6 +55,8 @@ static gid_t gid_cache;
 static pthread_mutex_t cwd_lock = PTHREAD_MUTEX_INITIALIZER;
 static char cwd[PATH_MAX];
 static int cwd_ok;
+static int cwd_virtual; /* cwd is a mount directory the kernel does not know (read unlocked
+                           by shim_cwd_virtual, written under cwd_lock) */
 
 static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t backend_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -105,26 +107,59 @@ void shim_cwd_changed(void)
 {
     pthread_mutex_lock(&cwd_lock);
     cwd_ok = 0;
+    __atomic_store_n(&cwd_virtual, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&cwd_lock);
 }
 
-/* Normalises a relative path against the working directory, into out. */
-static int resolve_cwd(const char *path, char *out, size_t outsz)
+void shim_cwd_set_virtual(const char *dir)
 {
     pthread_mutex_lock(&cwd_lock);
-    if (!cwd_ok && getcwd(cwd, sizeof cwd))
-        cwd_ok = 1;
-    int r = cwd_ok ? path_normalize(cwd, path, out, outsz) : -errno;
+    snprintf(cwd, sizeof cwd, "%s", dir);
+    cwd_ok = 1;
+    __atomic_store_n(&cwd_virtual, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&cwd_lock);
+}
+
+const char *shim_cwd_virtual(void)
+{
+    return __atomic_load_n(&cwd_virtual, __ATOMIC_ACQUIRE) ? cwd : NULL;
+}
+
+int shim_cwd_copy(char *buf, size_t size)
+{
+    int r = 0;
+    pthread_mutex_lock(&cwd_lock);
+    if (cwd_virtual) {
+        size_t len = strlen(cwd);
+        r = len < size ? 1 : -ERANGE;
+        if (r == 1)
+            memcpy(buf, cwd, len + 1);
+    }
     pthread_mutex_unlock(&cwd_lock);
     return r;
 }
 
-/* Normalises a path relative to directory descriptor dirfd, into out. */
-static int resolve_at(int dirfd, const char *path, char *out, size_t outsz)
+/* Normalises a relative path against the working directory, into out; *virt is set when
+ * that is a virtual one. getcwd is hooked: the kernel's answer comes from libc's. */
+static int resolve_cwd(const char *path, char *out, size_t outsz, int *virt)
+{
+    pthread_mutex_lock(&cwd_lock);
+    if (!cwd_ok && real_getcwd()(cwd, sizeof cwd))
+        cwd_ok = 1;
+    int r = cwd_ok ? path_normalize(cwd, path, out, outsz) : -errno;
+    *virt = cwd_virtual;
+    pthread_mutex_unlock(&cwd_lock);
+    return r;
+}
+
+/* Normalises a path relative to directory descriptor dirfd, into out; *virt is set when
+ * dirfd is a mount directory (its kernel file is "/", not the directory). */
+static int resolve_at(int dirfd, const char *path, char *out, size_t outsz, int *virt)
 {
     char base[PATH_MAX];
     struct shim_file *f = fdtable_get(dirfd);
     if (f && f->is_dir) {
+        *virt = 1;
         const struct mount *m = &mounts.m[f->mount_idx];
         int n = snprintf(base, sizeof base, "%s%s%s", m->path, *f->rel ? "/" : "", f->rel);
         if (n < 0 || (size_t)n >= sizeof base)
@@ -144,27 +179,32 @@ static int resolve_at(int dirfd, const char *path, char *out, size_t outsz)
 
 int shim_resolve(int dirfd, const char *path, struct shim_path *p)
 {
+    p->local = path;
     if (!path || !*path)
         return 0;
     pthread_once(&init_once, init);
     if (mounts.n == 0)
         return 0;
     const char *full = path;
+    int virt = 0;
     if (path[0] != '/' || path_needs_normalize(path)) {
         int r;
         if (path[0] == '/')
             r = path_normalize("/", path, p->buf, sizeof p->buf);
         else if (dirfd == AT_FDCWD)
-            r = resolve_cwd(path, p->buf, sizeof p->buf);
+            r = resolve_cwd(path, p->buf, sizeof p->buf, &virt);
         else
-            r = resolve_at(dirfd, path, p->buf, sizeof p->buf);
+            r = resolve_at(dirfd, path, p->buf, sizeof p->buf, &virt);
         if (r < 0)
             return r == -ENAMETOOLONG ? r : 0; /* let libc give its own answer */
         full = p->buf;
     }
     const struct mount *m = mounts_find(&mounts, full, &p->rel);
-    if (!m)
+    if (!m) {
+        if (virt)
+            p->local = p->buf; /* the kernel cannot resolve it: give libc the whole path */
         return 0;
+    }
     log_flush_held();
     p->mount = m;
     p->idx = (int)(m - mounts.m);

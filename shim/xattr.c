@@ -40,6 +40,8 @@ static int target_of(const char *path, int fd, struct target *t)
 /* The revision of the target's key, fresh from the server. A directory has none. */
 static int version_of(const struct target *t, uint64_t *rev)
 {
+    if (!*t->rel)
+        return -ENODATA; /* the mount root: a directory, no key */
     const kv_ops *ops;
     kv_mount *km;
     shim_enter();
