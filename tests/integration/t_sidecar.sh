@@ -58,24 +58,37 @@ python3 "$HERE/sidecar_protocol.py"
 python3 "$HERE/sidecar_runtime.py"
 
 # ---- the same keys through the shim, both ways ------------------------------------------
+# Each shim run is bounded and writes to a file (no pipe a stray child could hold open), and
+# runs the Python binary itself: `python3` may be a wrapper script (pyenv) that would put a
+# shell under the shim too.
+PY=$(python3 -c 'import sys; print(sys.executable)')
 shim_env=(NATS_URL="$NATS_URL" NATS_KV_BUCKET="$B" STATE_PREFIX=$P STATE_MOUNT=/state/cache)
+shim_py() { timeout -k 5 30 env "${shim_env[@]}" LD_PRELOAD="$SHIM" "$PY" "$@" >"$TMP/shim.out" 2>&1; }
 if [ -f "$SHIM" ]; then
     status "$S1" PUT /keys/both/from_sidecar.json '{"via": "sidecar"}' >/dev/null
-    got=$(env "${shim_env[@]}" LD_PRELOAD="$SHIM" python3 -c \
-        'print(open("/state/cache/both/from_sidecar.json").read())' 2>&1)
+    shim_py -c 'print(open("/state/cache/both/from_sidecar.json").read())'
     expect_eq "sidecar: a key written through the sidecar reads back through the shim" \
-        '{"via": "sidecar"}' "$got"
-    env "${shim_env[@]}" LD_PRELOAD="$SHIM" python3 -c \
-        'open("/state/cache/both/from_shim.txt", "w").write("via shim")' >"$TMP/shim.out" 2>&1
+        '{"via": "sidecar"}' "$(cat "$TMP/shim.out")"
+    shim_py -c 'open("/state/cache/both/from_shim.txt", "w").write("via shim")'
     got=$(python3 "$CLIENT" "$S1" GET /keys/both/from_shim.txt | tail -n 1)
     expect_eq "sidecar: a key written through the shim reads back through the sidecar" \
         "via shim" "$got"
-    got=$(env "${shim_env[@]}" LD_PRELOAD="$SHIM" python3 -c \
-        'import os; print(sorted(os.listdir("/state/cache/both")))' 2>&1)
+    shim_py -c 'import os; print(sorted(os.listdir("/state/cache/both")))'
     expect_eq "sidecar: the shim lists what both wrote" \
-        "['from_shim.txt', 'from_sidecar.json']" "$got"
+        "['from_shim.txt', 'from_sidecar.json']" "$(cat "$TMP/shim.out")"
 else
     fail "sidecar: shim round trip" "$SHIM is missing (run make)"
+fi
+
+# ---- latency figures (sidecar_bench.py), checked by the counter they leave -------------------
+python3 "$HERE/sidecar_bench.py" "$S1" 200 | sed 's/^/# /'
+expect_eq "sidecar: 200 read-modify-write cycles through the sidecar count to 200" 200 \
+    "$("$KVTOOL" get "$B" "$P.bench/counter" 2>&1)"
+if [ -f "$SHIM" ]; then
+    shim_py "$HERE/sidecar_bench.py" --shim /state/cache 200
+    sed 's/^/# /' "$TMP/shim.out"
+    expect_eq "sidecar: the same 200 cycles through the shim count to 200" 200 \
+        "$("$KVTOOL" get "$B" "$P.bench_counter" 2>&1)"
 fi
 
 # ---- 503 and 504 -------------------------------------------------------------------------
