@@ -55,6 +55,7 @@ int serve_key_rel(char *key, int *is_dir);
  * prefixes full "dir/" entries; one level when recursive is 0 (delimiter "/"), every key
  * below when 1. Both arrays sorted. *out is {"keys": [...], "prefixes": [...]} (caller
  * json_decref()s). -EINVAL for a prefix with an empty, "." or ".." directory segment;
+ * -EILSEQ when a name is not UTF-8 (JSON cannot carry it; never silently left out);
  * a prefix below no directory lists nothing. */
 int serve_list(const kv_ops *ops, kv_mount *m, const char *prefix, int recursive,
                json_t **out);

@@ -98,7 +98,10 @@ static enum MHD_Result respond_json(struct MHD_Connection *c, unsigned status, j
 static enum MHD_Result respond_error(struct MHD_Connection *c, unsigned status,
                                      const char *error, const char *message)
 {
-    return respond_json(c, status, json_pack("{s:s, s:s}", "error", error, "message", message));
+    json_t *j = json_pack("{s:s, s:s}", "error", error, "message", message);
+    if (!j) /* the message held a key that is not UTF-8: send the error without it */
+        j = json_pack("{s:s, s:s}", "error", error, "message", "(key not shown: not UTF-8)");
+    return respond_json(c, status, j);
 }
 
 static enum MHD_Result respond_empty(struct MHD_Connection *c, unsigned status)
@@ -127,8 +130,7 @@ static enum MHD_Result respond_errno(struct MHD_Connection *c, int err, const ch
     }
     char msg[1200];
     snprintf(msg, sizeof msg, "%s %s: %s", what, key, strerror(-err));
-    if (status >= 500)
-        log_at(LOG_WARN, "serve: %s", msg);
+    log_at(LOG_DEBUG, "serve: %s -> %u", msg, status); /* kv logged the failure itself */
     return respond_error(c, status, name, msg);
 }
 

@@ -151,7 +151,7 @@ static json_t *strvec_json(struct strvec *s)
         return NULL;
     qsort(s->v, s->n, sizeof *s->v, cmp_str);
     for (size_t i = 0; i < s->n; i++)
-        if (json_array_append_new(a, json_string(s->v[i])) != 0) {
+        if (json_array_append_new(a, json_string(s->v[i])) != 0) { /* or not UTF-8 */
             json_decref(a);
             return NULL;
         }
@@ -207,6 +207,8 @@ int serve_list(const kv_ops *ops, kv_mount *m, const char *prefix, int recursive
     int r = list_dir(ops, m, dir, slash ? slash + 1 : prefix, recursive, &keys, &prefixes);
     free(dir);
     json_t *o = NULL;
+    /* A name that is not UTF-8 cannot go into JSON: the listing fails with -EILSEQ rather
+     * than leave the key out. */
     if (r == 0) {
         json_t *k = strvec_json(&keys), *p = strvec_json(&prefixes);
         o = (k && p) ? json_pack("{s:o, s:o}", "keys", k, "prefixes", p) : NULL;
@@ -215,7 +217,7 @@ int serve_list(const kv_ops *ops, kv_mount *m, const char *prefix, int recursive
                 json_decref(k);
                 json_decref(p);
             }
-            r = -ENOMEM;
+            r = -EILSEQ;
         }
     }
     strvec_free(&keys);

@@ -131,6 +131,20 @@ def t_binary_and_escaping():
          {"keys": [name], "prefixes": []}, json.loads(body))
 
 
+def t_not_utf8():
+    st, _, _ = request(SOCK, "PUT", "/keys/bin/%FF", body=b"raw byte name")
+    st2, _, body = request(SOCK, "GET", "/keys/bin/%FF")
+    T.eq("a non-UTF-8 key name (%FF) round-trips, stored as =FF",
+         (204, 200, b"raw byte name", b"raw byte name"), (st, st2, body, kv_get("bin/=FF")))
+    st, _, body = request(SOCK, "GET", "/keys/bin/%FE")
+    T.eq("an error about a non-UTF-8 key is still JSON", (404, "key_not_found"),
+         (st, err_of(body)))
+    st, _, body = request(SOCK, "GET", "/keys/?prefix=bin/&delimiter=/")
+    T.eq("listing a non-UTF-8 name fails loudly (500), never drops it",
+         (500, "internal_error"), (st, err_of(body)))
+    request(SOCK, "DELETE", "/keys/bin/%FF")
+
+
 def t_exclusive_create():
     st, _, _ = request(SOCK, "PUT", k("excl"), body=b"first", headers={"If-None-Match": "*"})
     T.eq("If-None-Match: * on a new key 204", 204, st)
