@@ -279,7 +279,7 @@ SHIM_EXPORT pid_t fork(void)
         return real_fork()();
     shim_fork_lock();
     pid_t pid = real_fork()();
-    shim_fork_unlock();
+    shim_fork_unlock(pid == 0);
     return pid;
 }
 

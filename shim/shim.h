@@ -107,6 +107,6 @@ void shim_leave(void);
 
 /* fork's side of that lock (shim/process.c). */
 void shim_fork_lock(void);
-void shim_fork_unlock(void);
+void shim_fork_unlock(int child);
 
 #endif

@@ -39,9 +39,13 @@ void shim_fork_lock(void)
     pthread_rwlock_wrlock(&fork_lock);
 }
 
-void shim_fork_unlock(void)
+void shim_fork_unlock(int child)
 {
-    pthread_rwlock_unlock(&fork_lock);
+    /* In the child the lock's owner (a thread id) no longer exists: start afresh. */
+    if (child)
+        fork_lock = (pthread_rwlock_t)PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+    else
+        pthread_rwlock_unlock(&fork_lock);
 }
 
 #define KV_LIB_NAME "libasya-state-kv.so"
