@@ -17,7 +17,7 @@ P=cp # STATE_PREFIX
 
 # Runs CMD under the shim with the mount /state/cache -> bucket $B, prefix cp.
 shimmed() {
-    timeout 30 env NATS_KV_BUCKET="$B" STATE_PREFIX=$P ASYA_STATE_PROXY_MOUNTS="cache:$M" \
+    timeout -k 5 30 env NATS_KV_BUCKET="$B" STATE_PREFIX=$P ASYA_STATE_PROXY_MOUNTS="cache:$M" \
         LD_PRELOAD="$SHIM" "$@"
 }
 # py SCRIPT ARGS...: Python under the shim; sys.argv[1:] = ARGS.
@@ -36,7 +36,7 @@ py 'open(__import__("sys").argv[1], "w").write("hello from python")' "$M/hello.t
 expect_eq "1: Python open(p,'w') under $M with STATE_PREFIX=cp lands as key cp.hello.txt" \
     "hello from python" "$(kv get "$B" cp.hello.txt 2>&1)"
 
-timeout 30 env -u ASYA_STATE_PROXY_MOUNTS NATS_KV_BUCKET="$B" STATE_PREFIX=$P STATE_MOUNT=$M \
+timeout -k 5 30 env -u ASYA_STATE_PROXY_MOUNTS NATS_KV_BUCKET="$B" STATE_PREFIX=$P STATE_MOUNT=$M \
     LD_PRELOAD="$SHIM" python3 -c 'open("/state/cache/via_state_mount", "w").write("sm")'
 expect_eq "1: the same with STATE_MOUNT=$M (no ASYA_STATE_PROXY_MOUNTS)" \
     "sm" "$(kv get "$B" cp.via_state_mount 2>&1)"
@@ -200,7 +200,7 @@ for _ in $(seq 100); do [ -s "$TMP/lport" ] && break; sleep 0.05; done
 lurl=nats://127.0.0.1:$(cat "$TMP/lport")
 quiet_env=(NATS_URL="$lurl" NATS_KV_BUCKET="$B" ASYA_STATE_PROXY_MOUNTS="cache:$M")
 t0=$(date +%s%N)
-got=$(timeout 10 env "${quiet_env[@]}" LD_PRELOAD="$SHIM" cat /etc/hostname 2>&1)
+got=$(timeout -k 5 10 env "${quiet_env[@]}" LD_PRELOAD="$SHIM" cat /etc/hostname 2>&1)
 ms=$((($(date +%s%N) - t0) / 1000000))
 expect_eq "8: cat /etc/hostname under the preload prints the file" "$(cat /etc/hostname)" "$got"
 if [ "$ms" -lt 1000 ]; then
@@ -208,10 +208,10 @@ if [ "$ms" -lt 1000 ]; then
 else
     fail "8: ... and returns at once with NATS_URL at a silent listener" "took ${ms} ms"
 fi
-strace -f -o "$TMP/st.cat" -e trace=connect,openat -E LD_PRELOAD="$SHIM" \
+timeout -k 5 30 strace -f -o "$TMP/st.cat" -e trace=connect,openat -E LD_PRELOAD="$SHIM" \
     -E NATS_URL="$lurl" -E NATS_KV_BUCKET="$B" -E ASYA_STATE_PROXY_MOUNTS="cache:$M" \
     cat /etc/hostname >/dev/null 2>&1
-strace -f -o "$TMP/st.py" -e trace=connect,openat -E LD_PRELOAD="$SHIM" \
+timeout -k 5 30 strace -f -o "$TMP/st.py" -e trace=connect,openat -E LD_PRELOAD="$SHIM" \
     -E NATS_URL="$lurl" -E NATS_KV_BUCKET="$B" -E ASYA_STATE_PROXY_MOUNTS="cache:$M" \
     python3 -c 'import os, json; print(json.dumps(sorted(os.listdir("/etc"))[:3]))' >/dev/null 2>&1
 for t in cat py; do
@@ -229,9 +229,9 @@ wait "$lpid" 2>/dev/null
 expect_eq "8: the silent listener saw no connection" "accepted 0" "$(cat "$TMP/listener.out")"
 # Control: the same trace on a program that does touch a mount shows both, so the checks
 # above can fail.
-strace -f -o "$TMP/st.mount" -e trace=connect,openat -E LD_PRELOAD="$SHIM" \
+timeout -k 5 30 strace -f -o "$TMP/st.mount" -e trace=connect,openat -E LD_PRELOAD="$SHIM" \
     -E NATS_KV_BUCKET="$B" -E STATE_PREFIX=$P -E ASYA_STATE_PROXY_MOUNTS="cache:$M" \
-    timeout 30 cat "$M/hello.txt" >"$TMP/st.mount.out" 2>&1
+    timeout -k 5 30 cat "$M/hello.txt" >"$TMP/st.mount.out" 2>&1
 if grep -q 'libnats' "$TMP/st.mount" && grep -q 'connect(' "$TMP/st.mount"; then
     ok "8: control: touching a mount loads libnats and connects (the trace can see it)"
 else
@@ -244,7 +244,7 @@ kv put "$B" cp.counter 0 >/dev/null
 rm -f "$TMP/go"
 pids=()
 for w in 1 2 3 4; do
-    timeout 180 env NATS_KV_BUCKET="$B" STATE_PREFIX=$P ASYA_STATE_PROXY_MOUNTS="cache:$M" \
+    timeout -k 5 180 env NATS_KV_BUCKET="$B" STATE_PREFIX=$P ASYA_STATE_PROXY_MOUNTS="cache:$M" \
         LD_PRELOAD="$SHIM" python3 "$PROGS/counter_worker.py" "$M/counter" 100 "$TMP/go" \
         >"$TMP/w$w.out" 2>"$TMP/w$w.err" &
     pids+=($!)
