@@ -15,5 +15,15 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
 /* Sidecar mode: Asya's state-proxy connector protocol on CONNECTOR_SOCKET (cli/serve.c). */
 int cmd_serve(int argc, char **argv);
+/* Preload mode: exec a command with the shim preloaded (cli/run.c). */
+int cmd_run(int argc, char **argv);
+/* Diagnosis of the setup (cli/check.c). */
+int cmd_check(int argc, char **argv);
+/* `bucket add NAME ...` (cli/bucket.c). */
+int cmd_bucket(int argc, char **argv);
+/* ls, cat, rev: the state as the shim sees it (cli/browse.c). */
+int cmd_ls(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+int cmd_rev(int argc, char **argv);
 
 #endif

@@ -13,6 +13,12 @@ struct cli_cmd {
 
 static const struct cli_cmd cli_cmds[] = {
     { "serve", cmd_serve, "sidecar mode: Asya's state-proxy connector on CONNECTOR_SOCKET" },
+    { "run", cmd_run, "preload mode: run -- CMD [ARGS] with the shim preloaded" },
+    { "check", cmd_check, "diagnose the configuration, server, buckets and mounts" },
+    { "bucket", cmd_bucket, "bucket add NAME [options]: create a KV bucket" },
+    { "ls", cmd_ls, "ls [PATH]: list the state below PATH (names decoded)" },
+    { "cat", cmd_cat, "cat PATH: print a state file's value" },
+    { "rev", cmd_rev, "rev PATH: print a state file's KV revision" },
 };
 
 static void cli_usage(FILE *out)

@@ -1,0 +1,224 @@
+/* check.c: `asya-state check`, the one-minute diagnosis. Owns the list of checks, in the
+ * order a setup fails: configuration, mounts (shim/mounts.c's parser), the server (kv/'s own
+ * connection, so the same environment as the shim), each mount's bucket (exists; replicated
+ * on a server older than 2.11), and a write/read/delete of a probe key under each mount's
+ * prefix through kv/'s operations. One line per check, "ok" or "problem" plus what to do;
+ * the exit status is 1 when any check found a problem.
+ */
+#include "cli/cli.h"
+#include "cli/browse.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kv/internal.h"
+
+static int check_problems;
+
+static void check_line(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void check_line(int ok, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%-8s ", ok ? "ok" : "problem");
+    vprintf(fmt, ap);
+    printf("\n");
+    fflush(stdout);
+    va_end(ap);
+    if (!ok)
+        check_problems++;
+}
+
+static void check_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: asya-state check\n"
+            "\n"
+            "Checks the setup with the environment the shim and the sidecar use: the\n"
+            "configuration, the mounts, the server, each bucket, and a write/read/delete of a\n"
+            "probe key under each mount's prefix. Prints one line per check; exits 1 when any\n"
+            "found a problem.\n");
+}
+
+/* Same lookup as kv/conn.c: nats.c 3.4 exports no public accessor for the server version.
+ * 1 older than 2.11, 0 not, -1 unknown. */
+static int check_server_older_2_11(natsConnection *nc)
+{
+    typedef bool (*version_fn)(natsConnection *, int, int, int);
+    version_fn at_least = (version_fn)dlsym(RTLD_DEFAULT, "natsConn_srvVersionAtLeast");
+    return at_least ? !at_least(nc, 2, 11, 0) : -1;
+}
+
+/* The bucket's checks. 0 when it exists, else a negative errno (reported). */
+static int check_bucket(kv_conn *c, const char *bucket)
+{
+    char stream[300];
+    snprintf(stream, sizeof stream, "KV_%s", bucket);
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    kv_guard g;
+    guard_enter(&g, 1);
+    natsStatus s = js_GetStreamInfo(&si, c->js, stream, NULL, &jerr);
+    const char *why = NULL;
+    int r = s == NATS_OK ? 0 : kv_errmap(s, jerr, &why);
+    int64_t replicas = 1;
+    if (s == NATS_OK) {
+        replicas = si->Config->Replicas;
+        jsStreamInfo_Destroy(si);
+    }
+    int older = replicas > 1 ? check_server_older_2_11(c->nc) : 0;
+    guard_leave(&g);
+    if (s == NATS_NOT_FOUND || jerr == 10059 || r == -ENOENT) {
+        check_line(0, "bucket %s: does not exist: create it with `asya-state bucket add %s`",
+                   bucket, bucket);
+        return -ENOENT;
+    }
+    if (r < 0) {
+        check_line(0, "bucket %s: cannot read its stream info (%s): check the account has "
+                      "JetStream and the permissions to $JS.API.STREAM.INFO.%s",
+                   bucket, why ? why : strerror(-r), stream);
+        return r;
+    }
+    check_line(1, "bucket %s: exists (%lld replica%s)", bucket, (long long)replicas,
+               replicas == 1 ? "" : "s");
+    if (older != 0)
+        check_line(0, "bucket %s: %lld replicas on a server %s: compare-and-set is not exact "
+                      "under contention before nats-server 2.11; upgrade the server or use 1 "
+                      "replica", bucket, (long long)replicas,
+                   older > 0 ? "older than 2.11" : "of unknown version");
+    return 0;
+}
+
+/* Write/read/delete of a probe key under the mount. */
+static void check_probe(const kv_ops *ops, const struct mount *mt)
+{
+    kv_mount *m;
+    char rel[64];
+    snprintf(rel, sizeof rel, "asya-state-check-%ld", (long)getpid());
+    const char *what = "mount";
+    int r = ops->mount(mt->bucket, mt->prefix, 0, &m);
+    uint64_t rev = 0;
+    kv_value v = { 0 };
+    if (r == 0 && (what = "write", r = ops->commit(m, rel, "probe", 5, 0, &rev)) == 0) {
+        what = "read";
+        r = ops->get(m, rel, &v);
+        if (r == 0 && (v.len != 5 || memcmp(v.data, "probe", 5) != 0))
+            r = -EIO;
+        ops->release_value(&v);
+        int rr = ops->remove(m, rel);
+        if (r == 0 && rr < 0) {
+            what = "delete";
+            r = rr;
+        }
+    }
+    if (r == 0)
+        check_line(1, "mount %s: wrote, read and deleted a probe key in %s%s%s", mt->path,
+                   mt->bucket, mt->prefix ? " under " : "", mt->prefix ? mt->prefix : "");
+    else
+        check_line(0, "mount %s: probe %s failed (%s): %s", mt->path, what, strerror(-r),
+                   r == -EACCES ? "the user lacks publish/subscribe permission on the "
+                                  "bucket's subjects"
+                   : r == -EFBIG ? "the bucket's max value size is tiny"
+                                 : "see the asya-state: line above");
+}
+
+int cmd_check(int argc, char **argv)
+{
+    (void)argv;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            check_usage(stdout);
+            return CLI_OK;
+        }
+        fprintf(stderr, "asya-state check: unexpected argument '%s'\n", argv[i]);
+        check_usage(stderr);
+        return CLI_USAGE;
+    }
+    check_problems = 0;
+
+    /* configuration */
+    const kv_ops *ops = NULL;
+    const char *url = getenv("NATS_URL");
+    if (!url || !*url) {
+        check_line(0, "config: NATS_URL is not set: export NATS_URL=nats://HOST:4222");
+    } else if (browse_ops(&ops) < 0) {
+        check_line(0, "config: the variable named above is malformed: fix it");
+        ops = NULL;
+    } else {
+        const kv_config *cfg;
+        kv_config_get(&cfg);
+        check_line(1, "config: NATS_URL=%s%s%s", cfg->url_safe,
+                   cfg->creds_file ? ", NATS_CREDS_FILE" : "",
+                   cfg->seed_file ? ", NATS_NKEY_SEED_FILE" : "");
+    }
+
+    /* mounts */
+    struct mount_table t = { 0 };
+    int bad = browse_mounts_load(&t);
+    for (int i = 0; i < t.n; i++) {
+        const struct mount *mt = &t.m[i];
+        if (mt->err == 0 && mt->bucket)
+            check_line(1, "mount %s: bucket %s, prefix %s", mt->path, mt->bucket,
+                       mt->prefix ? mt->prefix : "(none)");
+        else if (!mt->bucket)
+            check_line(0, "mount %s: no bucket: set NATS_KV_BUCKET or bucket= in "
+                          "ASYA_STATE_PROXY_MOUNTS", mt->path);
+        else
+            check_line(0, "mount %s: unusable (%s): see the configuration line above "
+                          "(overlapping prefixes in one bucket, or a write mode other than "
+                          "buffered)", mt->path, strerror(-mt->err));
+    }
+    if (bad > 0)
+        check_line(0, "mounts: %d problem%s in ASYA_STATE_PROXY_MOUNTS/STATE_MOUNT (named "
+                      "above): fix the entries", bad, bad == 1 ? "" : "s");
+
+    /* server, buckets, probes */
+    kv_conn *c = NULL;
+    if (ops) {
+        int r = conn_acquire(&c, "check");
+        if (r < 0) {
+            c = NULL;
+            check_line(0, "server: cannot connect (%s): %s", strerror(-r),
+                       r == -EACCES ? "login refused: check NATS_CREDS_FILE, "
+                                      "NATS_NKEY_SEED_FILE or the token/user in NATS_URL"
+                       : r == -ETIMEDOUT ? "no answer in time: check the address, firewall, "
+                                           "NATS_TIMEOUT_MS"
+                                         : "unreachable: is nats-server running (with -js) "
+                                           "at NATS_URL?");
+        } else {
+            check_line(1, "server: connected");
+        }
+    }
+    for (int i = 0; c && i < t.n; i++) {
+        const struct mount *mt = &t.m[i];
+        if (mt->err || !mt->bucket)
+            continue;
+        int seen = 0;
+        for (int j = 0; j < i; j++)
+            seen |= !t.m[j].err && t.m[j].bucket && strcmp(t.m[j].bucket, mt->bucket) == 0;
+        static int bucket_ok[MOUNTS_MAX];
+        if (!seen)
+            bucket_ok[i] = check_bucket(c, mt->bucket) == 0;
+        else
+            for (int j = 0; j < i; j++)
+                if (t.m[j].bucket && strcmp(t.m[j].bucket, mt->bucket) == 0)
+                    bucket_ok[i] = bucket_ok[j];
+        if (bucket_ok[i])
+            check_probe(ops, mt);
+    }
+    if (c)
+        conn_release(c);
+    mounts_free(&t);
+    if (check_problems) {
+        printf("%d problem%s found\n", check_problems, check_problems == 1 ? "" : "s");
+        return CLI_FAIL;
+    }
+    printf("all checks passed\n");
+    return CLI_OK;
+}
