@@ -123,3 +123,20 @@ fuzz: fuzz-build
 	        exit $$rc; fi; \
 	    echo "fuzz_$$t: $$(grep -E '^Done' $$log)"; \
 	done
+
+# ---- bench: the figures of issue 5 (printed, not a test; not part of `make test`) ----------
+#   make bench             builds what it needs, runs bench/run against a private nats-server
+#   bench/readme_table.py OUTPUT   writes README's Performance table from that output
+BENCH_PROGS := $(BUILD)/bench/shimprog $(BUILD)/bench/directprog
+
+.PHONY: bench
+$(BUILD)/bench/shimprog: bench/shimprog.c bench/common.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fvisibility=default -o $@ $<
+
+$(BUILD)/bench/directprog: bench/directprog.c bench/common.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fvisibility=default -o $@ $< -lnats -lpthread
+
+bench: all $(BENCH_PROGS)
+	BUILD=$(BUILD) bench/run

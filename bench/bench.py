@@ -1,0 +1,264 @@
+"""bench.py: the figures of `make bench` (issue 5). Run by bench/run, which provides a
+nats-server (NATS_URL) and the build directory (BUILD). Prints human-readable lines and, for
+each figure, one machine line
+
+    BENCH <section> | <figure> | <measured> | <target> | <met|MISSED|->
+
+which bench/readme_table.py turns into the README table. Measures, asserts nothing.
+"""
+
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.abspath(os.environ.get("BUILD", os.path.join(ROOT, "build")))
+URL = os.environ["NATS_URL"]
+SHIM = os.path.join(BUILD, "libasya-state-nats-kv.so")
+KVTOOL = os.path.join(BUILD, "tools", "kvtool")
+SHIMPROG = os.path.join(BUILD, "bench", "shimprog")
+DIRECTPROG = os.path.join(BUILD, "bench", "directprog")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "30"))
+BATCH = int(os.environ.get("BENCH_BATCH", "20"))
+PYTHON = os.path.realpath(sys.executable)
+
+
+def out(line=""):
+    print(line, flush=True)
+
+
+def figure(section, name, measured, target="", met="-"):
+    out(f"BENCH {section} | {name} | {measured} | {target} | {met}")
+
+
+def verdict(ratio, limit):
+    return "met" if ratio <= limit else "MISSED"
+
+
+def kvtool(*args):
+    return subprocess.run([KVTOOL, "-s", URL, *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def shim_env(bucket, mount="/state/bench"):
+    env = dict(os.environ, LD_PRELOAD=SHIM, STATE_MOUNT=mount, NATS_KV_BUCKET=bucket)
+    env.pop("ASYA_STATE_PROXY_MOUNTS", None)
+    env.pop("STATE_PREFIX", None)
+    return env
+
+
+def machine():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    ns = subprocess.run(["nats-server", "--version"], capture_output=True, text=True).stdout
+    out(f"MACHINE nproc={os.cpu_count()} cpu={cpu} kernel={platform.release()} "
+        f"{ns.strip()}")
+    out(f"DATE {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+
+
+# ---- 1. cycles ------------------------------------------------------------------------------
+class Worker:
+    def __init__(self, argv, env):
+        self.p = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True, bufsize=1)
+
+    def batch(self, op, size, n):
+        self.p.stdin.write(f"{op} {size} {n}\n")
+        self.p.stdin.flush()
+        line = self.p.stdout.readline()
+        if not line:
+            raise SystemExit(f"bench: worker died during {op} {size}")
+        return [float(x) for x in line.split()]
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait(timeout=10)
+
+
+def cycles(bucket):
+    out("## 1. cycles: shim (open/read/write/close on /state) vs direct nats.c "
+        f"(kvStore_Get/Update), median us, {ROUNDS} interleaved rounds x {BATCH}")
+    shim = Worker([SHIMPROG, "cycles", "/state/bench"], shim_env(bucket))
+    direct = Worker([DIRECTPROG, "cycles", URL, bucket], dict(os.environ))
+    sizes = (1024, 65536)
+    ops = ("read", "write", "rmw")
+    for w in (shim, direct):
+        for s in sizes:
+            w.batch("init", s, 1)
+    samples = {(side, op, s): [] for side in ("shim", "direct") for op in ops for s in sizes}
+    for r in range(ROUNDS + 1):          # round 0 is warm-up, discarded
+        for op in ops:
+            for s in sizes:
+                order = (("shim", shim), ("direct", direct))
+                if r % 2:
+                    order = order[::-1]
+                for side, w in order:
+                    t = w.batch(op, s, BATCH)
+                    if r:
+                        samples[(side, op, s)] += t
+    shim.close()
+    direct.close()
+    for s in sizes:
+        limit = 1.10 if s == 1024 else 1.25
+        for op in ops:
+            a = statistics.median(samples[("shim", op, s)])
+            b = statistics.median(samples[("direct", op, s)])
+            ratio = a / b
+            label = {"read": "read", "write": "blind write", "rmw": "read-modify-write"}[op]
+            out(f"{label:18} {s // 1024:3} KiB: shim {a:8.1f} us  direct {b:8.1f} us  "
+                f"ratio {ratio:.3f}  (target <= {limit:.2f}: {verdict(ratio, limit)})")
+            figure("cycles", f"{label} {s // 1024} KiB: shim / direct (us)",
+                   f"{a:.0f} / {b:.0f} = {ratio:.2f}", f"<= {limit:.2f}",
+                   verdict(ratio, limit))
+
+
+# ---- 2. foreign paths -----------------------------------------------------------------------
+def callgrind_ir(argv, env):
+    with tempfile.NamedTemporaryFile(prefix="bench-cg.") as f:
+        p = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={f.name}",
+                            *argv], env=env, capture_output=True, text=True)
+        m = re.search(r"Collected\s*:\s*(\d+)", p.stderr)
+        if not m:
+            raise SystemExit(f"bench: no callgrind total for {argv}: {p.stderr[-500:]}")
+        return int(m.group(1))
+
+
+def foreign(bucket):
+    out("## 2. foreign paths (never a mount): instructions (callgrind Ir) and a wall-time loop")
+    base = dict(os.environ, NATS_KV_BUCKET=bucket)
+    pre = shim_env(bucket)
+    for name, argv, limit in (("python3 -c pass", [PYTHON, "-c", "pass"], 1.02),
+                              ("cat /etc/hostname", ["cat", "/etc/hostname"], 1.10)):
+        a = callgrind_ir(argv, pre)
+        b = callgrind_ir(argv, base)
+        ratio = a / b
+        out(f"{name:20}: with {a:,} Ir  without {b:,} Ir  ratio {ratio:.4f}  "
+            f"(target <= {limit:.2f}: {verdict(ratio, limit)})")
+        figure("foreign", f"{name}: Ir with / without preload", f"{a:,} / {b:,} = {ratio:.3f}",
+               f"<= {limit:.2f}", verdict(ratio, limit))
+    with tempfile.NamedTemporaryFile(prefix="bench-local.") as f:
+        f.write(b"x" * 100)
+        f.flush()
+        w, wo = [], []
+        for i in range(5):
+            for side, env in ((("with", pre), ("without", base)) if i % 2 == 0
+                              else (("without", base), ("with", pre))):
+                t = float(subprocess.run([SHIMPROG, "loop", f.name, "100000"], env=env,
+                                         check=True, capture_output=True,
+                                         text=True).stdout)
+                (w if side == "with" else wo).append(t)
+        a, b = statistics.median(w), statistics.median(wo)
+        ratio = a / b
+        out(f"100k open/read/close local: with {a * 1000:.1f} ms  without {b * 1000:.1f} ms  "
+            f"ratio {ratio:.3f}  (target <= 1.03: {verdict(ratio, 1.03)})")
+        figure("foreign", "100k open/read/close, local file: ms with / without",
+               f"{a * 1000:.0f} / {b * 1000:.0f} = {ratio:.3f}", "<= 1.03",
+               verdict(ratio, 1.03))
+
+
+# ---- 3. first touch -------------------------------------------------------------------------
+def first_touch(bucket):
+    out("## 3. first touch: process start (just before exec) to the first state read done")
+    kvtool("put", bucket, "ft", "x" * 1024)
+    runs = {"shim": [], "direct": []}
+    for i in range(15):
+        for side in (("shim", "direct") if i % 2 == 0 else ("direct", "shim")):
+            if side == "shim":
+                argv, env = [SHIMPROG, "first", "/state/bench/ft"], shim_env(bucket)
+            else:
+                argv, env = [DIRECTPROG, "first", URL, bucket, "ft"], dict(os.environ)
+            env["BENCH_T0_NS"] = str(time.monotonic_ns())
+            p = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
+            runs[side].append(float(p.stdout))
+    a, b = statistics.median(runs["shim"]), statistics.median(runs["direct"])
+    d = (a - b) / 1000
+    met = "met" if d <= 1.0 else "MISSED"
+    out(f"first read: shim {a / 1000:.2f} ms  direct {b / 1000:.2f} ms  "
+        f"difference {d:+.2f} ms  (target <= +1 ms: {met})")
+    figure("first touch", "start to first 1 KiB read: ms shim / direct",
+           f"{a / 1000:.2f} / {b / 1000:.2f} ({d:+.2f})", "<= +1 ms", met)
+
+
+# ---- 4. memory ------------------------------------------------------------------------------
+def memory(bucket):
+    out("## 4. memory: peak RSS (ru_maxrss) holding 100 open 64 KiB files")
+    pre = shim_env(bucket)
+    subprocess.run([SHIMPROG, "mkhold", "/state/bench/hold", "100", "65536"], env=pre,
+                   check=True)
+    with tempfile.TemporaryDirectory(prefix="bench-hold.") as d:
+        subprocess.run([SHIMPROG, "mkhold", d, "100", "65536"], check=True)
+
+        def rss(path, env):
+            return int(subprocess.run([SHIMPROG, "hold", path, "100"], env=env, check=True,
+                                      capture_output=True, text=True).stdout)
+        state = rss("/state/bench/hold", pre)
+        local_pre = rss(d, pre)
+        local = rss(d, dict(os.environ))
+    out(f"state files (shim): {state} KiB  local files with preload: {local_pre} KiB  "
+        f"local files without: {local} KiB  (state - local: {state - local} KiB)")
+    figure("memory", "peak RSS, 100 open 64 KiB files: KiB state / local",
+           f"{state:,} / {local:,} (+{(state - local) / 1024:.1f} MiB)",
+           "one copy + < 8 MiB", "met" if state - local < 8192 + 6400 else "MISSED")
+
+
+# ---- 5. sidecar -----------------------------------------------------------------------------
+def sidecar(bucket):
+    out("## 5. sidecar: tests/integration/sidecar_bench.py (one GET + one PUT per cycle)")
+    script = os.path.join(ROOT, "tests", "integration", "sidecar_bench.py")
+    d = tempfile.mkdtemp(prefix="bench-sc.")
+    sock = os.path.join(d, "s.sock")
+    env = dict(os.environ, CONNECTOR_SOCKET=sock, NATS_KV_BUCKET=bucket, STATE_PREFIX="sc")
+    serve = subprocess.Popen([os.path.join(BUILD, "asya-state"), "serve"], env=env,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(sock)
+                s.close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        res = subprocess.run([PYTHON, script, sock, "300"], capture_output=True, text=True,
+                             check=True).stdout
+        res += subprocess.run([PYTHON, script, "--shim", "/state/bench", "300"],
+                              env=shim_env(bucket), capture_output=True, text=True,
+                              check=True).stdout
+    finally:
+        serve.terminate()
+        serve.wait(timeout=10)
+        subprocess.run(["rm", "-rf", d])
+    for line in res.splitlines():
+        out(line)
+        m = re.match(r"(\w+) p50_us=(\d+) p99_us=(\d+)", line)
+        if m and m.group(1) in ("sidecar_cycle", "shim_cycle"):
+            figure("sidecar", f"{m.group(1)} (Python, small value): p50 / p99 us",
+                   f"{m.group(2)} / {m.group(3)}")
+
+
+def main():
+    machine()
+    bucket = f"bench_{os.getpid()}"
+    kvtool("--wait", "bucket-add", bucket)
+    cycles(bucket)
+    foreign(bucket)
+    first_touch(bucket)
+    memory(bucket)
+    sidecar(bucket)
+    out("## 6. peer (@nats-io/kv via npm): skipped, not implemented in this bench yet")
+    figure("peer", "@nats-io/kv cycles", "skipped (not implemented)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+/* directprog.c: the floor: the same cycles as shimprog.c made with direct nats.c calls
+ * (kvStore_Get / kvStore_Update, the revision kept as the shim keeps it), no preload.
+ *
+ *   directprog cycles URL BUCKET         batches from stdin (see common.h) on key d<size>
+ *   directprog first URL BUCKET KEY      connect + bind + Get; prints us since BENCH_T0_NS */
+#include <errno.h>
+#include <nats/nats.h>
+
+#include "common.h"
+
+static kvStore *kv;
+static char *buf;
+static size_t bufcap;
+static uint64_t revs[1 << 8];   /* last known revision per size slot */
+
+static int slot(size_t size)
+{
+    return (int)(size % 251);
+}
+
+static int st_err(natsStatus s)
+{
+    if (s != NATS_OK)
+        fprintf(stderr, "directprog: %s\n", natsStatus_GetText(s));
+    return s == NATS_OK ? 0 : -EIO;
+}
+
+static int get_into(const char *key, size_t *len, uint64_t *rev)
+{
+    kvEntry *e = NULL;
+    natsStatus s = kvStore_Get(&e, kv, key);
+    if (s != NATS_OK)
+        return st_err(s);
+    size_t n = (size_t)kvEntry_ValueLen(e);
+    if (n > bufcap)
+        n = bufcap;
+    memcpy(buf, kvEntry_Value(e), n);
+    *len = n;
+    *rev = kvEntry_Revision(e);
+    kvEntry_Destroy(e);
+    return 0;
+}
+
+static int cycle(const char *op, size_t size, unsigned iter)
+{
+    char key[64];
+    size_t len;
+    uint64_t *rev = &revs[slot(size)];
+    snprintf(key, sizeof key, "d%zu", size);
+    if (size + 1 > bufcap) {
+        free(buf);
+        bufcap = size + 1;
+        if (!(buf = malloc(bufcap)))
+            return -ENOMEM;
+    }
+    if (strcmp(op, "init") == 0) {
+        memset(buf, 'a', size);
+        return st_err(kvStore_Put(rev, kv, key, buf, (int)size));
+    }
+    if (strcmp(op, "read") == 0)
+        return get_into(key, &len, rev);
+    if (strcmp(op, "write") == 0) {
+        buf[0] = (char)('a' + iter % 26);
+        return st_err(kvStore_Update(rev, kv, key, buf, (int)size, *rev));
+    }
+    if (strcmp(op, "rmw") == 0) {
+        int r = get_into(key, &len, rev);
+        if (r < 0)
+            return r;
+        buf[0] = (char)('a' + iter % 26);
+        return st_err(kvStore_Update(rev, kv, key, buf, (int)len, *rev));
+    }
+    return -EINVAL;
+}
+
+static int bind(const char *url, const char *bucket, natsConnection **nc, jsCtx **js)
+{
+    natsStatus s = natsConnection_ConnectTo(nc, url);
+    if (s == NATS_OK)
+        s = natsConnection_JetStream(js, *nc, NULL);
+    if (s == NATS_OK)
+        s = js_KeyValue(&kv, *js, bucket);
+    return st_err(s);
+}
+
+int main(int argc, char **argv)
+{
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    int rc = 2;
+    if (argc >= 4 && strcmp(argv[1], "cycles") == 0) {
+        if (bind(argv[2], argv[3], &nc, &js) < 0)
+            return 1;
+        rc = bench_serve(cycle);
+    } else if (argc >= 5 && strcmp(argv[1], "first") == 0) {
+        size_t len;
+        uint64_t rev;
+        bufcap = 65536;
+        if (!(buf = malloc(bufcap)) || bind(argv[2], argv[3], &nc, &js) < 0 ||
+            get_into(argv[4], &len, &rev) < 0)
+            return 1;
+        printf("%.1f\n", bench_since_t0_us());
+        rc = 0;
+    } else {
+        fprintf(stderr, "usage: see the first comment of bench/directprog.c\n");
+    }
+    kvStore_Destroy(kv);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return rc;
+}
