@@ -326,6 +326,21 @@ SHIM_EXPORT int scandirat64(int dirfd, const char *path, struct dirent64 ***list
 /* The one body of unlink, unlinkat, rmdir and mkdir on mount paths. */
 enum name_op { OP_UNLINK, OP_RMDIR, OP_MKDIR };
 
+/* After unlinking rel: a directory that existed only because of the keys below it stays a
+ * directory when its last file goes, as on a local disk (its marker key is written), so
+ * `rm -r` can still rmdir it. */
+static void keep_parent(const kv_ops *ops, kv_mount *km, const char *rel)
+{
+    const char *slash = strrchr(rel, '/');
+    if (!slash)
+        return; /* the mount root always exists */
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%.*s", (int)(slash - rel), rel);
+    kv_stat ks;
+    if (ops->stat(km, parent, &ks) == -ENOENT)
+        ops->mkdir(km, parent);
+}
+
 /* 0: a local path (the caller asks libc, giving it p->local); 1: done on the mount; or a
  * negative errno. */
 static int name_body(int dirfd, const char *path, enum name_op op, struct shim_path *p)
@@ -346,6 +361,8 @@ static int name_body(int dirfd, const char *path, enum name_op op, struct shim_p
         r = op == OP_UNLINK ? ops->remove(km, p->rel)
           : op == OP_RMDIR  ? ops->rmdir(km, p->rel)
                             : ops->mkdir(km, p->rel);
+    if (r == 0 && op == OP_UNLINK)
+        keep_parent(ops, km, p->rel);
     shim_leave();
     return r < 0 ? r : 1;
 }

@@ -29,6 +29,7 @@
 #include "common/log.h"
 
 #define HANDOFF_VAR "ASYA_STATE_HANDOFF"
+#define CWD_VAR "ASYA_STATE_CWD" /* read by shim/cwd.c at start-up */
 #define HANDOFF_MAGIC 0x4153594148464631ULL /* "ASYAHFF1" */
 
 extern char **environ;
@@ -121,16 +122,23 @@ static int handoff_prepare(void)
     return hfd;
 }
 
-/* Fills envp_out (room for n + 2 pointers) with envp less any old handoff entry, plus
- * var (already formatted "ASYA_STATE_HANDOFF=fd") when non-NULL. */
-static void env_with(char *const envp[], char **out, const char *var)
+/* Fills out (room for n + 3 pointers) with envp less any old handoff or working-directory
+ * entry, plus the new ones (already formatted "NAME=value") that are non-NULL. */
+static void env_with(char *const envp[], char **out, const char *handoff, const char *cwd)
 {
-    size_t k = 0, len = sizeof HANDOFF_VAR - 1;
-    for (size_t i = 0; envp && envp[i]; i++)
-        if (strncmp(envp[i], HANDOFF_VAR "=", len + 1) != 0)
+    static const char *const ours[] = { HANDOFF_VAR "=", CWD_VAR "=" };
+    size_t k = 0;
+    for (size_t i = 0; envp && envp[i]; i++) {
+        int skip = 0;
+        for (size_t j = 0; j < 2; j++)
+            skip |= strncmp(envp[i], ours[j], strlen(ours[j])) == 0;
+        if (!skip)
             out[k++] = envp[i];
-    if (var)
-        out[k++] = (char *)var;
+    }
+    if (handoff)
+        out[k++] = (char *)handoff;
+    if (cwd)
+        out[k++] = (char *)cwd;
     out[k] = NULL;
 }
 
@@ -152,10 +160,13 @@ static int exec_body(enum exec_kind kind, int fd, const char *file, char *const 
     int hfd = shim_guard ? -1 : handoff_prepare();
     if (hfd < -1)
         log_at(LOG_WARN, "cannot hand mount files to the new program: %s", strerror(-hfd));
-    char var[sizeof HANDOFF_VAR + 16];
+    char var[sizeof HANDOFF_VAR + 16], cwd[sizeof CWD_VAR + PATH_MAX];
     snprintf(var, sizeof var, HANDOFF_VAR "=%d", hfd);
-    char *env[env_count(envp) + 2];
-    env_with(envp, env, hfd >= 0 ? var : NULL);
+    const char *vcwd = shim_guard ? NULL : shim_cwd_virtual();
+    if (vcwd)
+        snprintf(cwd, sizeof cwd, CWD_VAR "=%s", vcwd);
+    char *env[env_count(envp) + 3];
+    env_with(envp, env, hfd >= 0 ? var : NULL, vcwd ? cwd : NULL);
     int r = kind == EXEC_FD     ? real_fexecve()(fd, argv, env)
           : kind == EXEC_SEARCH ? real_execvpe()(file, argv, env)
                                 : real_execve()(file, argv, env);
@@ -250,10 +261,13 @@ static int spawn_body(int search, pid_t *pid, const char *path,
                       char *const argv[], char *const envp[])
 {
     int hfd = shim_guard ? -1 : handoff_prepare();
-    char var[sizeof HANDOFF_VAR + 16];
+    char var[sizeof HANDOFF_VAR + 16], cwd[sizeof CWD_VAR + PATH_MAX];
     snprintf(var, sizeof var, HANDOFF_VAR "=%d", hfd);
-    char *env[env_count(envp) + 2];
-    env_with(envp, env, hfd >= 0 ? var : NULL);
+    const char *vcwd = shim_guard ? NULL : shim_cwd_virtual();
+    if (vcwd)
+        snprintf(cwd, sizeof cwd, CWD_VAR "=%s", vcwd);
+    char *env[env_count(envp) + 3];
+    env_with(envp, env, hfd >= 0 ? var : NULL, vcwd ? cwd : NULL);
     int r = search ? real_posix_spawnp()(pid, path, fa, attr, argv, env)
                    : real_posix_spawn()(pid, path, fa, attr, argv, env);
     if (hfd >= 0)

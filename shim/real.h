@@ -6,7 +6,11 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <fts.h>
 #include <spawn.h>
+#include <stdint.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/stat.h>

@@ -1,0 +1,164 @@
+/* fsinfo.c: what a mount says of itself as a file system (statfs, statvfs, pathconf), mktemp's
+ * name choice and lchmod on mount paths, and the path calls that cannot work on a mount:
+ * chroot, inotify watches, glibc's fts (it walks with internal calls the hooks never see) and
+ * spawn-time opens (glibc performs them in the child with internal calls): ENOTSUP there.
+ * Every call on a local path goes to libc unchanged. */
+#include "shim/shim.h"
+
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#define ASYA_FS_MAGIC 0x41535941 /* "ASYA": the f_type of a mount */
+
+/* 1 for a mount path (which exists), 0 for a local one, or a negative errno. */
+static int mount_path(const char *path)
+{
+    if (shim_guard)
+        return 0;
+    struct shim_path p;
+    int r = shim_resolve(AT_FDCWD, path, &p);
+    if (r != 1)
+        return r;
+    struct stat st;
+    return stat(path, &st) < 0 ? -errno : 1;
+}
+
+static void fill_statfs(struct statfs *s)
+{
+    memset(s, 0, sizeof *s);
+    s->f_type = ASYA_FS_MAGIC;
+    s->f_bsize = 4096;
+    s->f_frsize = 4096;
+    s->f_namelen = 255;
+}
+
+static void fill_statvfs(struct statvfs *s)
+{
+    memset(s, 0, sizeof *s);
+    s->f_bsize = 4096;
+    s->f_frsize = 4096;
+    s->f_namemax = 255;
+}
+
+_Static_assert(sizeof(struct statfs) == sizeof(struct statfs64), "statfs and statfs64 differ");
+_Static_assert(sizeof(struct statvfs) == sizeof(struct statvfs64), "statvfs and statvfs64 differ");
+
+static int statfs_body(const char *path, struct statfs *s)
+{
+    int r = mount_path(path);
+    if (r == 0)
+        return real_statfs()(path, s);
+    if (r < 0)
+        return shim_fail(r);
+    fill_statfs(s);
+    return 0;
+}
+
+static int statvfs_body(const char *path, struct statvfs *s)
+{
+    int r = mount_path(path);
+    if (r == 0)
+        return real_statvfs()(path, s);
+    if (r < 0)
+        return shim_fail(r);
+    fill_statvfs(s);
+    return 0;
+}
+
+SHIM_EXPORT int statfs(const char *path, struct statfs *s)
+{
+    return statfs_body(path, s);
+}
+
+SHIM_EXPORT int statfs64(const char *path, struct statfs64 *s)
+{
+    return statfs_body(path, (struct statfs *)s);
+}
+
+SHIM_EXPORT int statvfs(const char *path, struct statvfs *s)
+{
+    return statvfs_body(path, s);
+}
+
+SHIM_EXPORT int statvfs64(const char *path, struct statvfs64 *s)
+{
+    return statvfs_body(path, (struct statvfs *)s);
+}
+
+/* A mount answers the limits of a generic local file system: those of "/". */
+SHIM_EXPORT long pathconf(const char *path, int name)
+{
+    int r = mount_path(path);
+    if (r < 0)
+        return shim_fail(r);
+    return real_pathconf()(r == 1 ? "/" : path, name);
+}
+
+SHIM_EXPORT int lchmod(const char *path, mode_t mode)
+{
+    return fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW);
+}
+
+/* mktemp on a mount: the name is checked against the bucket, not the local disk. The random
+ * letters come from getrandom, so the program's rand() sequence is untouched. */
+SHIM_EXPORT char *mktemp(char *tmpl)
+{
+    struct shim_path p;
+    size_t len = tmpl ? strlen(tmpl) : 0;
+    if (shim_guard || len < 6 || strcmp(tmpl + len - 6, "XXXXXX") != 0 ||
+        shim_resolve(AT_FDCWD, tmpl, &p) != 1)
+        return real_mktemp()(tmpl);
+    static const char letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    for (int tries = 0; tries < 100; tries++) {
+        unsigned char rnd[6];
+        if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+            break;
+        for (int i = 0; i < 6; i++)
+            tmpl[len - 6 + i] = letters[rnd[i] % (sizeof letters - 1)];
+        struct stat st;
+        if (stat(tmpl, &st) < 0 && errno == ENOENT)
+            return tmpl;
+    }
+    tmpl[0] = '\0';
+    errno = EEXIST;
+    return tmpl;
+}
+
+SHIM_EXPORT int chroot(const char *path)
+{
+    int r = mount_path(path);
+    if (r != 0)
+        return shim_fail(r < 0 ? r : -ENOTSUP);
+    return real_chroot()(path);
+}
+
+SHIM_EXPORT int inotify_add_watch(int fd, const char *path, uint32_t mask)
+{
+    int r = mount_path(path);
+    if (r != 0)
+        return shim_fail(r < 0 ? r : -ENOTSUP);
+    return real_inotify_add_watch()(fd, path, mask);
+}
+
+SHIM_EXPORT FTS *fts_open(char *const *argv, int options,
+                          int (*compar)(const FTSENT **, const FTSENT **))
+{
+    for (size_t i = 0; argv && argv[i]; i++) {
+        struct shim_path p;
+        if (!shim_guard && shim_resolve(AT_FDCWD, argv[i], &p) != 0) {
+            errno = ENOTSUP;
+            return NULL;
+        }
+    }
+    return real_fts_open()(argv, options, compar);
+}
+
+SHIM_EXPORT int posix_spawn_file_actions_addopen(posix_spawn_file_actions_t *fa, int fd,
+                                                 const char *path, int oflag, mode_t mode)
+{
+    struct shim_path p;
+    if (!shim_guard && shim_resolve(AT_FDCWD, path, &p) != 0)
+        return ENOTSUP; /* returns the error number, as posix_spawn_file_actions_* do */
+    return real_posix_spawn_file_actions_addopen()(fa, fd, path, oflag, mode);
+}
