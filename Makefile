@@ -138,5 +138,14 @@ $(BUILD)/bench/directprog: bench/directprog.c bench/common.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fvisibility=default -o $@ $< -lnats -lpthread
 
-bench: all $(BENCH_PROGS)
+# The peer (@nats-io/kv, official JS client): installed beside its script when npm is there;
+# without it the bench prints that the peer is skipped.
+$(BUILD)/bench/peer/peer.mjs: bench/peer.mjs
+	@mkdir -p $(dir $@)
+	cp $< $@
+	-@cd $(dir $@) && [ -d node_modules/@nats-io/kv ] || { command -v npm >/dev/null && \
+	    npm install --no-audit --no-fund --silent @nats-io/kv @nats-io/transport-node \
+	    >/dev/null 2>&1; } || echo "bench: npm install failed: the peer will be skipped"
+
+bench: all $(BENCH_PROGS) $(BUILD)/bench/peer/peer.mjs
 	BUILD=$(BUILD) bench/run

@@ -10,6 +10,7 @@ which bench/readme_table.py turns into the README table. Measures, asserts nothi
 import os
 import platform
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -24,6 +25,7 @@ SHIM = os.path.join(BUILD, "libasya-state-nats-kv.so")
 KVTOOL = os.path.join(BUILD, "tools", "kvtool")
 SHIMPROG = os.path.join(BUILD, "bench", "shimprog")
 DIRECTPROG = os.path.join(BUILD, "bench", "directprog")
+PEER = os.path.join(BUILD, "bench", "peer")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "30"))
 BATCH = int(os.environ.get("BENCH_BATCH", "20"))
 PYTHON = os.path.realpath(sys.executable)
@@ -87,27 +89,30 @@ class Worker:
 
 def cycles(bucket):
     out("## 1. cycles: shim (open/read/write/close on /state) vs direct nats.c "
-        f"(kvStore_Get/Update), median us, {ROUNDS} interleaved rounds x {BATCH}")
+        f"(kvStore_Get/Update) [and the peer @nats-io/kv], median us, {ROUNDS} interleaved rounds x {BATCH}")
     shim = Worker([SHIMPROG, "cycles", "/state/bench"], shim_env(bucket))
     direct = Worker([DIRECTPROG, "cycles", URL, bucket], dict(os.environ))
+    workers = [("shim", shim), ("direct", direct)]
+    peer = None
+    if shutil.which("node") and os.path.isdir(os.path.join(PEER, "node_modules", "@nats-io", "kv")):
+        peer = Worker(["node", os.path.join(PEER, "peer.mjs"), URL, bucket], dict(os.environ))
+        workers.append(("peer", peer))
     sizes = (1024, 65536)
     ops = ("read", "write", "rmw")
-    for w in (shim, direct):
+    for _, w in workers:
         for s in sizes:
             w.batch("init", s, 1)
-    samples = {(side, op, s): [] for side in ("shim", "direct") for op in ops for s in sizes}
+    samples = {(side, op, s): [] for side, _ in workers for op in ops for s in sizes}
     for r in range(ROUNDS + 1):          # round 0 is warm-up, discarded
         for op in ops:
             for s in sizes:
-                order = (("shim", shim), ("direct", direct))
-                if r % 2:
-                    order = order[::-1]
+                order = workers[r % len(workers):] + workers[:r % len(workers)]
                 for side, w in order:
                     t = w.batch(op, s, BATCH)
                     if r:
                         samples[(side, op, s)] += t
-    shim.close()
-    direct.close()
+    for _, w in workers:
+        w.close()
     for s in sizes:
         limit = 1.10 if s == 1024 else 1.25
         for op in ops:
@@ -120,6 +125,15 @@ def cycles(bucket):
             figure("cycles", f"{label} {s // 1024} KiB: shim / direct (us)",
                    f"{a:.0f} / {b:.0f} = {ratio:.2f}", f"<= {limit:.2f}",
                    verdict(ratio, limit))
+            if peer:
+                c = statistics.median(samples[("peer", op, s)])
+                out(f"{'':18} {'':3}      peer @nats-io/kv {c:8.1f} us  shim/peer {a / c:.3f}")
+                figure("peer", f"{label} {s // 1024} KiB: shim / @nats-io/kv (us)",
+                       f"{a:.0f} / {c:.0f} = {a / c:.2f}")
+    if not peer:
+        out("peer (@nats-io/kv): skipped: node or the npm packages are missing "
+            f"({PEER}/node_modules)")
+        figure("peer", "@nats-io/kv cycles", "skipped (node/npm packages missing)")
 
 
 # ---- 2. foreign paths -----------------------------------------------------------------------
@@ -150,7 +164,7 @@ def foreign(bucket):
         f.write(b"x" * 100)
         f.flush()
         w, wo = [], []
-        for i in range(5):
+        for i in range(7):
             for side, env in ((("with", pre), ("without", base)) if i % 2 == 0
                               else (("without", base), ("with", pre))):
                 t = float(subprocess.run([SHIMPROG, "loop", f.name, "100000"], env=env,
@@ -257,8 +271,6 @@ def main():
     first_touch(bucket)
     memory(bucket)
     sidecar(bucket)
-    out("## 6. peer (@nats-io/kv via npm): skipped, not implemented in this bench yet")
-    figure("peer", "@nats-io/kv cycles", "skipped (not implemented)")
 
 
 if __name__ == "__main__":
