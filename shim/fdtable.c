@@ -13,6 +13,7 @@
 #define CHUNKS (FDTABLE_MAX / CHUNK)
 
 static struct shim_file **chunks[CHUNKS];
+static int entries; /* non-NULL slots, so an empty table is known without a walk */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct shim_file **slot(int fd, int create)
@@ -40,6 +41,8 @@ int fdtable_set(int fd, struct shim_file *f)
         old = *s;
         f->refs++;
         __atomic_store_n(s, f, __ATOMIC_RELEASE);
+        if (!old)
+            __atomic_add_fetch(&entries, 1, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&lock);
     if (old)
@@ -60,8 +63,10 @@ struct shim_file *fdtable_take(int fd)
     pthread_mutex_lock(&lock);
     struct shim_file **s = slot(fd, 0);
     struct shim_file *f = s ? *s : NULL;
-    if (f)
+    if (f) {
         __atomic_store_n(s, NULL, __ATOMIC_RELEASE);
+        __atomic_sub_fetch(&entries, 1, __ATOMIC_RELEASE);
+    }
     pthread_mutex_unlock(&lock);
     return f;
 }
@@ -80,6 +85,8 @@ int fdtable_unref(struct shim_file *f)
 
 int fdtable_next(int fd)
 {
+    if (__atomic_load_n(&entries, __ATOMIC_ACQUIRE) == 0)
+        return -1;
     for (; fd >= 0 && fd < FDTABLE_MAX; fd++) {
         struct shim_file **c = __atomic_load_n(&chunks[fd >> CHUNK_BITS], __ATOMIC_ACQUIRE);
         if (!c) {
