@@ -35,6 +35,9 @@
 static pthread_mutex_t conn_mu = PTHREAD_MUTEX_INITIALIZER;
 static kv_conn *cur;            /* guarded by conn_mu */
 static int warned_replicas;     /* guarded by conn_mu */
+/* Buckets already reported missing: a missing bucket is configuration, reported once per
+ * process (SPEC "Configuration"); later failures on it log at info. Guarded by conn_mu. */
+static char missing_reported[8][64];
 
 static pthread_mutex_t id_mu = PTHREAD_MUTEX_INITIALIZER;
 static char id_prefix[40];      /* guarded by id_mu; "" until first use and after fork */
@@ -297,6 +300,27 @@ static kv_bucket *find_locked(kv_conn *c, const char *name)
     return NULL;
 }
 
+/* 1 the first time the missing bucket `name` is reported in this process. A name that
+ * does not fit the table (or a full table) is always reported: never silent. */
+static int missing_first(const char *name)
+{
+    int first = 1;
+    size_t n = strlen(name);
+    pthread_mutex_lock(&conn_mu);
+    for (size_t i = 0; n < sizeof missing_reported[0] && i < 8; i++) {
+        if (strcmp(missing_reported[i], name) == 0) {
+            first = 0;
+            break;
+        }
+        if (!missing_reported[i][0]) {
+            memcpy(missing_reported[i], name, n + 1);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&conn_mu);
+    return first;
+}
+
 static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out, int64_t *replicas)
 {
     kv_bucket *b = calloc(1, sizeof *b);
@@ -326,8 +350,9 @@ static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out, int64_t *r
     guard_leave(&g);
     if (r < 0) {
         if (s == NATS_NOT_FOUND || jerr == 10059 || r == -ENOENT) {
-            log_at(LOG_ERROR, "NATS KV bucket '%s' does not exist (create it first: the shim "
-                              "never creates buckets)", name);
+            log_at(missing_first(name) ? LOG_ERROR : LOG_INFO,
+                   "NATS KV bucket '%s' does not exist (create it first: the shim "
+                   "never creates buckets)", name);
             r = -EIO;
         } else {
             log_at(LOG_ERROR, "cannot bind NATS KV bucket '%s': %s", name, why);
