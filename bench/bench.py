@@ -26,7 +26,7 @@ KVTOOL = os.path.join(BUILD, "tools", "kvtool")
 SHIMPROG = os.path.join(BUILD, "bench", "shimprog")
 DIRECTPROG = os.path.join(BUILD, "bench", "directprog")
 PEER = os.path.join(BUILD, "bench", "peer")
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "30"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "60"))
 BATCH = int(os.environ.get("BENCH_BATCH", "20"))
 PYTHON = os.path.realpath(sys.executable)
 
@@ -164,7 +164,7 @@ def foreign(bucket):
         f.write(b"x" * 100)
         f.flush()
         w, wo = [], []
-        for i in range(7):
+        for i in range(11):
             for side, env in ((("with", pre), ("without", base)) if i % 2 == 0
                               else (("without", base), ("with", pre))):
                 t = float(subprocess.run([SHIMPROG, "loop", f.name, "100000"], env=env,
