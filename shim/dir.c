@@ -326,9 +326,9 @@ SHIM_EXPORT int scandirat64(int dirfd, const char *path, struct dirent64 ***list
 /* The one body of unlink, unlinkat, rmdir and mkdir on mount paths. */
 enum name_op { OP_UNLINK, OP_RMDIR, OP_MKDIR };
 
-/* After unlinking rel: a directory that existed only because of the keys below it stays a
- * directory when its last file goes, as on a local disk (its marker key is written), so
- * `rm -r` can still rmdir it. */
+/* After unlinking rel: directories that existed only because of the keys below them stay
+ * directories when their last file goes, as on a local disk (their marker keys are written,
+ * outermost first), so `rm -r` can still rmdir them. */
 static void keep_parent(const kv_ops *ops, kv_mount *km, const char *rel)
 {
     const char *slash = strrchr(rel, '/');
@@ -337,8 +337,10 @@ static void keep_parent(const kv_ops *ops, kv_mount *km, const char *rel)
     char parent[PATH_MAX];
     snprintf(parent, sizeof parent, "%.*s", (int)(slash - rel), rel);
     kv_stat ks;
-    if (ops->stat(km, parent, &ks) == -ENOENT)
-        ops->mkdir(km, parent);
+    if (ops->stat(km, parent, &ks) != -ENOENT)
+        return;
+    keep_parent(ops, km, parent);
+    ops->mkdir(km, parent);
 }
 
 /* 0: a local path (the caller asks libc, giving it p->local); 1: done on the mount; or a
