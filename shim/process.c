@@ -214,15 +214,24 @@ static size_t count_args(const char *arg, va_list ap)
     return n;
 }
 
+/* Fills argv[0..n] (n from count_args) and consumes the terminating NULL. */
+static void gather_args(const char *arg, va_list *ap, char **argv, size_t n)
+{
+    argv[0] = (char *)arg;
+    for (size_t i = 1; i < n; i++)
+        argv[i] = va_arg(*ap, char *);
+    argv[n] = NULL;
+    if (arg)
+        (void)va_arg(*ap, char *);
+}
+
 SHIM_EXPORT int execl(const char *path, const char *arg, ...)
 {
     va_list ap;
     va_start(ap, arg);
     size_t n = count_args(arg, ap);
     char *argv[n + 1];
-    argv[0] = (char *)arg;
-    for (size_t i = 1; i <= n; i++)
-        argv[i] = i < n ? va_arg(ap, char *) : NULL;
+    gather_args(arg, &ap, argv, n);
     va_end(ap);
     return exec_body(EXEC_PATH, -1, path, argv, environ);
 }
@@ -233,9 +242,7 @@ SHIM_EXPORT int execlp(const char *file, const char *arg, ...)
     va_start(ap, arg);
     size_t n = count_args(arg, ap);
     char *argv[n + 1];
-    argv[0] = (char *)arg;
-    for (size_t i = 1; i <= n; i++)
-        argv[i] = i < n ? va_arg(ap, char *) : NULL;
+    gather_args(arg, &ap, argv, n);
     va_end(ap);
     return exec_body(EXEC_SEARCH, -1, file, argv, environ);
 }
@@ -246,10 +253,7 @@ SHIM_EXPORT int execle(const char *path, const char *arg, ...)
     va_start(ap, arg);
     size_t n = count_args(arg, ap);
     char *argv[n + 1];
-    argv[0] = (char *)arg;
-    for (size_t i = 1; i <= n; i++)
-        argv[i] = i < n ? va_arg(ap, char *) : NULL;
-    (void)va_arg(ap, char *); /* the NULL that ends the arguments */
+    gather_args(arg, &ap, argv, n);
     char *const *envp = va_arg(ap, char *const *);
     va_end(ap);
     return exec_body(EXEC_PATH, -1, path, argv, envp);
