@@ -10,7 +10,9 @@
  * When nats.c has closed the connection for good (natsConnection_IsClosed: reconnect
  * attempts exhausted, or a fatal server error such as a subject too long), the next
  * conn_acquire detaches it and connects afresh; the old one is destroyed by its last user.
- * Reconnects within nats.c (server restarted) are left to nats.c.
+ * Reconnects within nats.c (server restarted) are left to nats.c; the generation counter
+ * (conn_gen) counts disconnects, reconnects and new connections so the read cache (cache.c)
+ * knows its watcher went silent.
  *
  * After fork the child forgets `cur` without touching it (no destroy, no join: nats.c's
  * threads do not exist in the child) and connects again when it needs to. The NATS socket
@@ -35,6 +37,7 @@
 static pthread_mutex_t conn_mu = PTHREAD_MUTEX_INITIALIZER;
 static kv_conn *cur;            /* guarded by conn_mu */
 static int warned_replicas;     /* guarded by conn_mu */
+static uint64_t conn_gen;       /* atomic (__atomic builtins): see conn_generation */
 /* Buckets already reported missing: a missing bucket is configuration, reported once per
  * process (SPEC "Configuration"); later failures on it log at info. Guarded by conn_mu. */
 static char missing_reported[8][64];
@@ -98,10 +101,28 @@ static void socket_cloexec(natsConnection *nc)
     closedir(d);
 }
 
+static void bump_generation(void)
+{
+    __atomic_add_fetch(&conn_gen, 1, __ATOMIC_ACQ_REL);
+}
+
+uint64_t conn_generation(void)
+{
+    return __atomic_load_n(&conn_gen, __ATOMIC_ACQUIRE);
+}
+
 static void on_reconnected(natsConnection *nc, void *closure)
 {
     (void)closure;
+    bump_generation();
     socket_cloexec(nc);
+}
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    (void)closure;
+    bump_generation();
 }
 
 /* ---- connect ---- */
@@ -153,6 +174,8 @@ static int make_options(natsOptions **out, const kv_config *cfg)
         s = natsOptions_SetMaxReconnect(o, 240);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectedCB(o, on_reconnected, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(o, on_disconnected, NULL);
     if (s != NATS_OK) {
         natsOptions_Destroy(o);
         return kv_errmap(s, 0, NULL);
@@ -220,6 +243,7 @@ static int connect_locked(kv_conn **out, const char *key)
     c->js = js;
     c->max_payload = natsConnection_GetMaxPayload(nc);
     *out = c;
+    bump_generation();
     log_at(LOG_INFO, "connected to NATS at %s", cfg->url_safe);
     return 0;
 }
@@ -262,6 +286,19 @@ int conn_acquire(kv_conn **out, const char *key)
     pthread_mutex_unlock(&conn_mu);
     if (dead)
         conn_free(dead);
+    return r;
+}
+
+int conn_current(kv_conn **out)
+{
+    int r = -ENOTCONN;
+    pthread_mutex_lock(&conn_mu);
+    if (cur && !natsConnection_IsClosed(cur->nc)) {
+        cur->refs++;
+        *out = cur;
+        r = 0;
+    }
+    pthread_mutex_unlock(&conn_mu);
     return r;
 }
 
@@ -421,4 +458,5 @@ void conn_after_fork_child(void)
     id_prefix[0] = '\0';        /* the child must never reuse the parent's message ids */
     id_count = 0;
     guard_after_fork_child();
+    cache_after_fork_child();
 }

@@ -6,11 +6,15 @@
  *   conn.c    the one connection and its bound buckets
  *   errmap.c  the one table from nats.c statuses / JetStream codes / texts to errno
  *   revmem.c  the revision memory
+ *   cache.c   the watch-fed read cache of KV_MOUNT_WATCH mounts (a mirror per mount)
  *   ops.c     get, stat, commit, remove, version;  dirs.c  list, mkdir, rmdir, key scans
  *   backend.c the kv_ops table
  *
  * Lock order (a lock may be taken while holding the ones to its left, never the reverse):
  *   conn_mu (conn.c) -> rand_mu (hygiene.c);  revmem's mutex and msgid's mutex are leaves.
+ *   caches_mu (cache.c) -> a mirror's mu (kv_cache.mu): taken without any other lock held
+ *   and never held while taking conn_mu or calling into nats.c (rand_mu, via a guard, only
+ *   around pthread_create under caches_mu).
  * Only conn_mu is ever held across a network request, and only for the connect itself.
  * Every function returns 0 or a negative errno and never sets errno, unless it says so.
  */
@@ -96,17 +100,41 @@ void conn_after_fork_child(void);
 /* A fresh message id for a commit ("asya-<random>-<pid>-<n>"), unique across processes. */
 void conn_msgid(char *out, size_t outsz);
 
+/* The connection generation: bumped on every disconnect, reconnect and new connection.
+ * A watcher created under generation g is stale once this differs. Lock-free. */
+uint64_t conn_generation(void);
+/* The current connection if one is open (refs++, pair with conn_release); never connects.
+ * -ENOTCONN when there is none or nats.c closed it for good. */
+int conn_current(kv_conn **out);
+
 /* ---- revmem.c ---- */
 int revmem_init(int per_process);
 int revmem_recall(const void *mount, const char *key, uint64_t *rev);
 void revmem_remember(const void *mount, const char *key, uint64_t rev); /* 0 forgets */
 
 /* ---- mounts (backend.c) ---- */
+typedef struct kv_cache kv_cache;
 struct kv_mount {
     char *bucket;
     char *prefix;           /* NULL for none */
     unsigned flags;
+    kv_cache *cache;        /* KV_MOUNT_WATCH: set once by cache_start (atomic), else NULL */
 };
+
+/* ---- cache.c ---- */
+/* Starts m's watcher thread once per process (no-op without KV_MOUNT_WATCH or when
+ * running). Call after an operation has connected; it never connects itself. */
+void cache_start(kv_mount *m);
+/* key's value from m's mirror when the mirror is fresh (caught up on the current
+ * connection generation): 0 with *out filled (caller frees out->data), -ENOENT when the
+ * mirror says missing or deleted, 1 when not served (make a direct Get). Never a request;
+ * remembers nothing (the caller does, as for a direct Get). */
+int cache_get(kv_mount *m, const char *key, kv_value *out);
+/* This process wrote key: value (deleted 0) or delete marker (deleted 1) at rev. Keeps a
+ * newer revision already mirrored. No-op without a cache. */
+void cache_note(kv_mount *m, const char *key, const void *data, size_t len, uint64_t rev,
+                int deleted);
+void cache_after_fork_child(void);
 
 /* ---- ops.c ---- */
 /* key for rel (marker: with a trailing '/'); -ENAMETOOLONG when over KV_KEY_MAX, logged. */

@@ -20,6 +20,7 @@
  *  Otherwise -ETIMEDOUT. A success is reported only for a write seen on the server.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +37,26 @@ static int64_t timeout_ms(void)
     return kv_config_get(&cfg) == 0 ? cfg->timeout_ms : 5000;
 }
 
+/* 1 when a segment of rel is longer than NAME_MAX: no directory listing could give such a
+ * name back (struct dirent holds 255 bytes), and a local file system refuses it too. */
+static int segment_too_long(const char *rel)
+{
+    size_t run = 0;
+    for (const char *p = rel; *p; p++) {
+        run = *p == '/' ? 0 : run + 1;
+        if (run > NAME_MAX)
+            return 1;
+    }
+    return 0;
+}
+
 int ops_key(const kv_mount *m, const char *rel, int marker, char *out, size_t outsz)
 {
+    if (segment_too_long(rel)) {
+        log_at(LOG_WARN, "%.64s...: a name segment longer than %d bytes: refused, nothing "
+               "sent", rel, NAME_MAX);
+        return -ENAMETOOLONG;
+    }
     int n = key_encode(m->prefix, rel, out, outsz);
     if (n >= 0 && marker) {
         if ((size_t)n + 1 > KV_KEY_MAX || (size_t)n + 2 > outsz)
@@ -240,10 +259,21 @@ int ops_get(kv_mount *m, const char *rel, kv_value *out)
 {
     char key[KV_KEY_MAX + 2];
     int r = ops_key(m, rel, 0, key, sizeof key);
+    if (r == 0 && *rel && (m->flags & KV_MOUNT_WATCH)) {
+        /* The read cache (cache.c): served only when caught up on this connection. */
+        r = cache_get(m, key, out);
+        if (r == 0 || r == -ENOENT) {
+            revmem_remember(m, key, r == 0 ? out->rev : KV_REV_ABSENT);
+            return r;
+        }
+        r = 0;
+    }
     kv_conn *c;
     const kv_bucket *b;
     if (r < 0 || (r = ops_open(m, key, &c, &b)) < 0)
         return r;
+    if (m->flags & KV_MOUNT_WATCH)
+        cache_start(m);
     kvEntry *e = NULL;
     r = ops_entry(b, key, &e);
     if (r == 0) {
@@ -348,6 +378,7 @@ int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsig
     conn_release(c);
     if (r == 0) {
         revmem_remember(m, key, rev);
+        cache_note(m, key, data, len, rev, 0);
         if (rev_out)
             *rev_out = rev;
     } else if (r == -EEXIST) {
@@ -373,6 +404,8 @@ int ops_remove(kv_mount *m, const char *rel)
         uint64_t seen = kvEntry_Revision(e), rev = 0;
         kvEntry_Destroy(e);
         r = ops_publish(c, b, key, NULL, 0, seen, 1, &rev);
+        if (r == 0)
+            cache_note(m, key, NULL, 0, rev, 1);
         if (r != -EEXIST)
             break;
     }
