@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -109,6 +110,37 @@ static int readable(const char *var, const char **dst)
     return 0;
 }
 
+/* A .creds file must hold a user JWT (a line "eyJ...x.y.z") and an NKey seed (a 58-character
+ * base32 word starting with 'S'), as nsc writes it; nats.c only reads it at connect time and
+ * then fails with a bare "Error". Contents are wiped, never logged. */
+static int creds_ok(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return bad("NATS_CREDS_FILE", "cannot be opened");
+    char line[8192];
+    int jwt = 0, seed = 0, read_error = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *p = line + strspn(line, " \t");
+        size_t n = strcspn(p, " \t\r\n");
+        size_t dots = 0;
+        for (size_t i = 0; i < n; i++)
+            dots += p[i] == '.';
+        if (n > 20 && strncmp(p, "eyJ", 3) == 0 && dots == 2)
+            jwt = 1;
+        if (n == 58 && p[0] == 'S' && strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") == 58)
+            seed = 1;
+    }
+    read_error = ferror(f);
+    explicit_bzero(line, sizeof line);
+    fclose(f);
+    if (read_error)
+        return bad("NATS_CREDS_FILE", "cannot be read (a directory?)");
+    if (!jwt || !seed)
+        return bad("NATS_CREDS_FILE", "holds no user JWT and NKey seed (want an nsc .creds file)");
+    return 0;
+}
+
 static int load(void)
 {
     const char *url = env_or_null("NATS_URL");
@@ -135,6 +167,14 @@ static int load(void)
         (r = readable("NATS_TLS_CERT", &cfg.tls_cert)) < 0 ||
         (r = readable("NATS_TLS_KEY", &cfg.tls_key)) < 0)
         return r;
+    if (cfg.creds_file && (r = creds_ok(cfg.creds_file)) < 0)
+        return r;
+    if (cfg.seed_file) {
+        /* Checked here, once: a bad seed is configuration, reported once (logs its line). */
+        char pub[64];
+        if (kv_nkey_public(cfg.seed_file, pub, sizeof pub) < 0)
+            return -EINVAL;
+    }
     if (cfg.creds_file && cfg.seed_file)
         return bad("NATS_NKEY_SEED_FILE", "is set together with NATS_CREDS_FILE (use one)");
     if (cfg.tls_cert && !cfg.tls_key)

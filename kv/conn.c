@@ -127,29 +127,42 @@ static void on_disconnected(natsConnection *nc, void *closure)
 
 /* ---- connect ---- */
 
+/* A configured file nats.c refused (TLS material, creds) is configuration: reported once,
+ * then every connect fails with -EIO quietly. Guarded by conn_mu (set under connect_locked). */
+static int auth_refused;
+
 static int set_auth(natsOptions *o, const kv_config *cfg)
 {
     natsStatus s = NATS_OK;
-    if (cfg->creds_file)
+    const char *var = NULL;
+    if (cfg->creds_file) {
+        var = "NATS_CREDS_FILE";
         s = natsOptions_SetUserCredentialsFromFiles(o, cfg->creds_file, NULL);
+    }
     if (s == NATS_OK && cfg->seed_file) {
         char pub[64];
         int r = kv_nkey_public(cfg->seed_file, pub, sizeof pub);
         if (r < 0)
             return r;
+        var = "NATS_NKEY_SEED_FILE";
         s = natsOptions_SetNKeyFromSeed(o, pub, cfg->seed_file);
     }
-    if (s == NATS_OK && (cfg->tls_ca || cfg->tls_cert))
+    if (s == NATS_OK && (cfg->tls_ca || cfg->tls_cert)) {
+        var = "NATS_TLS_CA";
         s = natsOptions_SetSecure(o, true);
-    if (s == NATS_OK && cfg->tls_ca)
+    }
+    if (s == NATS_OK && cfg->tls_ca) {
+        var = "NATS_TLS_CA";
         s = natsOptions_LoadCATrustedCertificates(o, cfg->tls_ca);
-    if (s == NATS_OK && cfg->tls_cert)
+    }
+    if (s == NATS_OK && cfg->tls_cert) {
+        var = "NATS_TLS_CERT / NATS_TLS_KEY";
         s = natsOptions_LoadCertificatesChain(o, cfg->tls_cert, cfg->tls_key);
+    }
     if (s != NATS_OK) {
         const char *why = NULL;
         kv_errmap(s, 0, &why);
-        log_at(LOG_ERROR, "NATS_CREDS_FILE / NATS_TLS_CA / NATS_TLS_CERT / NATS_TLS_KEY: "
-                          "could not be loaded: %s", why);
+        log_at(LOG_ERROR, "configuration: %s could not be loaded: %s", var, why);
         return -EIO;
     }
     return 0;
@@ -205,8 +218,12 @@ static int connect_locked(kv_conn **out, const char *key)
     jsCtx *js = NULL;
     natsStatus s = NATS_OK;
     r = guard_nats_open();
-    if (r == 0)
-        r = make_options(&o, cfg);
+    if (r == 0 && auth_refused) {
+        log_at(LOG_INFO, "%s: not sent: the NATS configuration was refused (see above)", key);
+        r = -EIO;
+    }
+    if (r == 0 && (r = make_options(&o, cfg)) == -EIO)
+        auth_refused = 1;
     if (r == 0) {
         s = natsConnection_Connect(&nc, o);
         if (s == NATS_OK) {
