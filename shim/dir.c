@@ -20,6 +20,8 @@ struct shim_dir {
     char *rel;              /* the directory below the mount */
     kv_list list;           /* the names, from the backend (released with it) */
     size_t pos;             /* next entry: 0 ".", 1 "..", then list.v[pos - 2] */
+    int no_dotdot;          /* the mount root whose parent is not a local directory: ".."
+                               is left out (ls -a would fail to stat it) */
     struct dirent ent;      /* what readdir returns */
 };
 
@@ -63,6 +65,15 @@ static DIR *dir_new(int idx, const char *rel, int fd)
     }
     s->fd = fd;
     s->idx = idx;
+    if (!*rel) {
+        struct stat st;
+        char parent[PATH_MAX];
+        const struct mount *m = shim_mount(idx);
+        const char *slash = strrchr(m->path, '/'); /* the path is absolute, not "/" */
+        snprintf(parent, sizeof parent, "%.*s", slash == m->path ? 1 : (int)(slash - m->path),
+                 m->path);
+        s->no_dotdot = real_fstatat()(AT_FDCWD, parent, &st, 0) < 0;
+    }
     pthread_mutex_lock(&dirs_lock);
     s->next = dirs;
     dirs = s;
@@ -106,8 +117,11 @@ static struct dirent *dir_next(struct shim_dir *s)
     unsigned char type = DT_DIR;
     if (s->pos == 0) {
         name = ".";
-    } else if (s->pos == 1) {
+    } else if (s->pos == 1 && !s->no_dotdot) {
         name = "..";
+    } else if (s->pos == 1) {
+        s->pos++;
+        return dir_next(s);
     } else if (s->pos - 2 < s->list.n) {
         const kv_dirent *e = &s->list.v[s->pos - 2];
         name = e->name;
