@@ -147,7 +147,13 @@ static int set_auth(natsOptions *o, const kv_config *cfg)
         var = "NATS_NKEY_SEED_FILE";
         s = natsOptions_SetNKeyFromSeed(o, pub, cfg->seed_file);
     }
-    if (s == NATS_OK && (cfg->tls_ca || cfg->tls_cert)) {
+    /* nats.c 3.4.1 takes a tls:// URL as plain nats:// unless told: without this, a
+     * tls:// URL and no NATS_TLS_CA connected in clear text to a server that allows it. */
+    int tls_url = 0;
+    for (int i = 0; i < cfg->nurls; i++)
+        tls_url |= strncmp(cfg->urls[i], "tls://", 6) == 0 ||
+                   strncmp(cfg->urls[i], "wss://", 6) == 0;
+    if (s == NATS_OK && (cfg->tls_ca || cfg->tls_cert || tls_url)) {
         var = "NATS_TLS_CA";
         s = natsOptions_SetSecure(o, true);
     }
