@@ -229,7 +229,7 @@ SHIM_EXPORT char *canonicalize_file_name(const char *path)
  * only: nothing connects before the first operation on a mount path. */
 __attribute__((constructor)) static void cwd_inherit(void)
 {
-    const char *dir = getenv(CWD_ENV);
+    const char *dir = shim_env(SHIM_ENV_CWD);
     if (!dir)
         return;
     struct shim_path p;

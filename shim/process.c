@@ -429,7 +429,7 @@ static void adopt(int hfd)
 
 __attribute__((constructor)) static void adopt_inherited(void)
 {
-    const char *v = getenv(HANDOFF_VAR);
+    const char *v = shim_env(SHIM_ENV_HANDOFF);
     if (!v)
         return;
     int hfd = atoi(v);

@@ -35,6 +35,16 @@ struct shim_path {
  * (-ENAMETOOLONG, or the mount's configuration error). */
 int shim_resolve(int dirfd, const char *path, struct shim_path *p);
 
+/* The shim's environment variables, read once in one pass over environ (NULL when unset). */
+enum shim_env {
+    SHIM_ENV_PROXY_MOUNTS, /* ASYA_STATE_PROXY_MOUNTS */
+    SHIM_ENV_STATE_MOUNT,  /* STATE_MOUNT */
+    SHIM_ENV_HANDOFF,      /* ASYA_STATE_HANDOFF: mount descriptors inherited across exec */
+    SHIM_ENV_CWD,          /* ASYA_STATE_CWD: a virtual working directory inherited */
+    SHIM_ENV_COUNT
+};
+const char *shim_env(enum shim_env var);
+
 /* The mount table's mount idx (valid for the process's life). */
 const struct mount *shim_mount(int idx);
 

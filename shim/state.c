@@ -14,6 +14,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+extern char **environ;
+
 #include "common/log.h"
 #include "shim/path.h"
 
@@ -67,6 +69,96 @@ static pthread_mutex_t backend_lock = PTHREAD_MUTEX_INITIALIZER;
 static const kv_ops *ops;
 static kv_mount *kms[MOUNTS_MAX];
 
+/* The environment, read in one pass the first time it is needed: the shim's own variables,
+ * and the screen, the first path component of every mount taken from the raw mount
+ * variables, so an absolute path whose first component matches none of them is known to be
+ * local before (and without) the mount table being built. Most programs never build it. */
+#define SCREEN_ALL (-1) /* an odd mount variable: screen nothing, build the table */
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+static const char *env_vals[SHIM_ENV_COUNT];
+static struct {
+    const char *s;
+    size_t len;
+} screen[MOUNTS_MAX + 1];
+static int nscreen;
+
+/* Adds the first component of mount path p (ending at one of the bytes in stop) to the
+ * screen; an unusual path (relative, "//", ".", "..", empty) turns the screen off. */
+static void screen_add(const char *p, const char *stop)
+{
+    if (nscreen == SCREEN_ALL)
+        return;
+    size_t len = p[0] == '/' ? strcspn(p + 1, stop) : 0;
+    size_t comp = p[0] == '/' ? strcspn(p + 1, "/") : 0;
+    if (comp < len)
+        len = comp;
+    if (len == 0 || nscreen > MOUNTS_MAX || p[1] == '.') {
+        nscreen = SCREEN_ALL;
+        return;
+    }
+    screen[nscreen].s = p + 1;
+    screen[nscreen].len = len;
+    nscreen++;
+}
+
+static void env_scan(void)
+{
+    static const char *const names[SHIM_ENV_COUNT] = {
+        [SHIM_ENV_PROXY_MOUNTS] = "ASYA_STATE_PROXY_MOUNTS=",
+        [SHIM_ENV_STATE_MOUNT] = "STATE_MOUNT=",
+        [SHIM_ENV_HANDOFF] = "ASYA_STATE_HANDOFF=",
+        [SHIM_ENV_CWD] = "ASYA_STATE_CWD=",
+    };
+    for (char **e = environ; e && *e; e++) {
+        if ((*e)[0] != 'A' && (*e)[0] != 'S')
+            continue;
+        for (int i = 0; i < SHIM_ENV_COUNT; i++) {
+            size_t n = strlen(names[i]);
+            if (strncmp(*e, names[i], n) == 0)
+                env_vals[i] = *e + n;
+        }
+    }
+    const char *pm = env_vals[SHIM_ENV_PROXY_MOUNTS];
+    if (pm && pm[strspn(pm, " \t;")]) {
+        /* entries name:path[:opts] joined by ';' (a malformed value falls back to /state) */
+        screen_add("/state", "");
+        for (const char *e = pm; e && *e; e = strchr(e, ';') ? strchr(e, ';') + 1 : NULL) {
+            const char *colon = strchr(e, ':');
+            const char *end = strchr(e, ';');
+            if (colon && (!end || colon < end))
+                screen_add(colon + 1, ":;");
+            else if (strspn(e, " \t;") < (size_t)(end ? end - e : (ptrdiff_t)strlen(e)))
+                nscreen = SCREEN_ALL; /* an entry without a path: let the parser judge */
+        }
+    } else {
+        const char *sm = env_vals[SHIM_ENV_STATE_MOUNT];
+        screen_add(sm && *sm ? sm : "/state", "");
+    }
+}
+
+const char *shim_env(enum shim_env var)
+{
+    pthread_once(&env_once, env_scan);
+    return env_vals[var];
+}
+
+/* 0 when absolute path cannot be under any mount (its first component is on no mount). */
+static int screen_may_match(const char *path)
+{
+    pthread_once(&env_once, env_scan);
+    if (nscreen == SCREEN_ALL)
+        return 1;
+    while (*path == '/')
+        path++;
+    size_t len = strcspn(path, "/");
+    if (path[0] == '.')
+        return 1; /* "/./state", "/../state": let normalisation decide */
+    for (int i = 0; i < nscreen; i++)
+        if (screen[i].len == len && memcmp(screen[i].s, path, len) == 0)
+            return 1;
+    return 0;
+}
+
 static void after_fork_child(void)
 {
     pid_cache = getpid();
@@ -78,8 +170,8 @@ static void after_fork_child(void)
 static void init(void)
 {
     struct mount_env env = {
-        .proxy_mounts = getenv("ASYA_STATE_PROXY_MOUNTS"),
-        .state_mount = getenv("STATE_MOUNT"),
+        .proxy_mounts = shim_env(SHIM_ENV_PROXY_MOUNTS),
+        .state_mount = shim_env(SHIM_ENV_STATE_MOUNT),
         .bucket = getenv("NATS_KV_BUCKET"),
         .prefix = getenv("STATE_PREFIX"),
         .read_cache = getenv("STATE_READ_CACHE"),
@@ -184,7 +276,7 @@ static int resolve_at(int dirfd, const char *path, char *out, size_t outsz, int 
 int shim_resolve(int dirfd, const char *path, struct shim_path *p)
 {
     p->local = path;
-    if (!path || !*path)
+    if (!path || !*path || (path[0] == '/' && !screen_may_match(path)))
         return 0;
     pthread_once(&init_once, init);
     if (mounts.n == 0)
