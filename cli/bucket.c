@@ -114,10 +114,11 @@ static int bucket_args(int argc, char **argv, struct bucket_opts *o, int *help)
             *help = 1;
             return CLI_OK;
         } else if (a[0] != '-') {
-            if (o->name)
-                bad = 1;
-            o->name = a;
-            continue;
+            if (!o->name) {
+                o->name = a;
+                continue;
+            }
+            bad = 1; /* a second NAME: refused, not silently taking the last one */
         } else if (!v) {
             bad = 1;
         } else if (strcmp(a, "--replicas") == 0) {
