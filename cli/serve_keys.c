@@ -149,7 +149,8 @@ static json_t *strvec_json(struct strvec *s)
     json_t *a = json_array();
     if (!a)
         return NULL;
-    qsort(s->v, s->n, sizeof *s->v, cmp_str);
+    if (s->n) /* qsort's base is nonnull: an empty vector has v == NULL */
+        qsort(s->v, s->n, sizeof *s->v, cmp_str);
     for (size_t i = 0; i < s->n; i++)
         if (json_array_append_new(a, json_string(s->v[i])) != 0) { /* or not UTF-8 */
             json_decref(a);
