@@ -209,7 +209,8 @@ int dirs_list(kv_mount *m, const char *rel, kv_list *out)
         dirs_release_list(out);
         return r;
     }
-    qsort(out->v, out->n, sizeof *out->v, by_name);
+    if (out->n) /* qsort's base is nonnull: an empty listing has v == NULL */
+        qsort(out->v, out->n, sizeof *out->v, by_name);
     return 0;
 }
 
