@@ -90,6 +90,22 @@ if mode == "values":
     kv("put", bucket, "cp.own", "theirs")
     waited, _ = wait_value(f"{m}/own", "theirs", 2)
     print("own_overwritten", "seen" if waited is not None else "stale")
+    # a forked child has no watcher thread: it reads (directly, then from its own new
+    # mirror) and sees an update made after the fork
+    kv("put", bucket, "cp.forked", "before-fork")
+    wait_value(f"{m}/forked", "before-fork", 2)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            first = read(f"{m}/forked")
+            kv("put", bucket, "cp.forked", "after-fork")
+            waited, _ = wait_value(f"{m}/forked", "after-fork", 2)
+            os._exit(0 if first == "before-fork" and waited is not None else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    print("fork_child", "ok" if status == 0 else "status %d" % status)
+    print("fork_parent", read(f"{m}/forked") if wait_value(f"{m}/forked", "after-fork", 2)[0] is not None else "stale")
 
 elif mode == "latency":
     m, bucket, n = args[0], args[1], int(args[2])
@@ -258,6 +274,10 @@ for mode in env opt; do
         "$(field own_overwritten "$TMP/out")"
     expect_eq "cache $what: the own write landed in the bucket (kvtool)" theirs \
         "$("$KVTOOL" get "$B" cp.own 2>&1)"
+    expect_eq "cache $what: a forked child reads, and sees an update made after the fork" ok \
+        "$(field fork_child "$TMP/out")"
+    expect_eq "cache $what: the parent's cache keeps working after the fork" after-fork \
+        "$(field fork_parent "$TMP/out")"
 
     # --- visibility latency of another client's update --------------------------------------
     "$KVTOOL" put "$B" cp.lat start >/dev/null
