@@ -43,19 +43,22 @@ static int fill(int fd, const void *data, size_t len)
     return 0;
 }
 
-/* A memfd holding data, as a descriptor with the access mode and flags of oflags: the memfd
- * itself for O_RDWR, else the same file reopened through /proc with the narrower mode, on the
- * memfd's own number. Returns the descriptor or -errno. */
+/* A memfd holding data, as a descriptor with the flags of oflags. A read-only open gets the
+ * same file reopened read-only through /proc, on the memfd's own number, so a write fails
+ * with EBADF as on a local file. A write-only open keeps the read-write memfd: the commit
+ * reads it back through the same descriptor (no reopen on the hot path), and a program that
+ * reads a descriptor it opened write-only sees its own buffer instead of EBADF (README,
+ * Limits). Returns the descriptor or -errno. */
 static int buffer_open(const void *data, size_t len, int oflags)
 {
     int fd = memfd_create("asya-state", MFD_CLOEXEC);
     if (fd < 0)
         return -errno;
     int r = fill(fd, data, len);
-    if (r == 0 && (oflags & O_ACCMODE) != O_RDWR) {
+    if (r == 0 && (oflags & O_ACCMODE) == O_RDONLY) {
         char proc[32];
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-        int narrow = real_openat()(AT_FDCWD, proc, (oflags & O_ACCMODE) | O_CLOEXEC);
+        int narrow = real_openat()(AT_FDCWD, proc, O_RDONLY | O_CLOEXEC);
         if (narrow < 0 || dup3(narrow, fd, O_CLOEXEC) < 0)
             r = -errno;
         if (narrow >= 0)
@@ -263,11 +266,14 @@ SHIM_EXPORT int creat64(const char *path, mode_t mode)
     return open_body(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
 }
 
-/* Reads the whole buffer behind fd into a malloc()ed block (*data NULL when empty). */
-static int buffer_read(int fd, int oflags, void **data, size_t *len)
+/* Reads the whole buffer behind fd into a malloc()ed block (*data NULL when empty). The
+ * descriptors the shim makes for writing are readable (see buffer_open); one the kernel made
+ * write-only (freopen through /proc) is read through a read-only reopen of the same file. */
+static int buffer_read(int fd, void **data, size_t *len)
 {
     int rfd = fd;
-    if ((oflags & O_ACCMODE) == O_WRONLY) {
+    int fl = real_fcntl()(fd, F_GETFL, NULL);
+    if (fl >= 0 && (fl & O_ACCMODE) == O_WRONLY) {
         char proc[32];
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
         rfd = real_openat()(AT_FDCWD, proc, O_RDONLY | O_CLOEXEC);
@@ -308,7 +314,7 @@ int shim_commit(int fd, struct shim_file *f)
         return 0;
     void *data = NULL;
     size_t len = 0;
-    int r = buffer_read(fd, f->oflags, &data, &len);
+    int r = buffer_read(fd, &data, &len);
     if (r < 0)
         return r;
     uint64_t hash = fdtable_hash(data, len, FDTABLE_HASH_SEED);
