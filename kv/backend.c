@@ -3,8 +3,7 @@
  * Each entry point keeps errno as the caller left it (nats.c and libc calls below may
  * change it; kv.h promises they do not) and makes sure kv_init's configuration was read.
  * Mount handles are never freed: they live until exit, as kv.h says.
- * The read cache (KV_MOUNT_WATCH) is accepted and not implemented here: gets go to the
- * server directly, which the contract allows (the cache is an optimisation).
+ * The read cache (KV_MOUNT_WATCH) lives in cache.c; ops.c asks it before a direct Get.
  */
 #include <errno.h>
 #include <pthread.h>
