@@ -330,7 +330,7 @@ static enum MHD_Result dispatch(struct serve_ctx *ctx, struct MHD_Connection *c,
     const char *qmark = strchr(path, '?');
     const char *query = qmark ? qmark + 1 : NULL;
     size_t plen = qmark ? (size_t)(qmark - path) : strlen(path);
-    enum MHD_Result ret;
+    enum MHD_Result ret = MHD_NO; /* route_key sets it whenever it returns NULL */
     int is_dir = 0;
 
     if (plen == 8 && memcmp(path, "/healthz", 8) == 0) {
