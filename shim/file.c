@@ -44,27 +44,21 @@ static int fill(int fd, const void *data, size_t len)
 }
 
 /* A memfd holding data, as a descriptor with the flags of oflags. A read-only open gets the
- * same file reopened read-only through /proc, on the memfd's own number, so a write fails
- * with EBADF as on a local file. A write-only open keeps the read-write memfd: the commit
- * reads it back through the same descriptor (no reopen on the hot path), and a program that
- * reads a descriptor it opened write-only sees its own buffer instead of EBADF (README,
- * Limits). Returns the descriptor or -errno. */
+ * memfd sealed against writes and size changes (one fcntl; a write then fails with EPERM
+ * where a local read-only descriptor gives EBADF). A write-only open gets the read-write
+ * memfd: the commit reads it back through the same descriptor, and a program that reads a
+ * descriptor it opened write-only sees its own buffer instead of EBADF (README, Limits).
+ * Returns the descriptor or -errno. */
 static int buffer_open(const void *data, size_t len, int oflags)
 {
-    int fd = memfd_create("asya-state", MFD_CLOEXEC);
+    int rdonly = (oflags & O_ACCMODE) == O_RDONLY;
+    int fd = memfd_create("asya-state", ((oflags & O_CLOEXEC) ? MFD_CLOEXEC : 0) |
+                                            (rdonly ? MFD_ALLOW_SEALING : 0));
     if (fd < 0)
         return -errno;
     int r = fill(fd, data, len);
-    if (r == 0 && (oflags & O_ACCMODE) == O_RDONLY) {
-        char proc[32];
-        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-        int narrow = real_openat()(AT_FDCWD, proc, O_RDONLY | O_CLOEXEC);
-        if (narrow < 0 || dup3(narrow, fd, O_CLOEXEC) < 0)
-            r = -errno;
-        if (narrow >= 0)
-            real_close()(narrow);
-    }
-    if (r == 0 && !(oflags & O_CLOEXEC) && fcntl(fd, F_SETFD, 0) < 0)
+    if (r == 0 && rdonly &&
+        fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
         r = -errno;
     if (r == 0 && (oflags & O_APPEND) && fcntl(fd, F_SETFL, O_APPEND) < 0)
         r = -errno;
