@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "kv/internal.h"
@@ -36,6 +38,40 @@ static int be_init(unsigned flags)
 static void ensure_init(void)
 {
     pthread_once(&init_once, do_init);
+}
+
+/* Every traced entry point: keeps errno as the caller left it and, at ASYA_STATE_LOG=debug,
+ * writes one line per operation: operation, path below the mount, key, revision, result,
+ * time taken. */
+struct call {
+    int saved_errno;
+    struct timespec t0;
+};
+
+static void call_begin(struct call *c)
+{
+    c->saved_errno = errno;
+    ensure_init();
+    if (log_enabled(LOG_DEBUG))
+        clock_gettime(CLOCK_MONOTONIC, &c->t0);
+}
+
+static int call_end(struct call *c, const char *op, kv_mount *m, const char *rel, uint64_t rev,
+                    int r)
+{
+    if (log_enabled(LOG_DEBUG)) {
+        struct timespec t1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double ms = (double)(t1.tv_sec - c->t0.tv_sec) * 1e3 +
+                    (double)(t1.tv_nsec - c->t0.tv_nsec) / 1e6;
+        char key[KV_KEY_MAX + 2];
+        if (ops_key(m, rel, 0, key, sizeof key) < 0)
+            snprintf(key, sizeof key, "(none)");
+        log_at(LOG_DEBUG, "%s '%s' key %s/%s rev %llu: %s (%.3f ms)", op, rel, m->bucket, key,
+               (unsigned long long)rev, r == 0 ? "ok" : strerror(-r), ms);
+    }
+    errno = c->saved_errno;
+    return r;
 }
 
 static int bucket_name_ok(const char *b)
@@ -75,76 +111,68 @@ static int be_mount(const char *bucket, const char *prefix, unsigned flags, kv_m
 
 static int be_get(kv_mount *m, const char *rel, kv_value *out)
 {
-    int saved = errno;
-    ensure_init();
+    struct call c;
+    call_begin(&c);
     memset(out, 0, sizeof *out);
     int r = ops_get(m, rel, out);
-    errno = saved;
-    return r;
+    return call_end(&c, "get", m, rel, out->rev, r);
 }
 
 static int be_stat(kv_mount *m, const char *rel, kv_stat *out)
 {
-    int saved = errno;
-    ensure_init();
+    struct call c;
+    call_begin(&c);
     int r = ops_stat(m, rel, out);
-    errno = saved;
-    return r;
+    return call_end(&c, "stat", m, rel, out->rev, r);
 }
 
 static int be_commit(kv_mount *m, const char *rel, const void *data, size_t len,
                      unsigned flags, uint64_t *rev_out)
 {
-    int saved = errno;
-    ensure_init();
+    struct call c;
+    call_begin(&c);
     int r = ops_commit(m, rel, data, len, flags, rev_out);
-    errno = saved;
-    return r;
+    return call_end(&c, "commit", m, rel, rev_out ? *rev_out : 0, r);
 }
 
 static int be_remove(kv_mount *m, const char *rel)
 {
-    int saved = errno;
-    ensure_init();
+    struct call c;
+    call_begin(&c);
     int r = ops_remove(m, rel);
-    errno = saved;
-    return r;
+    return call_end(&c, "remove", m, rel, 0, r);
 }
 
 static int be_list(kv_mount *m, const char *rel, kv_list *out)
 {
-    int saved = errno;
-    ensure_init();
+    struct call c;
+    call_begin(&c);
     int r = dirs_list(m, rel, out);
-    errno = saved;
-    return r;
+    return call_end(&c, "list", m, rel, 0, r);
 }
 
 static int be_mkdir(kv_mount *m, const char *rel)
 {
-    int saved = errno;
-    ensure_init();
+    struct call c;
+    call_begin(&c);
     int r = dirs_mkdir(m, rel);
-    errno = saved;
-    return r;
+    return call_end(&c, "mkdir", m, rel, 0, r);
 }
 
 static int be_rmdir(kv_mount *m, const char *rel)
 {
-    int saved = errno;
-    ensure_init();
+    struct call c;
+    call_begin(&c);
     int r = dirs_rmdir(m, rel);
-    errno = saved;
-    return r;
+    return call_end(&c, "rmdir", m, rel, 0, r);
 }
 
 static int be_version(kv_mount *m, const char *rel, uint64_t *rev)
 {
-    int saved = errno;
-    ensure_init();
+    struct call c;
+    call_begin(&c);
     int r = ops_version(m, rel, rev);
-    errno = saved;
-    return r;
+    return call_end(&c, "version", m, rel, *rev, r);
 }
 
 static int be_recall(kv_mount *m, const char *rel, uint64_t *rev)

@@ -337,8 +337,6 @@ int shim_commit(int fd, struct shim_file *f)
         f->force = 0;
         f->excl = 0;
     }
-    log_at(LOG_DEBUG, "commit %s: %s rev %llu", f->rel, r == 0 ? "ok" : strerror(-r),
-           (unsigned long long)rev);
     return r;
 }
 
