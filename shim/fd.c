@@ -13,10 +13,11 @@
 
 int shim_drop(int fd)
 {
-    struct shim_file *f = fdtable_take(fd);
+    int last = 0;
+    struct shim_file *f = fdtable_take(fd, &last);
     if (!f)
         return 0;
-    int r = __atomic_load_n(&f->refs, __ATOMIC_ACQUIRE) == 1 ? shim_commit(fd, f) : 0;
+    int r = last ? shim_commit(fd, f) : 0;
     fdtable_unref(f);
     return r;
 }

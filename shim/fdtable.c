@@ -40,6 +40,9 @@ int fdtable_set(int fd, struct shim_file *f)
     if (s) {
         old = *s;
         f->refs++;
+        f->fds++;
+        if (old)
+            old->fds--;
         __atomic_store_n(s, f, __ATOMIC_RELEASE);
         if (!old)
             __atomic_add_fetch(&entries, 1, __ATOMIC_RELEASE);
@@ -56,7 +59,7 @@ struct shim_file *fdtable_get(int fd)
     return s ? __atomic_load_n(s, __ATOMIC_ACQUIRE) : NULL;
 }
 
-struct shim_file *fdtable_take(int fd)
+struct shim_file *fdtable_take(int fd, int *last)
 {
     if (!fdtable_get(fd))
         return NULL;
@@ -66,6 +69,10 @@ struct shim_file *fdtable_take(int fd)
     if (f) {
         __atomic_store_n(s, NULL, __ATOMIC_RELEASE);
         __atomic_sub_fetch(&entries, 1, __ATOMIC_RELEASE);
+        if (last)
+            *last = --f->fds == 0;
+        else
+            f->fds--;
     }
     pthread_mutex_unlock(&lock);
     return f;

@@ -16,7 +16,9 @@
 #define FDTABLE_MAX (1 << 20)
 
 struct shim_file {
-    int refs;               /* descriptors pointing here; guarded by the table mutex */
+    int refs;               /* references: table entries plus callers holding a taken record;
+                               guarded by the table mutex */
+    int fds;                /* table entries (descriptors) pointing here; same mutex */
     int mount_idx;          /* index in the mount table */
     char *rel;              /* path below the mount, owned */
     int oflags;             /* the flags open() was given */
@@ -40,8 +42,10 @@ int fdtable_set(int fd, struct shim_file *f);
 struct shim_file *fdtable_get(int fd);
 
 /* Forgets fd and returns its record with the reference fd held (NULL when none): the caller
- * finishes with it and calls fdtable_unref. */
-struct shim_file *fdtable_take(int fd);
+ * finishes with it and calls fdtable_unref. *last (may be NULL) is set when fd was the last
+ * descriptor of the record: of two threads taking its last two descriptors at once, exactly
+ * one is told so. */
+struct shim_file *fdtable_take(int fd, int *last);
 
 /* Drops one reference; returns the number left. At 0 the record is freed. */
 int fdtable_unref(struct shim_file *f);

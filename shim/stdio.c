@@ -33,7 +33,7 @@ static FILE *stream_fail(int err)
 static void forget(int fd)
 {
     int e = errno;
-    struct shim_file *f = fdtable_take(fd);
+    struct shim_file *f = fdtable_take(fd, NULL);
     if (f)
         fdtable_unref(f);
     real_close()(fd);

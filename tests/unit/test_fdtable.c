@@ -22,10 +22,12 @@ Test(fdtable, set_get_take_unref)
     cr_assert_eq(fdtable_get(7), f);
     cr_assert_null(fdtable_get(8));
     cr_assert_eq(f->refs, 1);
-    struct shim_file *t = fdtable_take(7);
+    int last = 0;
+    struct shim_file *t = fdtable_take(7, &last);
     cr_assert_eq(t, f);
+    cr_assert(last);
     cr_assert_null(fdtable_get(7));
-    cr_assert_null(fdtable_take(7));
+    cr_assert_null(fdtable_take(7, NULL));
     cr_assert_eq(fdtable_unref(t), 0); /* freed */
 }
 
@@ -35,11 +37,14 @@ Test(fdtable, dup_shares_one_record_until_the_last_reference)
     cr_assert_eq(fdtable_set(3, f), 0);
     cr_assert_eq(fdtable_set(1500, f), 0); /* another chunk */
     cr_assert_eq(f->refs, 2);
-    struct shim_file *t = fdtable_take(3);
+    int last = 1;
+    struct shim_file *t = fdtable_take(3, &last);
+    cr_assert_not(last, "another descriptor still refers to the file");
     cr_assert_eq(fdtable_unref(t), 1);
     cr_assert_eq(fdtable_get(1500), f);
     cr_assert_str_eq(fdtable_get(1500)->rel, "shared");
-    cr_assert_eq(fdtable_unref(fdtable_take(1500)), 0);
+    cr_assert_eq(fdtable_unref(fdtable_take(1500, &last)), 0);
+    cr_assert(last);
 }
 
 Test(fdtable, setting_over_an_entry_drops_the_old_reference)
@@ -50,8 +55,8 @@ Test(fdtable, setting_over_an_entry_drops_the_old_reference)
     cr_assert_eq(fdtable_set(5, b), 0); /* like dup2 onto 5 */
     cr_assert_eq(a->refs, 1);
     cr_assert_eq(fdtable_get(5), b);
-    fdtable_unref(fdtable_take(5));
-    fdtable_unref(fdtable_take(6));
+    fdtable_unref(fdtable_take(5, NULL));
+    fdtable_unref(fdtable_take(6, NULL));
 }
 
 Test(fdtable, next_walks_entries_in_order_across_chunks)
@@ -64,7 +69,7 @@ Test(fdtable, next_walks_entries_in_order_across_chunks)
         cr_assert_eq(fd, fds[i]);
     cr_assert_eq(i, sizeof fds / sizeof *fds);
     for (i = 0; i < sizeof fds / sizeof *fds; i++)
-        fdtable_unref(fdtable_take(fds[i]));
+        fdtable_unref(fdtable_take(fds[i], NULL));
     cr_assert_eq(fdtable_next(0), -1);
 }
 
@@ -77,6 +82,41 @@ Test(fdtable, out_of_range_descriptors)
     cr_assert_null(fdtable_get(FDTABLE_MAX + 10));
     free(f->rel);
     free(f);
+}
+
+/* Two threads take the last two descriptors of one file at once, many times over: exactly one
+ * of them is told it took the last (the one that commits). */
+#include <pthread.h>
+struct race { int fd, last; pthread_barrier_t *go; };
+
+static void *take_one(void *arg)
+{
+    struct race *r = arg;
+    pthread_barrier_wait(r->go);
+    struct shim_file *f = fdtable_take(r->fd, &r->last);
+    fdtable_unref(f);
+    return NULL;
+}
+
+Test(fdtable, exactly_one_of_two_racing_closes_is_the_last)
+{
+    for (int round = 0; round < 2000; round++) {
+        struct shim_file *f = record("race");
+        f->refs = 1; /* the test's own hold, so the record outlives both takes */
+        cr_assert_eq(fdtable_set(40, f), 0);
+        cr_assert_eq(fdtable_set(41, f), 0);
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, 2);
+        struct race a = { 40, 0, &go }, b = { 41, 0, &go };
+        pthread_t ta, tb;
+        pthread_create(&ta, NULL, take_one, &a);
+        pthread_create(&tb, NULL, take_one, &b);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        pthread_barrier_destroy(&go);
+        cr_assert_eq(a.last + b.last, 1, "round %d: %d + %d", round, a.last, b.last);
+        cr_assert_eq(fdtable_unref(f), 0);
+    }
 }
 
 Test(fdtable, hash_tells_changed_bytes_apart)
