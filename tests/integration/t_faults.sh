@@ -233,24 +233,29 @@ wait "$PROXY" 2>/dev/null
 printf 'max_control_line: 512\n' >"$TMP/mcl.conf"
 if start_server -c "$TMP/mcl.conf"; then
     kv -s "$SERVER_URL" --wait bucket-add closed >/dev/null
-    long=$(printf 'L%.0s' $(seq 600))
-    out=$(shimmed "$SERVER_URL" closed env NATS_TIMEOUT_MS=2000 ASYA_STATE_LOG=info "$PY" -c '
+    # Two mounts: /state/g's keys carry a 400-byte prefix, so a 200-byte file name there
+    # (under every name and key limit of the shim) makes a subject over 512 bytes.
+    longp=$(printf 'P%.0s' $(seq 400))
+    out=$(timeout -k 5 60 env NATS_URL="$SERVER_URL" NATS_KV_BUCKET=closed NATS_TIMEOUT_MS=2000 \
+        ASYA_STATE_LOG=info ASYA_STATE_PROXY_MOUNTS="f:$M:prefix=s;g:/state/g:prefix=$longp" \
+        LD_PRELOAD="$SHIM" "$PY" -c '
 import errno, sys
-m = sys.argv[1]
-for name in ("before", sys.argv[2], "after", "again"):
+for path in (sys.argv[1] + "/before", "/state/g/" + "N" * 200, sys.argv[1] + "/after",
+             sys.argv[1] + "/again"):
     try:
-        with open(m + "/" + name, "w") as f:
-            f.write("v-" + name[:10])
+        with open(path, "w") as f:
+            f.write("v-" + path.rsplit("/", 1)[1][:10])
         print("OK", flush=True)
     except OSError as e:
         print(errno.errorcode.get(e.errno), flush=True)
-' "$M" "$long" 2>"$TMP/closed.err" | tr '\n' ' ')
+' "$M" 2>"$TMP/closed.err" | tr '\n' ' ')
     sed 's/^/# stderr: /' "$TMP/closed.err" | cut -c1-200 | head -n 12
     echo "# outcomes: $out"
     first=$(echo "$out" | awk '{print $1}') second=$(echo "$out" | awk '{print $2}')
     expect_eq "4: closed: a write before the server error succeeds" OK "$first"
-    if [ -n "$second" ] && [ "$second" != OK ]; then
-        ok "4: closed: the write whose subject the server rejects fails ($second)"
+    if [ -n "$second" ] && [ "$second" != OK ] && [ "$second" != ENAMETOOLONG ] &&
+        grep -qi "maximum control line" "$SERVER_STORE.log"; then
+        ok "4: closed: the server rejects the long subject with an -ERR and the write fails ($second)"
     else
         fail "4: closed: the rejected write fails" "got '$second'"
     fi
@@ -261,7 +266,7 @@ for name in ("before", sys.argv[2], "after", "again"):
     fi
     expect_eq "4: closed: the next writes in the same process succeed and land" \
         "OK OK v-after v-again" \
-        "$(echo "$out" | awk '{print $3, $4}') $(kv -s "$SERVER_URL" get closed after) $(kv -s "$SERVER_URL" get closed again)"
+        "$(echo "$out" | awk '{print $3, $4}') $(kv -s "$SERVER_URL" get closed s.after) $(kv -s "$SERVER_URL" get closed s.again)"
     stop_server "$SERVER_PID"
 else
     fail "4: closed: private server" "cannot start nats-server with max_control_line"
