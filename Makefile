@@ -149,3 +149,46 @@ $(BUILD)/bench/peer/peer.mjs: bench/peer.mjs
 
 bench: all $(BENCH_PROGS) $(BUILD)/bench/peer/peer.mjs
 	BUILD=$(BUILD) bench/run
+
+# ---- asan, memcheck, lint: the tools of issue 4 ("Tooling in CI"); each prints a summary ----
+#   make asan      shim, backend, cli, tools and unit tests built with ASan+UBSan into
+#                  $(BUILD)/asan; the unit tests, then programs under the ASan shim
+#                  (tests/integration/progs/hygiene_tools.py asan, a private nats-server)
+#   make memcheck  valgrind memcheck of a C program under the shim and of `asya-state serve`
+#                  answering requests; suppressions (third-party only) in
+#                  tests/integration/progs/hygiene_valgrind.supp
+#   make lint      cppcheck and clang-tidy (.clang-tidy) on shim/ kv/ cli/ common/
+ASAN_CC     ?= gcc
+ASAN_FLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+               -fno-sanitize-recover=undefined
+LINT_SRC     = $(wildcard shim/*.c kv/*.c cli/*.c common/*.c)
+
+.PHONY: asan memcheck lint
+asan:
+	@CC=$(ASAN_CC) CFLAGS='$(ASAN_FLAGS)' LDFLAGS='-fsanitize=address,undefined' \
+	    $(MAKE) --no-print-directory BUILD=$(BUILD)/asan all $(BUILD)/asan/unit-tests >$(BUILD)/asan.log 2>&1 \
+	    || { tail -30 $(BUILD)/asan.log; echo "asan: build FAILED ($(BUILD)/asan.log)"; exit 1; }
+	@ASAN_OPTIONS=halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    $(BUILD)/asan/unit-tests --jobs 2 >$(BUILD)/asan-unit.log 2>&1; rc=$$?; \
+	    grep -E 'runtime error|Sanitizer' $(BUILD)/asan-unit.log | head -20; \
+	    echo "asan: unit tests: $$(sed 's/\x1b\[[0-9;]*m//g' $(BUILD)/asan-unit.log | grep -E 'Synthesis' | tail -1)"; \
+	    if [ $$rc -ne 0 ] || grep -qE 'runtime error|ERROR: .*Sanitizer' $(BUILD)/asan-unit.log; then \
+	        tail -30 $(BUILD)/asan-unit.log; echo "asan: unit tests FAILED"; exit 1; fi
+	@python3 tests/integration/progs/hygiene_tools.py asan $(BUILD)/asan
+
+memcheck: all
+	@python3 tests/integration/progs/hygiene_tools.py memcheck $(BUILD)
+
+lint:
+	@mkdir -p $(BUILD)
+	@cppcheck --enable=warning,performance,portability --error-exitcode=1 --inline-suppr \
+	    --std=c11 -D_GNU_SOURCE -I. -q $(LINT_SRC) >$(BUILD)/cppcheck.log 2>&1; rc=$$?; \
+	    cat $(BUILD)/cppcheck.log; \
+	    echo "lint: cppcheck: $(words $(LINT_SRC)) files, $$(grep -cE ': (error|warning|performance|portability):' $(BUILD)/cppcheck.log) findings"; \
+	    exit $$rc
+	@printf '%s\n' $(LINT_SRC) | xargs -P2 -I{} clang-tidy --quiet {} -- -std=gnu11 -D_GNU_SOURCE -I. \
+	    >$(BUILD)/clang-tidy.log 2>/dev/null; rc=$$?; \
+	    n=$$(grep -cE ': (error|warning): ' $(BUILD)/clang-tidy.log); \
+	    grep -E ': (error|warning): ' $(BUILD)/clang-tidy.log; \
+	    echo "lint: clang-tidy: $(words $(LINT_SRC)) files, $$n findings"; \
+	    [ $$rc -eq 0 ] && [ $$n -eq 0 ]
