@@ -52,6 +52,7 @@ static void call_begin(struct call *c)
 {
     c->saved_errno = errno;
     ensure_init();
+    c->t0 = (struct timespec){ 0, 0 }; /* call_end reads it whenever debug is on by then */
     if (log_enabled(LOG_DEBUG))
         clock_gettime(CLOCK_MONOTONIC, &c->t0);
 }
