@@ -155,7 +155,9 @@ static int set_auth(natsOptions *o, const kv_config *cfg)
     for (int i = 0; i < cfg->nurls; i++)
         tls_url |= strncmp(cfg->urls[i], "tls://", 6) == 0 ||
                    strncmp(cfg->urls[i], "wss://", 6) == 0;
-    if (s == NATS_OK && (cfg->tls_ca || cfg->tls_cert || tls_url)) {
+    int secure = cfg->tls_ca || cfg->tls_cert || tls_url;
+    guard_sigpipe_possible(secure);
+    if (s == NATS_OK && secure) {
         var = "NATS_TLS_CA";
         s = natsOptions_SetSecure(o, true);
     }

@@ -2,9 +2,10 @@
  * "Processes").
  *
  *  - SIGPIPE: nats_Open sets it to SIG_IGN; guard_nats_open puts the program's disposition
- *    back. A write on the NATS socket from a caller's thread may raise SIGPIPE in that
- *    thread: guard_enter blocks it, guard_leave consumes it with a zero-timeout sigtimedwait
- *    when it was not already pending (then it was the program's own), and restores the mask.
+ *    back. A write on a TLS connection from a caller's thread may raise SIGPIPE in that
+ *    thread (plain sockets are written with MSG_NOSIGNAL): guard_enter blocks it,
+ *    guard_leave consumes it with a zero-timeout sigtimedwait when it was not already
+ *    pending (then it was the program's own), and restores the mask.
  *  - Thread masks: nats.c's threads inherit the creating thread's mask, so calls that may
  *    create threads (nats_Open, connect, subscribe) run with every signal blocked.
  *  - rand(): nats.c calls srand() (nats_Open, its NUID) and rand() (NUID, request ids,
@@ -31,6 +32,12 @@ static int rand_ready;
 static char *rand_saved;
 static char rand_priv[256] __attribute__((aligned(8)));
 static int nats_opened;         /* guarded by conn_mu (only called from the connect) */
+static int pipe_possible = 1;   /* see guard_sigpipe_possible; written by the connect */
+
+void guard_sigpipe_possible(int possible)
+{
+    __atomic_store_n(&pipe_possible, possible, __ATOMIC_RELEASE);
+}
 
 static void rand_swap_in(void)
 {
@@ -56,6 +63,11 @@ static void rand_swap_out(void)
 
 void guard_enter(kv_guard *g, int block_all)
 {
+    g->masked = block_all || __atomic_load_n(&pipe_possible, __ATOMIC_ACQUIRE);
+    if (!g->masked) {
+        rand_swap_in();
+        return;
+    }
     sigset_t set, pending;
     if (block_all)
         sigfillset(&set);
@@ -73,6 +85,8 @@ void guard_enter(kv_guard *g, int block_all)
 void guard_leave(kv_guard *g)
 {
     rand_swap_out();
+    if (!g->masked)
+        return;
     sigset_t pending;
     sigemptyset(&pending);
     if (!g->pipe_was_pending && sigpending(&pending) == 0 &&

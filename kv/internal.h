@@ -51,6 +51,7 @@ int kv_nkey_public(const char *seed_file, char *pub, size_t pubsz);
 typedef struct kv_guard {
     sigset_t mask;          /* the caller's mask, restored by guard_leave */
     int pipe_was_pending;   /* SIGPIPE was pending before: not ours to consume */
+    int masked;             /* guard_enter changed the mask (guard_leave restores it) */
 } kv_guard;
 
 /* Around every call into nats.c from a caller's thread: blocks SIGPIPE (all signals when
@@ -59,6 +60,12 @@ typedef struct kv_guard {
  * guard_leave consumes a SIGPIPE raised meanwhile and restores both. Cannot fail. */
 void guard_enter(kv_guard *g, int block_all);
 void guard_leave(kv_guard *g);
+
+/* Whether a write on the NATS connection can raise SIGPIPE: only through TLS (OpenSSL
+ * writes with write(2)); nats.c writes plain sockets with MSG_NOSIGNAL. When it cannot,
+ * guard_enter(g, 0) leaves the signal mask alone (four system calls fewer per request).
+ * Set by the connect, before the connection's first request. */
+void guard_sigpipe_possible(int possible);
 /* nats_Open once per process, keeping the program's SIGPIPE disposition. Call inside a
  * block_all guard. */
 int guard_nats_open(void);
