@@ -144,7 +144,8 @@ static enum MHD_Result keys_get(struct serve_ctx *ctx, struct MHD_Connection *c,
     if (r < 0)
         return respond_errno(c, r, "get", rel);
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer(v.len, v.data, MHD_RESPMEM_MUST_COPY);
+        /* MUST_COPY: libmicrohttpd copies, so the const cast writes nothing */
+        MHD_create_response_from_buffer(v.len, (void *)v.data, MHD_RESPMEM_MUST_COPY);
     ctx->ops->release_value(&v);
     if (resp)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,

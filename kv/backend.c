@@ -198,12 +198,18 @@ static void be_remember(kv_mount *m, const char *rel, uint64_t rev)
     errno = saved;
 }
 
+/* A value is either held by the message it arrived in (owner, a kvEntry) or a block of its
+ * own (the read cache's copies). */
 static void be_release_value(kv_value *v)
 {
     if (!v)
         return;
-    free(v->data);
+    if (v->owner)
+        kvEntry_Destroy(v->owner);
+    else
+        free((void *)v->data);
     v->data = NULL;
+    v->owner = NULL;
     v->len = 0;
 }
 

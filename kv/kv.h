@@ -28,17 +28,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_ABI 1
+#define KV_ABI 2
 #define KV_KEY_MAX 1024          /* longest key (prefix + '.' + escaped rel) we send */
 
 typedef struct kv_mount kv_mount; /* one bucket + prefix, bound lazily; opaque */
 
-/* A value read whole. data is NULL when len is 0. */
+/* A value read whole. data is NULL when len is 0. Release with kv_ops.release_value. */
 typedef struct kv_value {
-    void *data;
+    const void *data;
     size_t len;
     uint64_t rev;       /* the key's revision */
     int64_t mtime_ns;   /* the revision's time, ns since the epoch */
+    void *owner;        /* kv/'s: what holds data (the message it arrived in), or NULL */
 } kv_value;
 
 /* What stat needs; no value is transferred when possible. */

@@ -277,20 +277,13 @@ int ops_get(kv_mount *m, const char *rel, kv_value *out)
     kvEntry *e = NULL;
     r = ops_entry(b, key, &e);
     if (r == 0) {
-        size_t len = (size_t)kvEntry_ValueLen(e);
-        void *data = len ? malloc(len) : NULL;
-        if (len && !data) {
-            r = fail(key, -ENOMEM, "get", "out of memory");
-        } else {
-            if (len)
-                memcpy(data, kvEntry_Value(e), len);
-            out->data = data;
-            out->len = len;
-            out->rev = kvEntry_Revision(e);
-            out->mtime_ns = kvEntry_Created(e);
-            revmem_remember(m, key, out->rev);
-        }
-        kvEntry_Destroy(e);
+        /* The value stays in the message it arrived in: no copy (release_value frees it). */
+        out->len = (size_t)kvEntry_ValueLen(e);
+        out->data = out->len ? kvEntry_Value(e) : NULL;
+        out->rev = kvEntry_Revision(e);
+        out->mtime_ns = kvEntry_Created(e);
+        out->owner = e;
+        revmem_remember(m, key, out->rev);
     } else if (r == -ENOENT) {
         revmem_remember(m, key, KV_REV_ABSENT);
         log_at(LOG_DEBUG, "%s: get: no such key", key);

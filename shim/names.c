@@ -149,8 +149,7 @@ static int truncate_mount(const struct shim_path *p, off_t len)
             free(buf);
         }
     }
-    if (v.data)
-        ops->release_value(&v);
+    ops->release_value(&v);
     shim_leave();
     return r;
 }
