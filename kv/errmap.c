@@ -41,7 +41,10 @@ static const struct errmap_row {
     { BY_STATUS, NATS_CONNECTION_CLOSED, NULL, -ECONNREFUSED, "connection closed" },
     { BY_STATUS, NATS_CONNECTION_DISCONNECTED, NULL, -ECONNREFUSED, "disconnected" },
     { BY_STATUS, NATS_STALE_CONNECTION, NULL, -ECONNREFUSED, "stale connection" },
-    { BY_STATUS, NATS_NO_RESPONDERS, NULL, -EIO, "JetStream not available (no responders)" },
+    /* Nobody serves the bucket's stream right now (a replicated stream electing a leader):
+     * as for an unreachable server, the request did not land and a retry may succeed. */
+    { BY_STATUS, NATS_NO_RESPONDERS, NULL, -ECONNREFUSED,
+      "JetStream not available (no responders)" },
     { BY_STATUS, NATS_SSL_ERROR, NULL, -EIO, "TLS error" },
     { BY_STATUS, NATS_SECURE_CONNECTION_REQUIRED, NULL, -EIO, "server requires TLS" },
     { BY_STATUS, NATS_SECURE_CONNECTION_WANTED, NULL, -EIO, "server does not offer TLS" },
