@@ -116,6 +116,21 @@ static int high_base(void)
     return lim > 4096 ? 4000 : (int)(lim > 128 ? lim - 64 : lim / 2);
 }
 
+void shim_fd_reserve_high(void)
+{
+    /* The kernel grows a process's descriptor table on the first descriptor past its size;
+     * with several threads sharing the table that waits for an RCU grace period (measured:
+     * 8.5 ms for the NATS socket's move to 4000, after nats.c started its threads). Grown
+     * here, before the backend creates any thread, it costs microseconds. */
+    int fd = real_openat()(AT_FDCWD, "/", O_PATH | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    int hi = real_fcntl()(fd, F_DUPFD_CLOEXEC, (void *)(long)high_base());
+    if (hi >= 0)
+        real_close()(hi);
+    real_close()(fd);
+}
+
 int shim_fd_high(int fd)
 {
     if (fd < 0)

@@ -88,6 +88,10 @@ int shim_open(int dirfd, const char *path, int oflags, mode_t mode);
  * process and changed (or forced). 0 or -errno. */
 int shim_commit(int fd, struct shim_file *f);
 
+/* Grows the descriptor table up to where shim_fd_high puts descriptors, while the process
+ * may still be single-threaded (called before the backend is loaded). */
+void shim_fd_reserve_high(void);
+
 /* Forgets mount descriptor fd the way close() does, without closing the kernel descriptor:
  * commits first when it was the owner's last descriptor of the file. 0 or -errno (0 also for
  * a descriptor that is not a mount file). For callers that close by other means (fclose,

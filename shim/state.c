@@ -318,6 +318,7 @@ static void load_backend(void)
     const char *slash = strrchr(self.dli_fname, '/');
     int dirlen = slash ? (int)(slash - self.dli_fname) : 1;
     snprintf(lib, sizeof lib, "%.*s/%s", dirlen, slash ? self.dli_fname : ".", KV_LIB_NAME);
+    shim_fd_reserve_high();
     void *h = dlopen(lib, RTLD_LAZY | RTLD_LOCAL);
     const kv_ops *(*entry)(void) = h ? (const kv_ops *(*)(void))dlsym(h, "kv_backend") : NULL;
     const kv_ops *o = entry ? entry() : NULL;
