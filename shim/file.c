@@ -262,60 +262,88 @@ SHIM_EXPORT int creat64(const char *path, mode_t mode)
     return open_body(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
 }
 
-/* Reads the whole buffer behind fd into a malloc()ed block (*data NULL when empty). The
- * descriptors the shim makes for writing are readable (see buffer_open); one the kernel made
- * write-only (freopen through /proc) is read through a read-only reopen of the same file. */
-static int buffer_read(int fd, void **data, size_t *len)
+/* The whole buffer behind a descriptor, for a commit: mapped when large (no copy), else
+ * read into a malloc()ed block. */
+#define VIEW_MAP_MIN (16 * 1024)
+
+struct view {
+    void *data;     /* NULL when len is 0 */
+    size_t len;
+    int mapped;
+};
+
+/* -EBADF when the kernel holds fd write-only (then the caller reopens it read-only). */
+static int view_fd(int fd, struct view *v)
 {
-    int rfd = fd;
-    int fl = real_fcntl()(fd, F_GETFL, NULL);
-    if (fl >= 0 && (fl & O_ACCMODE) == O_WRONLY) {
-        char proc[32];
-        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-        rfd = real_openat()(AT_FDCWD, proc, O_RDONLY | O_CLOEXEC);
-        if (rfd < 0)
-            return -errno;
-    }
     struct stat st;
-    int r = real_fstat()(rfd, &st) < 0 ? -errno : 0;
-    char *buf = NULL;
+    *v = (struct view){ 0 };
+    if (real_fstat()(fd, &st) < 0)
+        return -errno;
+    if (st.st_size == 0)
+        return 0;
+    size_t len = (size_t)st.st_size;
+    if (len >= VIEW_MAP_MIN) {
+        void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED)
+            return errno == EACCES ? -EBADF : -errno;
+        *v = (struct view){ .data = p, .len = len, .mapped = 1 };
+        return 0;
+    }
+    char *buf = malloc(len);
+    if (!buf)
+        return -ENOMEM;
     size_t done = 0;
-    if (r == 0 && st.st_size > 0) {
-        buf = malloc((size_t)st.st_size);
-        r = buf ? 0 : -ENOMEM;
-        while (r == 0 && done < (size_t)st.st_size) {
-            ssize_t n = pread(rfd, buf + done, (size_t)st.st_size - done, (off_t)done);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                r = n < 0 ? -errno : -EIO;
-            else
-                done += (size_t)n;
+    while (done < len) {
+        ssize_t n = pread(fd, buf + done, len - done, (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int r = n < 0 ? -errno : -EIO;
+            free(buf);
+            return r;
         }
+        done += (size_t)n;
     }
-    if (rfd != fd)
-        real_close()(rfd);
-    if (r < 0) {
-        free(buf);
-        return r;
-    }
-    *data = buf;
-    *len = done;
+    *v = (struct view){ .data = buf, .len = done };
     return 0;
+}
+
+/* The descriptors the shim makes for writing are readable (see buffer_open); one the kernel
+ * holds write-only (freopen through /proc) is read through a read-only reopen of the file. */
+static int view_open(int fd, struct view *v)
+{
+    int r = view_fd(fd, v);
+    if (r != -EBADF)
+        return r;
+    char proc[32];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    int rfd = real_openat()(AT_FDCWD, proc, O_RDONLY | O_CLOEXEC);
+    if (rfd < 0)
+        return -errno;
+    r = view_fd(rfd, v);
+    real_close()(rfd); /* a mapping outlives its descriptor */
+    return r;
+}
+
+static void view_close(struct view *v)
+{
+    if (v->mapped)
+        munmap(v->data, v->len);
+    else
+        free(v->data);
 }
 
 int shim_commit(int fd, struct shim_file *f)
 {
     if (f->is_dir || !writable(f->oflags) || f->owner != shim_pid())
         return 0;
-    void *data = NULL;
-    size_t len = 0;
-    int r = buffer_read(fd, &data, &len);
+    struct view v;
+    int r = view_open(fd, &v);
     if (r < 0)
         return r;
-    uint64_t hash = fdtable_hash(data, len, FDTABLE_HASH_SEED);
-    if (!f->force && len == f->base_len && hash == f->base_hash) {
-        free(data);
+    uint64_t hash = fdtable_hash(v.data, v.len, FDTABLE_HASH_SEED);
+    if (!f->force && v.len == f->base_len && hash == f->base_hash) {
+        view_close(&v);
         return 0;
     }
     const kv_ops *ops;
@@ -329,12 +357,12 @@ int shim_commit(int fd, struct shim_file *f)
         f->carried = 0;
     }
     if (r == 0)
-        r = ops->commit(km, f->rel, data, len, f->excl ? KV_COMMIT_EXCL : 0, &rev);
+        r = ops->commit(km, f->rel, v.data, v.len, f->excl ? KV_COMMIT_EXCL : 0, &rev);
     shim_leave();
-    free(data);
+    view_close(&v);
     if (r == 0) {
         f->rev = rev;
-        f->base_len = len;
+        f->base_len = v.len;
         f->base_hash = hash;
         f->force = 0;
         f->excl = 0;
