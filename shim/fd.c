@@ -17,7 +17,7 @@ int shim_drop(int fd)
     struct shim_file *f = fdtable_take(fd, &last);
     if (!f)
         return 0;
-    int r = last ? shim_commit(fd, f) : 0;
+    int r = last ? shim_commit(fd, f, 1) : 0;
     fdtable_unref(f);
     return r;
 }

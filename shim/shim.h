@@ -85,8 +85,9 @@ void shim_fill_stat(struct stat *st, int idx, const char *rel, const kv_stat *ks
 int shim_open(int dirfd, const char *path, int oflags, mode_t mode);
 
 /* Commits f's buffer (descriptor fd) by the contract's rules when it is owned by this
- * process and changed (or forced). 0 or -errno. */
-int shim_commit(int fd, struct shim_file *f);
+ * process and changed (or forced). final: the file's last descriptor is going away (no
+ * later commit will compare against this one). 0 or -errno. */
+int shim_commit(int fd, struct shim_file *f, int final);
 
 /* Grows the descriptor table up to where shim_fd_high puts descriptors, while the process
  * may still be single-threaded (called before the backend is loaded). */
