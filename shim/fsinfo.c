@@ -1,12 +1,11 @@
-/* fsinfo.c: what a mount says of itself as a file system (statfs, statvfs, pathconf), mktemp's
- * name choice and lchmod on mount paths, and the path calls that cannot work on a mount:
+/* fsinfo.c: what a mount says of itself as a file system (statfs, statvfs, pathconf), and
+ * lchmod on mount paths, and the path calls that cannot work on a mount:
  * chroot, inotify watches, glibc's fts (it walks with internal calls the hooks never see) and
  * spawn-time opens (glibc performs them in the child with internal calls): ENOTSUP there.
  * Every call on a local path goes to libc unchanged. */
 #include "shim/shim.h"
 
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #define ASYA_FS_MAGIC 0x41535941 /* "ASYA": the f_type of a mount */
@@ -14,14 +13,8 @@
 /* 1 for a mount path (which exists), 0 for a local one, or a negative errno. */
 static int mount_path(const char *path)
 {
-    if (shim_guard)
-        return 0;
     struct shim_path p;
-    int r = shim_resolve(AT_FDCWD, path, &p);
-    if (r != 1)
-        return r;
-    struct stat st;
-    return stat(path, &st) < 0 ? -errno : 1;
+    return shim_resolve_existing(AT_FDCWD, path, &p);
 }
 
 static void fill_statfs(struct statfs *s)
@@ -98,31 +91,6 @@ SHIM_EXPORT long pathconf(const char *path, int name)
 SHIM_EXPORT int lchmod(const char *path, mode_t mode)
 {
     return fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW);
-}
-
-/* mktemp on a mount: the name is checked against the bucket, not the local disk. The random
- * letters come from getrandom, so the program's rand() sequence is untouched. */
-SHIM_EXPORT char *mktemp(char *tmpl)
-{
-    struct shim_path p;
-    size_t len = tmpl ? strlen(tmpl) : 0;
-    if (shim_guard || len < 6 || strcmp(tmpl + len - 6, "XXXXXX") != 0 ||
-        shim_resolve(AT_FDCWD, tmpl, &p) != 1)
-        return real_mktemp()(tmpl);
-    static const char letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    for (int tries = 0; tries < 100; tries++) {
-        unsigned char rnd[6];
-        if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-            break;
-        for (int i = 0; i < 6; i++)
-            tmpl[len - 6 + i] = letters[rnd[i] % (sizeof letters - 1)];
-        struct stat st;
-        if (stat(tmpl, &st) < 0 && errno == ENOENT)
-            return tmpl;
-    }
-    tmpl[0] = '\0';
-    errno = EEXIST;
-    return tmpl;
 }
 
 SHIM_EXPORT int chroot(const char *path)

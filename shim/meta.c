@@ -1,32 +1,12 @@
 /* meta.c: modes, owners and times on mount paths and descriptors. The bucket stores none of
  * them, so each call succeeds and changes nothing (SPEC "Operations"); a missing path is
  * ENOENT as on a local file system. Every variant forwards to one of two bodies: by path
- * (meta_path) or by descriptor (meta_fd); everything else goes to libc. */
+ * (shim_resolve_existing) or by descriptor (meta_fd); everything else goes to libc. */
 #include "shim/shim.h"
 
 #include <sys/time.h>
 #include <unistd.h>
 #include <utime.h>
-
-/* 1: a mount path that exists (nothing to do), 0: local (p->local for libc), or -errno. */
-static int meta_path(int dirfd, const char *path, struct shim_path *p)
-{
-    p->local = path;
-    if (shim_guard)
-        return 0;
-    int r = shim_resolve(dirfd, path, p);
-    if (r != 1)
-        return r;
-    const kv_ops *ops;
-    kv_mount *km;
-    kv_stat ks;
-    shim_enter();
-    r = shim_backend(p->idx, &ops, &km);
-    if (r == 0)
-        r = ops->stat(km, p->rel, &ks);
-    shim_leave();
-    return r < 0 ? r : 1;
-}
 
 /* 1 when fd is a mount descriptor (nothing to do), else 0. */
 static int meta_fd(int fd)
@@ -41,7 +21,7 @@ static int meta_at(int dirfd, const char *path, int flags, struct shim_path *p)
         p->local = path;
         return 1;
     }
-    return meta_path(dirfd, path, p);
+    return shim_resolve_existing(dirfd, path, p);
 }
 
 SHIM_EXPORT int fchmodat(int dirfd, const char *path, mode_t mode, int flags)
@@ -116,7 +96,7 @@ SHIM_EXPORT int futimens(int fd, const struct timespec times[2])
 SHIM_EXPORT int utime(const char *path, const struct utimbuf *times)
 {
     struct shim_path p;
-    int r = meta_path(AT_FDCWD, path, &p);
+    int r = shim_resolve_existing(AT_FDCWD, path, &p);
     if (r != 0)
         return r < 0 ? shim_fail(r) : 0;
     return real_utime()(p.local, times);
@@ -125,7 +105,7 @@ SHIM_EXPORT int utime(const char *path, const struct utimbuf *times)
 SHIM_EXPORT int utimes(const char *path, const struct timeval times[2])
 {
     struct shim_path p;
-    int r = meta_path(AT_FDCWD, path, &p);
+    int r = shim_resolve_existing(AT_FDCWD, path, &p);
     if (r != 0)
         return r < 0 ? shim_fail(r) : 0;
     return real_utimes()(p.local, times);
@@ -134,7 +114,7 @@ SHIM_EXPORT int utimes(const char *path, const struct timeval times[2])
 SHIM_EXPORT int lutimes(const char *path, const struct timeval times[2])
 {
     struct shim_path p;
-    int r = meta_path(AT_FDCWD, path, &p);
+    int r = shim_resolve_existing(AT_FDCWD, path, &p);
     if (r != 0)
         return r < 0 ? shim_fail(r) : 0;
     return real_lutimes()(p.local, times);
@@ -145,7 +125,7 @@ SHIM_EXPORT int futimesat(int dirfd, const char *path, const struct timeval time
     if (!maybe_null(path))
         return meta_fd(dirfd) ? 0 : real_futimesat()(dirfd, path, times);
     struct shim_path p;
-    int r = meta_path(dirfd, path, &p);
+    int r = shim_resolve_existing(dirfd, path, &p);
     if (r != 0)
         return r < 0 ? shim_fail(r) : 0;
     return real_futimesat()(dirfd, p.local, times);

@@ -202,10 +202,12 @@ static void fill_random(char *x)
 
 #define TEMP_TRIES 100
 
+enum temp_kind { TEMP_FILE, TEMP_DIR, TEMP_NAME };
+
 /* Creates a unique name from tmpl (its six X before suffixlen bytes replaced) on a mount:
- * a file opened O_EXCL through the open path (returns the descriptor), or a directory
- * (returns 0). -errno on failure. */
-static int temp_mount(char *tmpl, int suffixlen, int flags, int dir)
+ * a file opened O_EXCL through the open path (returns the descriptor), a directory, or (for
+ * mktemp) only a name that does not exist yet (both return 0). -errno on failure. */
+static int temp_mount(char *tmpl, int suffixlen, int flags, enum temp_kind kind)
 {
     size_t len = strlen(tmpl);
     if (suffixlen < 0 || len < 6 + (size_t)suffixlen)
@@ -216,7 +218,11 @@ static int temp_mount(char *tmpl, int suffixlen, int flags, int dir)
     for (int i = 0; i < TEMP_TRIES; i++) {
         fill_random(x);
         int r;
-        if (dir) {
+        if (kind == TEMP_NAME) {
+            struct shim_path p;
+            r = shim_resolve_existing(AT_FDCWD, tmpl, &p);
+            r = r == -ENOENT ? 0 : r == 1 ? -EEXIST : r == 0 ? -EIO : r;
+        } else if (kind == TEMP_DIR) {
             struct shim_path p;
             const kv_ops *ops;
             kv_mount *km;
@@ -257,7 +263,7 @@ static int mkstemp_body(char *tmpl, int suffixlen, int flags, int (*real)(char *
     if (r == 0)
         return real(tmpl, suffixlen, flags);
     if (r == 1)
-        r = temp_mount(tmpl, suffixlen, flags, 0);
+        r = temp_mount(tmpl, suffixlen, flags, TEMP_FILE);
     return r < 0 ? shim_fail(r) : r;
 }
 
@@ -313,7 +319,7 @@ SHIM_EXPORT char *mkdtemp(char *tmpl)
     if (r == 0)
         return real_mkdtemp()(tmpl);
     if (r == 1)
-        r = temp_mount(tmpl, 0, 0, 1);
+        r = temp_mount(tmpl, 0, 0, TEMP_DIR);
     if (r < 0) {
         errno = -r;
         return NULL;
@@ -321,25 +327,19 @@ SHIM_EXPORT char *mkdtemp(char *tmpl)
     return tmpl;
 }
 
-/* Whether (dirfd, path) exists on a mount: 1 (a mount path that exists), 0 (local), or
- * -errno (-ENOENT on a mount). */
-static int on_mount(int dirfd, const char *path, struct shim_path *p)
+/* mktemp only chooses a name: on a mount, one that is not a key (checked on the server). */
+SHIM_EXPORT char *mktemp(char *tmpl)
 {
-    p->local = path;
-    if (shim_guard)
-        return 0;
-    int r = shim_resolve(dirfd, path, p);
-    if (r != 1)
-        return r;
-    const kv_ops *ops;
-    kv_mount *km;
-    kv_stat ks;
-    shim_enter();
-    r = shim_backend(p->idx, &ops, &km);
+    int r = temp_on_mount(tmpl);
     if (r == 0)
-        r = ops->stat(km, p->rel, &ks);
-    shim_leave();
-    return r < 0 ? r : 1;
+        return real_mktemp()(tmpl);
+    if (r == 1)
+        r = temp_mount(tmpl, 0, 0, TEMP_NAME);
+    if (r < 0) {
+        tmpl[0] = '\0'; /* as glibc's mktemp reports failure */
+        errno = -r;
+    }
+    return tmpl;
 }
 
 /* 1 when (dirfd, path) is a mount path (p filled), 0 local, -errno. No request. */
@@ -425,7 +425,7 @@ SHIM_EXPORT int mkfifo(const char *path, mode_t mode)
 static ssize_t readlink_body(int dirfd, const char *path, char *buf, size_t size)
 {
     struct shim_path p;
-    int r = on_mount(dirfd, path, &p);
+    int r = shim_resolve_existing(dirfd, path, &p);
     if (r != 0)
         return shim_fail(r < 0 ? r : -EINVAL);
     return real_readlinkat()(dirfd, p.local, buf, size);

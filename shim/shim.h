@@ -45,6 +45,11 @@ enum shim_env {
 };
 const char *shim_env(enum shim_env var);
 
+/* shim_resolve for calls that need the name to exist: 1 for a mount path that exists (p
+ * filled), 0 for a local path (p->local is what libc gets), or a negative errno (-ENOENT for
+ * a mount path that does not exist). Asks the backend (a stat) for a mount path. */
+int shim_resolve_existing(int dirfd, const char *path, struct shim_path *p);
+
 /* The mount table's mount idx (valid for the process's life). */
 const struct mount *shim_mount(int idx);
 

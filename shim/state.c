@@ -307,6 +307,25 @@ int shim_resolve(int dirfd, const char *path, struct shim_path *p)
     return m->err ? m->err : 1;
 }
 
+int shim_resolve_existing(int dirfd, const char *path, struct shim_path *p)
+{
+    p->local = path;
+    if (shim_guard)
+        return 0;
+    int r = shim_resolve(dirfd, path, p);
+    if (r != 1)
+        return r;
+    const kv_ops *o;
+    kv_mount *km;
+    kv_stat ks;
+    shim_enter();
+    r = shim_backend(p->idx, &o, &km);
+    if (r == 0)
+        r = o->stat(km, p->rel, &ks);
+    shim_leave();
+    return r < 0 ? r : 1;
+}
+
 static void load_backend(void)
 {
     Dl_info self;
