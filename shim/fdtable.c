@@ -55,6 +55,8 @@ int fdtable_set(int fd, struct shim_file *f)
 
 struct shim_file *fdtable_get(int fd)
 {
+    if (__atomic_load_n(&entries, __ATOMIC_RELAXED) == 0)
+        return NULL; /* most processes never open a mount file */
     struct shim_file **s = slot(fd, 0);
     return s ? __atomic_load_n(s, __ATOMIC_ACQUIRE) : NULL;
 }

@@ -166,24 +166,28 @@ static int open_mount(const struct shim_path *p, int oflags)
     return fd;
 }
 
+/* shim_open for a path that may be on a mount (kept apart: its frame holds a path buffer). */
+static __attribute__((noinline)) int open_resolved(int dirfd, const char *path, int oflags,
+                                                  mode_t mode)
+{
+    struct shim_path p;
+    int r = shim_resolve(dirfd, path, &p);
+    if (r < 0)
+        return r;
+    if (r == 1) {
+        shim_enter();
+        r = open_mount(&p, oflags);
+        shim_leave();
+        return r;
+    }
+    int fd = real_openat()(dirfd, p.local, oflags, mode);
+    return fd < 0 ? -errno : fd;
+}
+
 int shim_open(int dirfd, const char *path, int oflags, mode_t mode)
 {
-    if (!shim_guard) {
-        struct shim_path p;
-        int r = shim_resolve(dirfd, path, &p);
-        if (r < 0)
-            return r;
-        if (r == 1) {
-            shim_enter();
-            r = open_mount(&p, oflags);
-            shim_leave();
-            return r;
-        }
-        if (p.local != path) {
-            int fd = real_openat()(dirfd, p.local, oflags, mode);
-            return fd < 0 ? -errno : fd;
-        }
-    }
+    if (!shim_guard && !shim_foreign(path))
+        return open_resolved(dirfd, path, oflags, mode);
     int fd = real_openat()(dirfd, path, oflags, mode);
     return fd < 0 ? -errno : fd;
 }
@@ -191,6 +195,8 @@ int shim_open(int dirfd, const char *path, int oflags, mode_t mode)
 /* The one body of every open hook. */
 static int open_body(int dirfd, const char *path, int oflags, mode_t mode)
 {
+    if (shim_guard || shim_foreign(path))
+        return real_openat()(dirfd, path, oflags, mode);
     int r = shim_open(dirfd, path, oflags, mode);
     return r < 0 ? shim_fail(r) : r;
 }

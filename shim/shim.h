@@ -45,6 +45,10 @@ enum shim_env {
 };
 const char *shim_env(enum shim_env var);
 
+/* 1 when path is surely local without resolving it: an absolute path whose first component
+ * is on no mount (the hot path of every hook: no lock, no allocation, no big frame). */
+int shim_foreign(const char *path);
+
 /* shim_resolve for calls that need the name to exist: 1 for a mount path that exists (p
  * filled), 0 for a local path (p->local is what libc gets), or a negative errno (-ENOENT for
  * a mount path that does not exist). Asks the backend (a stat) for a mount path. */

@@ -48,22 +48,27 @@ static int fstat_body(int fd, struct stat *st)
 }
 
 /* The one body of stat, lstat, fstatat and their variants. */
+/* stat_body for a path that may be on a mount (kept apart: its frame holds a path buffer). */
+static __attribute__((noinline)) int stat_resolved(int dirfd, const char *path,
+                                                  struct stat *st, int flags)
+{
+    if (path && !*path && (flags & AT_EMPTY_PATH) && fdtable_get(dirfd))
+        return fstat_body(dirfd, st);
+    struct shim_path p;
+    int r = shim_resolve(dirfd, path, &p);
+    if (r < 0)
+        return shim_fail(r);
+    if (r == 1) {
+        r = stat_mount(&p, st);
+        return r < 0 ? shim_fail(r) : 0;
+    }
+    return real_fstatat()(dirfd, p.local, st, flags);
+}
+
 static int stat_body(int dirfd, const char *path, struct stat *st, int flags)
 {
-    if (!shim_guard) {
-        if (path && !*path && (flags & AT_EMPTY_PATH) && fdtable_get(dirfd))
-            return fstat_body(dirfd, st);
-        struct shim_path p;
-        int r = shim_resolve(dirfd, path, &p);
-        if (r < 0)
-            return shim_fail(r);
-        if (r == 1) {
-            r = stat_mount(&p, st);
-            return r < 0 ? shim_fail(r) : 0;
-        }
-        if (p.local != path)
-            return real_fstatat()(dirfd, p.local, st, flags);
-    }
+    if (!shim_guard && !shim_foreign(path))
+        return stat_resolved(dirfd, path, st, flags);
     return real_fstatat()(dirfd, path, st, flags);
 }
 

@@ -75,6 +75,7 @@ static kv_mount *kms[MOUNTS_MAX];
  * local before (and without) the mount table being built. Most programs never build it. */
 #define SCREEN_ALL (-1) /* an odd mount variable: screen nothing, build the table */
 static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+static int env_ready; /* set once env_scan is done: the hot path's check, without a call */
 static const char *env_vals[SHIM_ENV_COUNT];
 static struct {
     const char *s;
@@ -134,28 +135,36 @@ static void env_scan(void)
         const char *sm = env_vals[SHIM_ENV_STATE_MOUNT];
         screen_add(sm && *sm ? sm : "/state", "");
     }
+    __atomic_store_n(&env_ready, 1, __ATOMIC_RELEASE);
+}
+
+static inline void env_ensure(void)
+{
+    if (!__atomic_load_n(&env_ready, __ATOMIC_ACQUIRE))
+        pthread_once(&env_once, env_scan);
 }
 
 const char *shim_env(enum shim_env var)
 {
-    pthread_once(&env_once, env_scan);
+    env_ensure();
     return env_vals[var];
 }
 
 /* 0 when absolute path cannot be under any mount (its first component is on no mount). */
 static int screen_may_match(const char *path)
 {
-    pthread_once(&env_once, env_scan);
+    env_ensure();
     if (nscreen == SCREEN_ALL)
         return 1;
     while (*path == '/')
         path++;
-    size_t len = strcspn(path, "/");
     if (path[0] == '.')
         return 1; /* "/./state", "/../state": let normalisation decide */
-    for (int i = 0; i < nscreen; i++)
-        if (screen[i].len == len && memcmp(screen[i].s, path, len) == 0)
+    for (int i = 0; i < nscreen; i++) {
+        size_t len = screen[i].len;
+        if (strncmp(screen[i].s, path, len) == 0 && (path[len] == '/' || path[len] == '\0'))
             return 1;
+    }
     return 0;
 }
 
@@ -271,6 +280,11 @@ static int resolve_at(int dirfd, const char *path, char *out, size_t outsz, int 
             return 0; /* not a directory of the file system: nothing of ours */
     }
     return path_normalize(base, path, out, outsz);
+}
+
+int shim_foreign(const char *path)
+{
+    return path && path[0] == '/' && !screen_may_match(path);
 }
 
 int shim_resolve(int dirfd, const char *path, struct shim_path *p)
