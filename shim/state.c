@@ -82,6 +82,7 @@ static struct {
     size_t len;
 } screen[MOUNTS_MAX + 1];
 static int nscreen;
+static uint64_t screen_first[4]; /* bitmap of the screen's first bytes: most paths miss it */
 
 /* Adds the first component of mount path p (ending at one of the bytes in stop) to the
  * screen; an unusual path (relative, "//", ".", "..", empty) turns the screen off. */
@@ -99,6 +100,7 @@ static void screen_add(const char *p, const char *stop)
     }
     screen[nscreen].s = p + 1;
     screen[nscreen].len = len;
+    screen_first[(unsigned char)p[1] >> 6] |= 1ULL << ((unsigned char)p[1] & 63);
     nscreen++;
 }
 
@@ -156,6 +158,9 @@ static int screen_may_match(const char *path)
     env_ensure();
     if (nscreen == SCREEN_ALL)
         return 1;
+    unsigned char c = (unsigned char)path[1];
+    if (c != '/' && c != '.' && !(screen_first[c >> 6] >> (c & 63) & 1))
+        return 0; /* no mount starts with this byte */
     while (*path == '/')
         path++;
     if (path[0] == '.')
