@@ -29,6 +29,19 @@ static pthread_mutex_t dirs_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct shim_dir *dirs;
 static int ndirs;
 
+void shim_dirs_fork_lock(void)
+{
+    pthread_mutex_lock(&dirs_lock);
+}
+
+void shim_dirs_fork_unlock(int child)
+{
+    if (child)
+        pthread_mutex_init(&dirs_lock, NULL);
+    else
+        pthread_mutex_unlock(&dirs_lock);
+}
+
 static struct shim_dir *ours(DIR *d)
 {
     if (!__atomic_load_n(&ndirs, __ATOMIC_ACQUIRE) || shim_guard)

@@ -29,7 +29,11 @@ static int copied(int fd, int newfd)
     if (newfd < 0 || !f || newfd == fd)
         return newfd;
     int r = fdtable_set(newfd, f);
-    return r < 0 ? shim_fail(r) : newfd;
+    if (r < 0) {
+        real_close()(newfd); /* untracked, it could never be committed */
+        return shim_fail(r);
+    }
+    return newfd;
 }
 
 SHIM_EXPORT int dup(int fd)
@@ -94,9 +98,9 @@ SHIM_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 {
     int r = 0;
     if (!shim_guard && !(flags & CLOSE_RANGE_CLOEXEC)) {
-        unsigned int end = last < FDTABLE_MAX ? last : FDTABLE_MAX - 1;
-        for (unsigned int fd = first; fd <= end; fd++) {
-            int d = fdtable_get((int)fd) ? shim_drop((int)fd) : 0;
+        int fd = first < FDTABLE_MAX ? fdtable_next((int)first) : -1;
+        for (; fd >= 0 && (unsigned int)fd <= last; fd = fdtable_next(fd + 1)) {
+            int d = shim_drop(fd);
             if (d < 0 && r == 0)
                 r = d;
         }

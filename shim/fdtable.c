@@ -92,6 +92,19 @@ int fdtable_unref(struct shim_file *f)
     return left;
 }
 
+void fdtable_fork_lock(void)
+{
+    pthread_mutex_lock(&lock);
+}
+
+void fdtable_fork_unlock(int child)
+{
+    if (child)
+        pthread_mutex_init(&lock, NULL);
+    else
+        pthread_mutex_unlock(&lock);
+}
+
 int fdtable_next(int fd)
 {
     if (__atomic_load_n(&entries, __ATOMIC_ACQUIRE) == 0)

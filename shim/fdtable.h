@@ -26,7 +26,6 @@ struct shim_file {
     int is_dir;             /* a directory opened with O_DIRECTORY (never committed) */
     int force;              /* commit even when the bytes are unchanged: O_TRUNC or created */
     int excl;               /* the commit is create-only (O_EXCL) */
-    int failed;             /* a commit failed: the next close reports nothing more */
     uint64_t rev;           /* revision read at open or last committed, 0 when none */
     int64_t mtime_ns;       /* that revision's time */
     size_t base_len;        /* length and hash of the bytes as read or last committed */
@@ -49,6 +48,11 @@ struct shim_file *fdtable_take(int fd, int *last);
 
 /* Drops one reference; returns the number left. At 0 the record is freed. */
 int fdtable_unref(struct shim_file *f);
+
+/* Around fork: held across it, so the child never inherits the mutex held by a thread it
+ * does not have (the child starts with a fresh one). */
+void fdtable_fork_lock(void);
+void fdtable_fork_unlock(int child);
 
 /* The lowest descriptor >= fd that is in the table, or -1. No lock, no allocation (safe
  * between fork and exec). */

@@ -19,7 +19,8 @@
 /* The one place the variadic mode argument of open/openat is read. */
 static mode_t open_mode(int flags, va_list ap)
 {
-    return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
+    /* as glibc reads it: O_TMPFILE shares its O_DIRECTORY bit, which alone takes no mode */
+    return ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) ? (mode_t)va_arg(ap, int) : 0;
 }
 
 static int writable(int oflags)
@@ -58,9 +59,10 @@ static int buffer_open(const void *data, size_t len, int oflags)
         return -errno;
     int r = fill(fd, data, len);
     if (r == 0 && rdonly &&
-        fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
+        real_fcntl()(fd, F_ADD_SEALS,
+                     (void *)(long)(F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)) < 0)
         r = -errno;
-    if (r == 0 && (oflags & O_APPEND) && fcntl(fd, F_SETFL, O_APPEND) < 0)
+    if (r == 0 && (oflags & O_APPEND) && real_fcntl()(fd, F_SETFL, (void *)(long)O_APPEND) < 0)
         r = -errno;
     if (r < 0) {
         real_close()(fd);
@@ -105,6 +107,8 @@ static int open_mount(const struct shim_path *p, int oflags)
     int r = shim_backend(p->idx, &ops, &km);
     if (r < 0)
         return r;
+    if ((oflags & O_TMPFILE) == O_TMPFILE)
+        return -EOPNOTSUPP;
     if (*p->rel == '\0' || (oflags & O_DIRECTORY)) {
         kv_stat ks;
         r = ops->stat(km, p->rel, &ks);
@@ -112,8 +116,6 @@ static int open_mount(const struct shim_path *p, int oflags)
             return r;
         return ks.is_dir ? dir_open(p, oflags) : -ENOTDIR;
     }
-    if (oflags & O_TMPFILE)
-        return -EOPNOTSUPP;
 
     kv_value v = { 0 };
     int created = 0;

@@ -10,11 +10,14 @@
 
 #define ASYA_FS_MAGIC 0x41535941 /* "ASYA": the f_type of a mount */
 
-/* 1 for a mount path (which exists), 0 for a local one, or a negative errno. */
-static int mount_path(const char *path)
+/* 1 for a mount path (which exists), 0 for a local one (p->local is what libc gets), or a
+ * negative errno. */
+static int mount_path(const char *path, struct shim_path *p)
 {
-    struct shim_path p;
-    return shim_resolve_existing(AT_FDCWD, path, &p);
+    p->local = path;
+    if (shim_foreign(path))
+        return 0;
+    return shim_resolve_existing(AT_FDCWD, path, p);
 }
 
 static void fill_statfs(struct statfs *s)
@@ -39,9 +42,10 @@ _Static_assert(sizeof(struct statvfs) == sizeof(struct statvfs64), "statvfs and 
 
 static int statfs_body(const char *path, struct statfs *s)
 {
-    int r = mount_path(path);
+    struct shim_path p;
+    int r = mount_path(path, &p);
     if (r == 0)
-        return real_statfs()(path, s);
+        return real_statfs()(p.local, s);
     if (r < 0)
         return shim_fail(r);
     fill_statfs(s);
@@ -50,9 +54,10 @@ static int statfs_body(const char *path, struct statfs *s)
 
 static int statvfs_body(const char *path, struct statvfs *s)
 {
-    int r = mount_path(path);
+    struct shim_path p;
+    int r = mount_path(path, &p);
     if (r == 0)
-        return real_statvfs()(path, s);
+        return real_statvfs()(p.local, s);
     if (r < 0)
         return shim_fail(r);
     fill_statvfs(s);
@@ -82,10 +87,11 @@ SHIM_EXPORT int statvfs64(const char *path, struct statvfs64 *s)
 /* A mount answers the limits of a generic local file system: those of "/". */
 SHIM_EXPORT long pathconf(const char *path, int name)
 {
-    int r = mount_path(path);
+    struct shim_path p;
+    int r = mount_path(path, &p);
     if (r < 0)
         return shim_fail(r);
-    return real_pathconf()(r == 1 ? "/" : path, name);
+    return real_pathconf()(r == 1 ? "/" : p.local, name);
 }
 
 SHIM_EXPORT int lchmod(const char *path, mode_t mode)
@@ -95,18 +101,20 @@ SHIM_EXPORT int lchmod(const char *path, mode_t mode)
 
 SHIM_EXPORT int chroot(const char *path)
 {
-    int r = mount_path(path);
+    struct shim_path p;
+    int r = mount_path(path, &p);
     if (r != 0)
         return shim_fail(r < 0 ? r : -ENOTSUP);
-    return real_chroot()(path);
+    return real_chroot()(p.local);
 }
 
 SHIM_EXPORT int inotify_add_watch(int fd, const char *path, uint32_t mask)
 {
-    int r = mount_path(path);
+    struct shim_path p;
+    int r = mount_path(path, &p);
     if (r != 0)
         return shim_fail(r < 0 ? r : -ENOTSUP);
-    return real_inotify_add_watch()(fd, path, mask);
+    return real_inotify_add_watch()(fd, p.local, mask);
 }
 
 SHIM_EXPORT FTS *fts_open(char *const *argv, int options,

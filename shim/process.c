@@ -78,18 +78,21 @@ static uint64_t memory_of(const struct shim_file *f)
     return rev;
 }
 
-/* Before exec: commits owned close-on-exec files, writes the rest into a handoff memfd.
+/* Before exec (in_parent 0) or posix_spawn (in_parent 1): writes the table's entries for
+ * descriptors the new program inherits into a handoff memfd. Close-on-exec descriptors
+ * vanish at exec, so their files are committed first (they stay in the table: should exec
+ * fail, a later close commits again only if they changed); posix_spawn's parent keeps them.
  * Returns the memfd (>= 0), -1 when there is nothing to hand off, or -errno. */
-static int handoff_prepare(void)
+static int handoff_prepare(int in_parent)
 {
     int hfd = -1;
     for (int fd = fdtable_next(0); fd >= 0; fd = fdtable_next(fd + 1)) {
         struct shim_file *f = fdtable_get(fd);
-        int fdflags = f ? fcntl(fd, F_GETFD) : -1;
+        int fdflags = f ? real_fcntl()(fd, F_GETFD, NULL) : -1;
         if (!f || fdflags < 0)
             continue;
         if (fdflags & FD_CLOEXEC) {
-            int r = shim_drop(fd); /* commits when it is the owner's last descriptor */
+            int r = in_parent ? 0 : shim_commit(fd, f, 0);
             if (r < 0)
                 log_at(LOG_WARN, "commit of %s before exec failed: %s", f->rel, strerror(-r));
             continue;
@@ -98,12 +101,12 @@ static int handoff_prepare(void)
         if (real_fstat()(fd, &st) < 0)
             continue;
         if (hfd < 0) {
-            hfd = memfd_create("asya-state-handoff", 0);
+            /* born close-on-exec, so another thread's fork+exec never inherits it low */
+            hfd = memfd_create("asya-state-handoff", MFD_CLOEXEC);
             if (hfd < 0)
                 return -errno;
-            int hi = shim_fd_high(hfd); /* close-on-exec now: cleared just below */
-            hfd = hi;
-            fcntl(hfd, F_SETFD, 0);
+            hfd = shim_fd_high(hfd);
+            real_fcntl()(hfd, F_SETFD, NULL); /* inherited by our exec only */
         }
         const struct mount *m = shim_mount(f->mount_idx);
         struct handoff_rec rec = {
@@ -157,7 +160,7 @@ enum exec_kind { EXEC_PATH, EXEC_SEARCH, EXEC_FD };
 static int exec_body(enum exec_kind kind, int fd, const char *file, char *const argv[],
                      char *const envp[])
 {
-    int hfd = shim_guard ? -1 : handoff_prepare();
+    int hfd = shim_guard ? -1 : handoff_prepare(0);
     if (hfd < -1)
         log_at(LOG_WARN, "cannot hand mount files to the new program: %s", strerror(-hfd));
     char var[sizeof HANDOFF_VAR + 16], cwd[sizeof CWD_VAR + PATH_MAX];
@@ -264,7 +267,7 @@ static int spawn_body(int search, pid_t *pid, const char *path,
                       const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
                       char *const argv[], char *const envp[])
 {
-    int hfd = shim_guard ? -1 : handoff_prepare();
+    int hfd = shim_guard ? -1 : handoff_prepare(1);
     char var[sizeof HANDOFF_VAR + 16], cwd[sizeof CWD_VAR + PATH_MAX];
     snprintf(var, sizeof var, HANDOFF_VAR "=%d", hfd);
     const char *vcwd = shim_guard ? NULL : shim_cwd_virtual();

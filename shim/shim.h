@@ -85,6 +85,12 @@ int shim_backend_loaded(void);
 dev_t shim_dev(int idx);
 ino_t shim_ino(int idx, const char *rel);
 
+/* statx's body (path may be NULL with AT_EMPTY_PATH: syscall() passes it through). */
+int shim_statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *stx);
+
+/* The owner stat reports for every mount path: st_uid and st_gid of the process. */
+void shim_owner(struct stat *st);
+
 /* Fills st for a mount path from what the backend reported. */
 void shim_fill_stat(struct stat *st, int idx, const char *rel, const kv_stat *ks);
 
@@ -129,8 +135,12 @@ static inline int shim_fail(int err)
 void shim_enter(void);
 void shim_leave(void);
 
-/* fork's side of that lock (shim/process.c). */
+/* fork's side of that lock (shim/process.c): also holds, in this order, the fd table's, the
+ * working directory's and the listings' mutexes across fork, so the child never inherits
+ * one held by a thread it does not have. */
 void shim_fork_lock(void);
 void shim_fork_unlock(int child);
+void shim_dirs_fork_lock(void);
+void shim_dirs_fork_unlock(int child);
 
 #endif

@@ -33,6 +33,11 @@ static void fixup(const struct shim_file *f, struct stat *st)
     st->st_mode = f->is_dir ? (S_IFDIR | 0755) : (S_IFREG | 0644);
     st->st_nlink = f->is_dir ? 2 : 1;
     if (f->is_dir) {
+        /* the kernel answered for "/": give what stat of the mount directory gives */
+        struct stat mine;
+        shim_owner(&mine);
+        st->st_uid = mine.st_uid;
+        st->st_gid = mine.st_gid;
         st->st_size = 0;
         st->st_blocks = 0;
     }
@@ -182,10 +187,12 @@ static void stat_to_statx(const struct stat *st, struct statx *stx)
     stx->stx_dev_minor = minor(st->st_dev);
 }
 
-SHIM_EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *stx)
+/* The body of statx, also reached from syscall(SYS_statx): path may be NULL there (Linux
+ * 6.11 takes NULL with AT_EMPTY_PATH), which the libc prototype does not allow. */
+int shim_statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *stx)
 {
-    if (!shim_guard) {
-        struct shim_file *f = (!*path && (flags & AT_EMPTY_PATH)) ? fdtable_get(dirfd) : NULL;
+    if (!shim_guard && !shim_foreign(path)) {
+        struct shim_file *f = ((!path || !*path) && (flags & AT_EMPTY_PATH)) ? fdtable_get(dirfd) : NULL;
         struct shim_path p;
         int r = f ? 1 : shim_resolve(dirfd, path, &p);
         if (r < 0)
@@ -204,11 +211,16 @@ SHIM_EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mask,
     return real_statx()(dirfd, path, flags, mask, stx);
 }
 
+SHIM_EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *stx)
+{
+    return shim_statx(dirfd, path, flags, mask, stx);
+}
+
 /* The one body of access and its variants: a mount path exists or not; no file of a mount
  * is executable. */
 static int access_body(int dirfd, const char *path, int mode, int flags)
 {
-    if (!shim_guard) {
+    if (!shim_guard && !shim_foreign(path)) {
         struct shim_path p;
         int r = shim_resolve(dirfd, path, &p);
         if (r < 0)

@@ -24,30 +24,48 @@ __thread int shim_guard __attribute__((tls_model("initial-exec")));
 /* Readers: threads inside the shim; writer: fork. Writers first, so a fork is not starved. */
 static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 
+/* errno as the program left it when this thread entered: a hook that succeeds returns with
+ * it unchanged, whatever the backend's calls did to it (failures set it in shim_fail). */
+static __thread int saved_errno __attribute__((tls_model("initial-exec")));
+
 void shim_enter(void)
 {
-    if (shim_guard++ == 0)
+    if (shim_guard++ == 0) {
+        saved_errno = errno;
         pthread_rwlock_rdlock(&fork_lock);
+    }
 }
 
 void shim_leave(void)
 {
-    if (--shim_guard == 0)
+    if (--shim_guard == 0) {
         pthread_rwlock_unlock(&fork_lock);
+        errno = saved_errno;
+    }
 }
+
+static pthread_mutex_t cwd_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void shim_fork_lock(void)
 {
     pthread_rwlock_wrlock(&fork_lock);
+    fdtable_fork_lock();
+    pthread_mutex_lock(&cwd_lock);
+    shim_dirs_fork_lock();
 }
 
 void shim_fork_unlock(int child)
 {
-    /* In the child the lock's owner (a thread id) no longer exists: start afresh. */
-    if (child)
+    shim_dirs_fork_unlock(child);
+    fdtable_fork_unlock(child);
+    /* In the child the locks' owner (a thread id) no longer exists: start afresh. */
+    if (child) {
+        pthread_mutex_init(&cwd_lock, NULL);
         fork_lock = (pthread_rwlock_t)PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
-    else
+    } else {
+        pthread_mutex_unlock(&cwd_lock);
         pthread_rwlock_unlock(&fork_lock);
+    }
 }
 
 #define KV_LIB_NAME "libasya-state-kv.so"
@@ -58,7 +76,6 @@ static pid_t pid_cache;
 static uid_t uid_cache;
 static gid_t gid_cache;
 
-static pthread_mutex_t cwd_lock = PTHREAD_MUTEX_INITIALIZER;
 static char cwd[PATH_MAX];
 static int cwd_ok;
 static int cwd_virtual; /* cwd is a mount directory the kernel does not know (read unlocked
@@ -277,7 +294,7 @@ static int resolve_at(int dirfd, const char *path, char *out, size_t outsz, int 
     } else {
         char proc[32];
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", dirfd);
-        ssize_t n = readlink(proc, base, sizeof base - 1);
+        ssize_t n = real_readlink()(proc, base, sizeof base - 1);
         if (n < 0)
             return -errno;
         base[n] = '\0';
@@ -399,6 +416,13 @@ ino_t shim_ino(int idx, const char *rel)
 {
     uint64_t h = fdtable_hash(rel, strlen(rel), FDTABLE_HASH_SEED + (uint64_t)idx);
     return (ino_t)(h ? h : 1);
+}
+
+void shim_owner(struct stat *st)
+{
+    pthread_once(&init_once, init);
+    st->st_uid = uid_cache;
+    st->st_gid = gid_cache;
 }
 
 void shim_fill_stat(struct stat *st, int idx, const char *rel, const kv_stat *ks)

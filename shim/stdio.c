@@ -83,22 +83,21 @@ static int open_for_stream(const char *path, const char *mode)
 static FILE *fopen_body(const char *path, const char *mode, FILE *(*real)(const char *,
                                                                           const char *))
 {
-    if (!shim_guard) {
-        struct shim_path p;
-        int r = shim_resolve(AT_FDCWD, path, &p);
-        if (r < 0)
-            return stream_fail(r);
-        if (r == 1) {
-            int fd = open_for_stream(path, mode);
-            if (fd < 0)
-                return stream_fail(fd);
-            FILE *s = fdopen(fd, mode);
-            if (!s)
-                forget(fd); /* nothing was written: no commit */
-            return s;
-        }
-    }
-    return real(path, mode);
+    if (shim_guard || shim_foreign(path))
+        return real(path, mode);
+    struct shim_path p;
+    int r = shim_resolve(AT_FDCWD, path, &p);
+    if (r < 0)
+        return stream_fail(r);
+    if (r == 0)
+        return real(p.local, mode);
+    int fd = open_for_stream(path, mode);
+    if (fd < 0)
+        return stream_fail(fd);
+    FILE *s = fdopen(fd, mode);
+    if (!s)
+        forget(fd); /* nothing was written: no commit */
+    return s;
 }
 
 SHIM_EXPORT FILE *fopen(const char *path, const char *mode)
@@ -181,7 +180,7 @@ static FILE *freopen_body(const char *path, const char *mode, FILE *stream,
     }
     if (r != 1) {
         if (r == 0)
-            return real(path, mode, stream);
+            return real(p.local, mode, stream);
         real_fclose()(stream);
         return stream_fail(r);
     }

@@ -29,8 +29,8 @@ SHIM_EXPORT long syscall(long number, ...)
                 return close((int)a[0]);
             break;
         case SYS_statx:
-            return statx((int)a[0], (const char *)a[1], (int)a[2], (unsigned)a[3],
-                         (struct statx *)a[4]);
+            return shim_statx((int)a[0], (const char *)a[1], (int)a[2], (unsigned)a[3],
+                              (struct statx *)a[4]);
         case SYS_newfstatat:
             return fstatat((int)a[0], (const char *)a[1], (struct stat *)a[2], (int)a[3]);
         case SYS_fstat:

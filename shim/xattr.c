@@ -19,7 +19,8 @@ struct target {
 /* 1 when (path or fd) is ours (t filled), 0 for libc, or a negative errno. */
 static int target_of(const char *path, int fd, struct target *t)
 {
-    if (shim_guard)
+    t->p.local = path; /* what libc gets for a local path (absolute under a virtual cwd) */
+    if (shim_guard || shim_foreign(path))
         return 0;
     if (!path) {
         struct shim_file *f = fdtable_get(fd);
@@ -74,8 +75,8 @@ static ssize_t get_body(const char *path, int fd, const char *name, void *value,
     int r = target_of(path, fd, &t);
     if (r == 0)
         return !path ? real_fgetxattr()(fd, name, value, size)
-             : follow ? real_getxattr()(path, name, value, size)
-                      : real_lgetxattr()(path, name, value, size);
+             : follow ? real_getxattr()(t.p.local, name, value, size)
+                      : real_lgetxattr()(t.p.local, name, value, size);
     uint64_t rev = 0;
     if (r == 1)
         r = version_of(&t, &rev);
@@ -94,8 +95,8 @@ static ssize_t list_body(const char *path, int fd, char *list, size_t size, int 
     int r = target_of(path, fd, &t);
     if (r == 0)
         return !path ? real_flistxattr()(fd, list, size)
-             : follow ? real_listxattr()(path, list, size)
-                      : real_llistxattr()(path, list, size);
+             : follow ? real_listxattr()(t.p.local, list, size)
+                      : real_llistxattr()(t.p.local, list, size);
     uint64_t rev;
     if (r == 1)
         r = version_of(&t, &rev);
@@ -106,13 +107,19 @@ static ssize_t list_body(const char *path, int fd, char *list, size_t size, int 
     return copy_out(VERSION_ATTR, sizeof VERSION_ATTR, list, size);
 }
 
-/* setxattr and removexattr: the version is read-only, and no other attribute can exist. */
-static int set_body(const char *path, int fd, const char *name, int *handled)
+/* setxattr and removexattr: the version is read-only, and no other attribute can exist.
+ * 0 for libc (*local is the path it gets), or the negative errno of a mount target (ENOENT
+ * for a missing key). */
+static int set_body(const char *path, int fd, const char *name, const char **local)
 {
     struct target t;
     int r = target_of(path, fd, &t);
-    *handled = r != 0;
+    *local = t.p.local;
     if (r <= 0)
+        return r;
+    uint64_t rev;
+    r = version_of(&t, &rev);
+    if (r < 0 && r != -ENODATA)
         return r;
     return strcmp(name, VERSION_ATTR) == 0 ? -EPERM : -ENOTSUP;
 }
@@ -149,36 +156,42 @@ SHIM_EXPORT ssize_t flistxattr(int fd, char *list, size_t size)
 
 SHIM_EXPORT int setxattr(const char *path, const char *name, const void *value, size_t size, int flags)
 {
-    int handled, r = set_body(path, -1, name, &handled);
-    return handled ? shim_fail(r) : real_setxattr()(path, name, value, size, flags);
+    const char *lp;
+    int r = set_body(path, -1, name, &lp);
+    return r < 0 ? shim_fail(r) : real_setxattr()(lp, name, value, size, flags);
 }
 
 SHIM_EXPORT int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)
 {
-    int handled, r = set_body(path, -1, name, &handled);
-    return handled ? shim_fail(r) : real_lsetxattr()(path, name, value, size, flags);
+    const char *lp;
+    int r = set_body(path, -1, name, &lp);
+    return r < 0 ? shim_fail(r) : real_lsetxattr()(lp, name, value, size, flags);
 }
 
 SHIM_EXPORT int fsetxattr(int fd, const char *name, const void *value, size_t size, int flags)
 {
-    int handled, r = set_body(NULL, fd, name, &handled);
-    return handled ? shim_fail(r) : real_fsetxattr()(fd, name, value, size, flags);
+    const char *lp;
+    int r = set_body(NULL, fd, name, &lp);
+    return r < 0 ? shim_fail(r) : real_fsetxattr()(fd, name, value, size, flags);
 }
 
 SHIM_EXPORT int removexattr(const char *path, const char *name)
 {
-    int handled, r = set_body(path, -1, name, &handled);
-    return handled ? shim_fail(r) : real_removexattr()(path, name);
+    const char *lp;
+    int r = set_body(path, -1, name, &lp);
+    return r < 0 ? shim_fail(r) : real_removexattr()(lp, name);
 }
 
 SHIM_EXPORT int lremovexattr(const char *path, const char *name)
 {
-    int handled, r = set_body(path, -1, name, &handled);
-    return handled ? shim_fail(r) : real_lremovexattr()(path, name);
+    const char *lp;
+    int r = set_body(path, -1, name, &lp);
+    return r < 0 ? shim_fail(r) : real_lremovexattr()(lp, name);
 }
 
 SHIM_EXPORT int fremovexattr(int fd, const char *name)
 {
-    int handled, r = set_body(NULL, fd, name, &handled);
-    return handled ? shim_fail(r) : real_fremovexattr()(fd, name);
+    const char *lp;
+    int r = set_body(NULL, fd, name, &lp);
+    return r < 0 ? shim_fail(r) : real_fremovexattr()(fd, name);
 }
