@@ -91,7 +91,8 @@ static int serve_listen(const char *path, int *fd_out)
             close(fd);
             return -EEXIST;
         }
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 || errno != ECONNREFUSED) {
+            /* something answers (or might: a full backlog, no permission): not stale */
             close(fd);
             return -EADDRINUSE;
         }

@@ -81,7 +81,8 @@ void log_redact_url(const char *url, char *out, size_t outsz)
         size_t len = end ? (size_t)(end - url) : strlen(url);
         const char *scheme = strstr(url, "://");
         const char *hoststart = (scheme && scheme < url + len) ? scheme + 3 : url;
-        const char *at = memchr(hoststart, '@', len - (size_t)(hoststart - url));
+        /* the last '@': a password may contain one (the URL parser takes the last too) */
+        const char *at = memrchr(hoststart, '@', len - (size_t)(hoststart - url));
         size_t keep = (size_t)(hoststart - url);
         int n = snprintf(out + o, outsz - o, "%.*s%s%.*s%s", (int)keep, url, at ? "***@" : "",
                          (int)(len - (size_t)((at ? at + 1 : hoststart) - url)),

@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "kv/internal.h"
+#include "kv/keycodec.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static unsigned init_flags;
@@ -96,6 +97,10 @@ static int be_mount(const char *bucket, const char *prefix, unsigned flags, kv_m
         log_at(LOG_ERROR, "NATS_KV_BUCKET '%s' is not a valid bucket name ([A-Za-z0-9_-]+)",
                bucket ? bucket : "");
         r = -EINVAL;
+    } else if (prefix && *prefix && !key_valid(prefix, strlen(prefix))) {
+        log_at(LOG_ERROR, "STATE_PREFIX '%.64s' is not a valid key prefix (tokens of "
+               "[-/_=A-Za-z0-9] joined by '.')", prefix);
+        r = -EINVAL;
     } else if ((m = calloc(1, sizeof *m)) == NULL || (m->bucket = strdup(bucket)) == NULL ||
                (prefix && *prefix && (m->prefix = strdup(prefix)) == NULL)) {
         if (m)
@@ -116,7 +121,7 @@ static int be_get(kv_mount *m, const char *rel, kv_value *out)
     call_begin(&c);
     memset(out, 0, sizeof *out);
     int r = ops_get(m, rel, out);
-    return call_end(&c, "get", m, rel, out->rev, r);
+    return call_end(&c, "get", m, rel, r < 0 ? 0 : out->rev, r);
 }
 
 static int be_stat(kv_mount *m, const char *rel, kv_stat *out)
@@ -124,7 +129,7 @@ static int be_stat(kv_mount *m, const char *rel, kv_stat *out)
     struct call c;
     call_begin(&c);
     int r = ops_stat(m, rel, out);
-    return call_end(&c, "stat", m, rel, out->rev, r);
+    return call_end(&c, "stat", m, rel, r < 0 ? 0 : out->rev, r);
 }
 
 static int be_commit(kv_mount *m, const char *rel, const void *data, size_t len,
@@ -133,7 +138,7 @@ static int be_commit(kv_mount *m, const char *rel, const void *data, size_t len,
     struct call c;
     call_begin(&c);
     int r = ops_commit(m, rel, data, len, flags, rev_out);
-    return call_end(&c, "commit", m, rel, rev_out ? *rev_out : 0, r);
+    return call_end(&c, "commit", m, rel, r < 0 || !rev_out ? 0 : *rev_out, r);
 }
 
 static int be_remove(kv_mount *m, const char *rel)
@@ -173,7 +178,7 @@ static int be_version(kv_mount *m, const char *rel, uint64_t *rev)
     struct call c;
     call_begin(&c);
     int r = ops_version(m, rel, rev);
-    return call_end(&c, "version", m, rel, *rev, r);
+    return call_end(&c, "version", m, rel, r < 0 ? 0 : *rev, r);
 }
 
 static int be_recall(kv_mount *m, const char *rel, uint64_t *rev)

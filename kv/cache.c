@@ -263,9 +263,14 @@ static void *watch_main(void *arg)
 
 /* ---- entry points ---- */
 
+/* Set in a forked child: nats.c's library threads (timers, callbacks) do not exist there,
+ * so no reconnect would ever be noticed and a mirror could go stale for good. A forked
+ * child reads directly. */
+static int forked;
+
 void cache_start(kv_mount *m)
 {
-    if (!(m->flags & KV_MOUNT_WATCH))
+    if (!(m->flags & KV_MOUNT_WATCH) || forked)
         return;
     kv_cache *k = cache_of(m);
     if (k && __atomic_load_n(&k->running, __ATOMIC_ACQUIRE))
@@ -342,6 +347,7 @@ void cache_note(kv_mount *m, const char *key, const void *data, size_t len, uint
 
 void cache_after_fork_child(void)
 {
+    forked = 1;
     pthread_mutex_init(&caches_mu, NULL);
     for (kv_cache *k = caches; k; k = k->next) {
         pthread_mutex_init(&k->mu, NULL);

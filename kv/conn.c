@@ -155,6 +155,16 @@ static int set_auth(natsOptions *o, const kv_config *cfg)
     for (int i = 0; i < cfg->nurls; i++)
         tls_url |= strncmp(cfg->urls[i], "tls://", 6) == 0 ||
                    strncmp(cfg->urls[i], "wss://", 6) == 0;
+    /* Inboxes of this process's own: a forked child inherits nats.c's NUID state, so without
+     * this its reply subjects would repeat its parent's. */
+    char inbox[48];
+    uint64_t rnd[2] = { 0, 0 };
+    if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
+        rnd[0] ^= (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)&rnd;
+    snprintf(inbox, sizeof inbox, "_INBOX.asya%016llx%016llx", (unsigned long long)rnd[0],
+             (unsigned long long)rnd[1]);
+    if (s == NATS_OK)
+        s = natsOptions_SetCustomInboxPrefix(o, inbox);
     int secure = cfg->tls_ca || cfg->tls_cert || tls_url;
     guard_sigpipe_possible(secure);
     if (s == NATS_OK && secure) {

@@ -63,11 +63,13 @@ static void rand_swap_out(void)
 
 void guard_enter(kv_guard *g, int block_all)
 {
+    /* nats.c reaches srand()/rand() only where it may start threads or subscribe (nats_Open,
+     * connect, subscriptions: the block_all calls); a request uses counters. Swapping only
+     * there keeps other program threads' rand() on their own state almost always. */
+    g->swapped = block_all;
     g->masked = block_all || __atomic_load_n(&pipe_possible, __ATOMIC_ACQUIRE);
-    if (!g->masked) {
-        rand_swap_in();
+    if (!g->masked)
         return;
-    }
     sigset_t set, pending;
     if (block_all)
         sigfillset(&set);
@@ -79,12 +81,14 @@ void guard_enter(kv_guard *g, int block_all)
     sigemptyset(&pending);
     sigpending(&pending);
     g->pipe_was_pending = sigismember(&pending, SIGPIPE) == 1;
-    rand_swap_in();
+    if (g->swapped)
+        rand_swap_in();
 }
 
 void guard_leave(kv_guard *g)
 {
-    rand_swap_out();
+    if (g->swapped)
+        rand_swap_out();
     if (!g->masked)
         return;
     sigset_t pending;

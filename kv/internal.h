@@ -52,6 +52,7 @@ typedef struct kv_guard {
     sigset_t mask;          /* the caller's mask, restored by guard_leave */
     int pipe_was_pending;   /* SIGPIPE was pending before: not ours to consume */
     int masked;             /* guard_enter changed the mask (guard_leave restores it) */
+    int swapped;            /* guard_enter switched rand() to the private state */
 } kv_guard;
 
 /* Around every call into nats.c from a caller's thread: blocks SIGPIPE (all signals when

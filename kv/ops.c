@@ -190,6 +190,11 @@ static int resolve_unknown(const kv_bucket *b0, const pub_req *q, const char *ke
     r = 1;
     if (b->dup_window_ns >= 2 * timeout_ms() * 1000000)
         r = publish_once(c, q, seq, &why);
+    /* Only these answers to the resend are definite: the server checks the message id
+     * before the expected revision, so a conflict means the first copy did not land. Any
+     * other failure of the resend says nothing about the first copy. */
+    if (r < 0 && r != -EEXIST && r != -EFBIG)
+        r = 1;
     if (r == 1) {
         uint64_t last = 0;
         int tomb = 0, ours = 0;
@@ -236,7 +241,9 @@ int ops_publish(kv_conn *c, const kv_bucket *b, const char *key, const void *dat
         int lr = last_msg(c, b, subj, NULL, &last, &tomb, &ours);
         if (lr == -ENOENT)
             continue;       /* purged meanwhile: try the plain create again */
-        if (lr < 0 || !tomb)
+        if (lr < 0)
+            return fail(key, lr, "create", "cannot read the key's last entry");
+        if (!tomb)
             return fail(key, -EEXIST, "create", "the key exists");
         q.expect = last;
         r = publish_once(c, &q, &seq, &why);

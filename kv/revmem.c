@@ -43,6 +43,8 @@ static void free_table(void *p)
         HASH_DEL(t, e);
         free(e);
     }
+    thread_table = NULL; /* the key's destructor runs on the exiting thread: a later
+                            destructor that reaches kv/ starts a fresh table */
 }
 
 static void make_key(void)

@@ -90,8 +90,8 @@ if mode == "values":
     kv("put", bucket, "cp.own", "theirs")
     waited, _ = wait_value(f"{m}/own", "theirs", 2)
     print("own_overwritten", "seen" if waited is not None else "stale")
-    # a forked child has no watcher thread: it reads (directly, then from its own new
-    # mirror) and sees an update made after the fork
+    # a forked child has no watcher thread (nor nats.c's library threads): it reads
+    # directly and sees an update made after the fork
     kv("put", bucket, "cp.forked", "before-fork")
     wait_value(f"{m}/forked", "before-fork", 2)
     pid = os.fork()
