@@ -124,7 +124,8 @@ static enum MHD_Result respond_errno(struct MHD_Connection *c, int err, const ch
     case EINVAL: case ENAMETOOLONG: case ENOTDIR: case EISDIR: case ENOTSUP:
         status = 400; name = "bad_request"; break;
     case EACCES: case EPERM: status = 403; name = "permission_denied"; break;
-    case ECONNREFUSED: status = 503; name = "unavailable"; break;
+    case ECONNREFUSED: case EIO: /* the store cannot serve: no server, no bucket, bad config */
+        status = 503; name = "unavailable"; break;
     case ETIMEDOUT: status = 504; name = "timeout"; break;
     default: break;
     }

@@ -14,7 +14,9 @@
  *     no leading or trailing '/', no empty, "." or ".." segment; "" is the mount root.
  *     kv/ maps it to a key (prefix, escaping) and refuses a key over KV_KEY_MAX with
  *     -ENAMETOOLONG before anything is sent;
- *   - thread-safe; no lock is held across a network request; safe to call from any thread.
+ *   - thread-safe; safe to call from any thread; no lock is held across a network request,
+ *     except that connecting (once per process, and again after nats.c gave a connection
+ *     up) is serialised: callers arriving meanwhile wait for it (kv/conn.c);
  *   - memory handed out (kv_value.data, kv_list) is freed with kv_ops.release().
  *
  * Revision memory (the contract's compare-and-set rules) lives in kv/: get() remembers the
