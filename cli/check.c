@@ -8,7 +8,6 @@
 #include "cli/cli.h"
 #include "cli/browse.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -48,13 +47,6 @@ static void check_usage(FILE *out)
 
 /* Same lookup as kv/conn.c: nats.c 3.4 exports no public accessor for the server version.
  * 1 older than 2.11, 0 not, -1 unknown. */
-static int check_server_older_2_11(natsConnection *nc)
-{
-    typedef bool (*version_fn)(natsConnection *, int, int, int);
-    version_fn at_least = (version_fn)dlsym(RTLD_DEFAULT, "natsConn_srvVersionAtLeast");
-    return at_least ? !at_least(nc, 2, 11, 0) : -1;
-}
-
 /* The bucket's checks. 0 when it exists, else a negative errno (reported). */
 static int check_bucket(kv_conn *c, const char *bucket)
 {
@@ -72,7 +64,7 @@ static int check_bucket(kv_conn *c, const char *bucket)
         replicas = si->Config->Replicas;
         jsStreamInfo_Destroy(si);
     }
-    int older = replicas > 1 ? check_server_older_2_11(c->nc) : 0;
+    int older = replicas > 1 ? conn_server_older_than_2_11(c->nc) : 0;
     guard_leave(&g);
     if (s == NATS_NOT_FOUND || jerr == 10059 || r == -ENOENT) {
         check_line(0, "bucket %s: does not exist: create it with `asya-state bucket add %s`",

@@ -196,3 +196,9 @@ int kv_config_get(const kv_config **out)
     *out = r == 0 ? &cfg : NULL;
     return r;
 }
+
+int64_t kv_timeout_ms(void)
+{
+    const kv_config *cfg;
+    return kv_config_get(&cfg) == 0 ? cfg->timeout_ms : 5000;
+}

@@ -354,7 +354,7 @@ typedef bool (*version_fn)(natsConnection *nc, int major, int minor, int update)
 
 /* nats.c 3.4.1 keeps the server's version (from its INFO) private; the library exports the
  * helper it uses, natsConn_srvVersionAtLeast, which we look up rather than declare. */
-static int server_older_than_2_11(natsConnection *nc)
+int conn_server_older_than_2_11(natsConnection *nc)
 {
     version_fn at_least = (version_fn)dlsym(RTLD_DEFAULT, "natsConn_srvVersionAtLeast");
     if (!at_least) {
@@ -456,7 +456,7 @@ int conn_bucket(kv_conn *c, const char *name, const kv_bucket **out)
     int r = bind_bucket(c, name, &b, &replicas);
     if (r < 0)
         return r;
-    int older = replicas > 1 ? server_older_than_2_11(c->nc) : 0;
+    int older = replicas > 1 ? conn_server_older_than_2_11(c->nc) : 0;
     pthread_mutex_lock(&conn_mu);
     kv_bucket *other = find_locked(c, name);
     if (!other) {

@@ -22,12 +22,6 @@
 #include "kv/internal.h"
 #include "kv/keycodec.h"
 
-static int64_t scan_timeout_ms(void)
-{
-    const kv_config *cfg;
-    return kv_config_get(&cfg) == 0 ? cfg->timeout_ms : 5000;
-}
-
 int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *base,
               int (*fn)(const char *key, void *arg), void *arg)
 {
@@ -37,7 +31,7 @@ int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *ba
     kvWatchOptions_Init(&wo);
     wo.MetaOnly = true;
     wo.IgnoreDeletes = true;
-    wo.Timeout = scan_timeout_ms();
+    wo.Timeout = kv_timeout_ms();
     kvWatcher *w = NULL;
     kv_guard g;
     guard_enter(&g, 1);         /* creating a subscription: nats.c may start threads */

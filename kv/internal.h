@@ -106,6 +106,13 @@ void conn_release(kv_conn *c);
 int conn_bucket(kv_conn *c, const char *bucket, const kv_bucket **out);
 void conn_after_fork_child(void);
 /* A fresh message id for a commit ("asya-<random>-<pid>-<n>"), unique across processes. */
+/* 1 when the connected server is older than 2.11 (compare-and-set not exact on replicated
+ * buckets under contention), 0 when not, -1 when nats.c cannot say. */
+int conn_server_older_than_2_11(natsConnection *nc);
+
+/* The bound on every request (NATS_TIMEOUT_MS), in milliseconds. */
+int64_t kv_timeout_ms(void);
+
 void conn_msgid(char *out, size_t outsz);
 
 /* The connection generation: bumped on every disconnect, reconnect and new connection.

@@ -31,12 +31,6 @@
 
 #define SUBJ_MAX (KV_KEY_MAX + 300)
 
-static int64_t timeout_ms(void)
-{
-    const kv_config *cfg;
-    return kv_config_get(&cfg) == 0 ? cfg->timeout_ms : 5000;
-}
-
 /* 1 when a segment of rel is longer than NAME_MAX: no directory listing could give such a
  * name back (struct dirent holds 255 bytes), and a local file system refuses it too. */
 static int segment_too_long(const char *rel)
@@ -146,7 +140,7 @@ static int publish_once(kv_conn *c, const pub_req *q, uint64_t *seq, const char 
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MsgId = q->id;
-    po.MaxWait = timeout_ms();
+    po.MaxWait = kv_timeout_ms();
     if (q->expect == KV_REV_ABSENT)
         po.ExpectNoMessage = true;
     else if (q->expect)
@@ -188,7 +182,7 @@ static int resolve_unknown(const kv_bucket *b0, const pub_req *q, const char *ke
     }
     const char *why = NULL;
     r = 1;
-    if (b->dup_window_ns >= 2 * timeout_ms() * 1000000)
+    if (b->dup_window_ns >= 2 * kv_timeout_ms() * 1000000)
         r = publish_once(c, q, seq, &why);
     /* Only these answers to the resend are definite: the server checks the message id
      * before the expected revision, so a conflict means the first copy did not land. Any
