@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -370,6 +371,9 @@ int shim_commit(int fd, struct shim_file *f, int final)
     shim_leave();
     view_close(&v);
     if (r == 0) {
+        struct timespec now; /* the new revision's time, as the client sees it */
+        clock_gettime(CLOCK_REALTIME, &now);
+        f->mtime_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
         f->rev = rev;
         f->base_len = v.len;
         f->base_hash = hash;

@@ -32,12 +32,18 @@ static void fixup(const struct shim_file *f, struct stat *st)
     st->st_ino = shim_ino(f->mount_idx, f->rel);
     st->st_mode = f->is_dir ? (S_IFDIR | 0755) : (S_IFREG | 0644);
     st->st_nlink = f->is_dir ? 2 : 1;
+    struct stat mine;
+    shim_owner(&mine); /* the kernel answered for a memfd or for "/" */
+    st->st_uid = mine.st_uid;
+    st->st_gid = mine.st_gid;
+    if (f->mtime_ns) {
+        /* the revision's time, as stat of the path gives (until the next commit) */
+        st->st_mtim.tv_sec = f->mtime_ns / 1000000000;
+        st->st_mtim.tv_nsec = f->mtime_ns % 1000000000;
+        st->st_atim = st->st_mtim;
+        st->st_ctim = st->st_mtim;
+    }
     if (f->is_dir) {
-        /* the kernel answered for "/": give what stat of the mount directory gives */
-        struct stat mine;
-        shim_owner(&mine);
-        st->st_uid = mine.st_uid;
-        st->st_gid = mine.st_gid;
         st->st_size = 0;
         st->st_blocks = 0;
     }

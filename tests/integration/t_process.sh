@@ -83,3 +83,23 @@ C
 cc -o "$TMP/errno" "$TMP/errno.c"
 expect_eq "successful open and close (commit included) leave errno as the program set it" \
     "0" "$(run "$TMP/errno" 2>&1)"
+
+out=$(run "$PY" - <<'PY' 2>&1
+import os
+p = "/state/proc/identity"
+open(p, "w").write("same file")
+with open(p) as f:
+    a, b = os.fstat(f.fileno()), os.stat(p)
+    keys = ("st_dev", "st_ino", "st_mode", "st_uid", "st_gid", "st_size", "st_mtime_ns")
+    diff = [k for k in keys if getattr(a, k) != getattr(b, k)]
+    print("agree" if not diff else "differ: %s" % diff)
+d = os.open("/state/proc", os.O_RDONLY | os.O_DIRECTORY)
+a, b = os.fstat(d), os.stat("/state/proc")
+print("dir agree" if (a.st_dev, a.st_ino, a.st_mode, a.st_uid) ==
+      (b.st_dev, b.st_ino, b.st_mode, b.st_uid) else "dir differ")
+os.close(d)
+PY
+)
+expect_eq "fstat of an open mount file and of a mount directory agree with stat of the path" \
+    "agree
+dir agree" "$out"
