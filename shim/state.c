@@ -198,6 +198,71 @@ static void after_fork_child(void)
         ops->after_fork_child();
 }
 
+/* (dev, ino) of every directory on the local disk that is a mount path or one of its
+ * ancestors ("/" included): the only real directories from which a relative name without
+ * ".." can reach a mount, so *at() calls on any other directory need no readlink. Built with
+ * the mount table; -1 when there are too many to keep (then every such call resolves). */
+#define ANCESTORS_MAX 64
+static struct {
+    dev_t dev;
+    ino_t ino;
+} ancestors[ANCESTORS_MAX];
+static int nancestors;
+
+static void ancestors_add(const char *dir)
+{
+    struct stat st;
+    if (nancestors < 0 || real_fstatat()(AT_FDCWD, dir, &st, 0) < 0 || !S_ISDIR(st.st_mode))
+        return;
+    for (int i = 0; i < nancestors; i++)
+        if (ancestors[i].dev == st.st_dev && ancestors[i].ino == st.st_ino)
+            return;
+    if (nancestors == ANCESTORS_MAX) {
+        nancestors = -1;
+        return;
+    }
+    ancestors[nancestors].dev = st.st_dev;
+    ancestors[nancestors].ino = st.st_ino;
+    nancestors++;
+}
+
+static void ancestors_build(void)
+{
+    ancestors_add("/");
+    for (int i = 0; i < mounts.n; i++) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", mounts.m[i].path);
+        for (char *slash = strchr(dir + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+            *slash = '\0';
+            ancestors_add(dir);
+            *slash = '/';
+        }
+        ancestors_add(dir);
+    }
+}
+
+/* 1 when the directory behind dirfd may lead to a mount by a name without "..". */
+static int may_lead_to_mount(int dirfd, const char *path)
+{
+    if (nancestors < 0)
+        return 1;
+    for (const char *c = path; *c;) {
+        if (c[0] == '.' && c[1] == '.' && (c[2] == '/' || c[2] == '\0'))
+            return 1;
+        c = strchr(c, '/');
+        if (!c)
+            break;
+        c++;
+    }
+    struct stat st;
+    if (real_fstat()(dirfd, &st) < 0)
+        return 1; /* let the full resolution decide */
+    for (int i = 0; i < nancestors; i++)
+        if (ancestors[i].dev == st.st_dev && ancestors[i].ino == st.st_ino)
+            return 1;
+    return 0;
+}
+
 static void init(void)
 {
     struct mount_env env = {
@@ -212,6 +277,7 @@ static void init(void)
     log_hold();
     mounts_parse(&env, &mounts);
     log_release();
+    ancestors_build();
     shim_leave();
     pid_cache = getpid();
     uid_cache = getuid();
@@ -292,6 +358,8 @@ static int resolve_at(int dirfd, const char *path, char *out, size_t outsz, int 
         if (n < 0 || (size_t)n >= sizeof base)
             return -ENAMETOOLONG;
     } else {
+        if (!may_lead_to_mount(dirfd, path))
+            return 0; /* a directory no mount lies below: nothing of ours */
         char proc[32];
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", dirfd);
         ssize_t n = real_readlink()(proc, base, sizeof base - 1);
@@ -327,8 +395,8 @@ int shim_resolve(int dirfd, const char *path, struct shim_path *p)
             r = resolve_cwd(path, p->buf, sizeof p->buf, &virt);
         else
             r = resolve_at(dirfd, path, p->buf, sizeof p->buf, &virt);
-        if (r < 0)
-            return r == -ENAMETOOLONG ? r : 0; /* let libc give its own answer */
+        if (r <= 0) /* local (0), or let libc give its own answer */
+            return r == -ENAMETOOLONG ? r : 0;
         full = p->buf;
     }
     const struct mount *m = mounts_find(&mounts, full, &p->rel);

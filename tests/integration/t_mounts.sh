@@ -29,3 +29,21 @@ expect_eq "Python: relative path climbing into a mount" "f" "$($KVTOOL get "$B2"
 got=$(run sh -c 'cat /state/cache/../cache/f1 /state/cache//f1')
 expect_eq "mount 1 read back through .. and //" "a
 a" "$got"
+run "$PY" - "$TMP" <<'PY'
+import os, sys
+tmp = sys.argv[1]
+d = os.open(tmp + "/data", os.O_RDONLY | os.O_DIRECTORY)        # a real ancestor of a mount
+fd = os.open("x/f6", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, dir_fd=d)
+os.write(fd, b"g"); os.close(fd)
+s = os.open(tmp + "/data/xy", os.O_RDONLY | os.O_DIRECTORY)     # a sibling: only via ".."
+fd = os.open("../x/f7", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, dir_fd=s)
+os.write(fd, b"h"); os.close(fd)
+fd = os.open("local2", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, dir_fd=s)  # stays local
+os.write(fd, b"i"); os.close(fd)
+PY
+expect_eq "*at() from a real directory that is a mount's parent reaches the mount" "g" \
+    "$($KVTOOL get "$B2" two.f6 2>&1)"
+expect_eq "*at() from a sibling directory reaches the mount through .." "h" \
+    "$($KVTOOL get "$B2" two.f7 2>&1)"
+expect_eq "*at() from a sibling directory without .. stays local" "i" \
+    "$(cat "$TMP/data/xy/local2" 2>&1)"
