@@ -395,7 +395,7 @@ static int missing_first(const char *name)
     return first;
 }
 
-static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out, int64_t *replicas)
+static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out)
 {
     kv_bucket *b = calloc(1, sizeof *b);
     if (!b || !(b->name = strdup(name)) || asprintf(&b->stream, "KV_%s", name) < 0) {
@@ -404,21 +404,14 @@ static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out, int64_t *r
         free(b);
         return -ENOMEM;
     }
-    jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     kv_guard g;
     /* Every block_all: binding is the first request on a connection, and nats.c creates
-     * the thread of its reply subscription on the first request. */
+     * the thread of its reply subscription on the first request. The stream's limits are
+     * read later, by the first commit (conn_bucket_limits): a first read pays one request. */
     guard_enter(&g, 1);
     natsStatus s = js_KeyValue(&b->kv, c->js, name);
-    if (s == NATS_OK)
-        s = js_GetStreamInfo(&si, c->js, b->stream, NULL, &jerr);
-    if (s == NATS_OK) {
-        b->max_value = si->Config->MaxMsgSize > 0 ? si->Config->MaxMsgSize : -1;
-        b->dup_window_ns = si->Config->Duplicates;
-        *replicas = si->Config->Replicas;
-        jsStreamInfo_Destroy(si);
-    }
+    b->max_value = -1;
     const char *why = NULL;
     int r = s == NATS_OK ? 0 : kv_errmap(s, jerr, &why);
     guard_leave(&g);
@@ -443,6 +436,46 @@ static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out, int64_t *r
     return 0;
 }
 
+int conn_bucket_limits(kv_conn *c, const kv_bucket *cb)
+{
+    kv_bucket *b = (kv_bucket *)cb; /* only the limits below change, once, under conn_mu */
+    if (__atomic_load_n(&b->limits_read, __ATOMIC_ACQUIRE))
+        return 0;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    kv_guard g;
+    guard_enter(&g, 0);
+    natsStatus s = js_GetStreamInfo(&si, c->js, b->stream, NULL, &jerr);
+    int64_t max_value = -1, dup_window = 0, replicas = 1;
+    if (s == NATS_OK) {
+        max_value = si->Config->MaxMsgSize > 0 ? si->Config->MaxMsgSize : -1;
+        dup_window = si->Config->Duplicates;
+        replicas = si->Config->Replicas;
+        jsStreamInfo_Destroy(si);
+    }
+    const char *why = NULL;
+    int r = s == NATS_OK ? 0 : kv_errmap(s, jerr, &why);
+    guard_leave(&g);
+    if (r < 0) {
+        log_at(LOG_WARN, "cannot read NATS KV bucket '%s' limits: %s", b->name, why);
+        return r;
+    }
+    int older = replicas > 1 ? conn_server_older_than_2_11(c->nc) : 0;
+    pthread_mutex_lock(&conn_mu);
+    b->max_value = max_value;
+    b->dup_window_ns = dup_window;
+    __atomic_store_n(&b->limits_read, 1, __ATOMIC_RELEASE);
+    int warn = older != 0 && !warned_replicas;
+    if (warn)
+        warned_replicas = 1;
+    pthread_mutex_unlock(&conn_mu);
+    if (warn)
+        log_at(LOG_WARN, "NATS KV bucket '%s' has %lld replicas and the server is %s: "
+                         "compare-and-set is not exact under contention before nats-server 2.11",
+               b->name, (long long)replicas, older > 0 ? "older than 2.11" : "of unknown version");
+    return 0;
+}
+
 int conn_bucket(kv_conn *c, const char *name, const kv_bucket **out)
 {
     pthread_mutex_lock(&conn_mu);
@@ -452,25 +485,16 @@ int conn_bucket(kv_conn *c, const char *name, const kv_bucket **out)
         *out = b;
         return 0;
     }
-    int64_t replicas = 1;
-    int r = bind_bucket(c, name, &b, &replicas);
+    int r = bind_bucket(c, name, &b);
     if (r < 0)
         return r;
-    int older = replicas > 1 ? conn_server_older_than_2_11(c->nc) : 0;
     pthread_mutex_lock(&conn_mu);
     kv_bucket *other = find_locked(c, name);
     if (!other) {
         b->next = c->buckets;
         c->buckets = b;
     }
-    int warn = older != 0 && !warned_replicas;
-    if (warn)
-        warned_replicas = 1;
     pthread_mutex_unlock(&conn_mu);
-    if (warn)
-        log_at(LOG_WARN, "NATS KV bucket '%s' has %lld replicas and the server is %s: "
-                         "compare-and-set is not exact under contention before nats-server 2.11",
-               name, (long long)replicas, older > 0 ? "older than 2.11" : "of unknown version");
     if (other) {
         kv_guard g;
         guard_enter(&g, 0);

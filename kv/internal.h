@@ -84,8 +84,9 @@ typedef struct kv_bucket {
     char *name;
     char *stream;           /* "KV_<name>" */
     kvStore *kv;
-    int64_t max_value;      /* the stream's MaxMsgSize, -1 for none */
-    int64_t dup_window_ns;  /* the stream's duplicate window */
+    int64_t max_value;      /* the stream's MaxMsgSize, -1 for none  } read by the first */
+    int64_t dup_window_ns;  /* the stream's duplicate window          } commit: valid once */
+    int limits_read;        /* these two are set (atomic; written under conn_mu)        */
     struct kv_bucket *next;
 } kv_bucket;
 
@@ -104,6 +105,10 @@ int conn_acquire(kv_conn **out, const char *key_for_log);
 void conn_release(kv_conn *c);
 /* bucket bound on c (js_KeyValue once per connection). -EIO naming a missing bucket. */
 int conn_bucket(kv_conn *c, const char *bucket, const kv_bucket **out);
+
+/* Reads the bucket's stream limits (max value size, duplicate window) once, and warns once
+ * per process when the stream is replicated on a server older than 2.11. 0 or -errno. */
+int conn_bucket_limits(kv_conn *c, const kv_bucket *b);
 void conn_after_fork_child(void);
 /* A fresh message id for a commit ("asya-<random>-<pid>-<n>"), unique across processes. */
 /* 1 when the connected server is older than 2.11 (compare-and-set not exact on replicated

@@ -212,6 +212,9 @@ int ops_publish(kv_conn *c, const kv_bucket *b, const char *key, const void *dat
     char subj[SUBJ_MAX];
     if (snprintf(subj, sizeof subj, "$KV.%s.%s", b->name, key) >= (int)sizeof subj)
         return -ENAMETOOLONG;
+    int limits = conn_bucket_limits(c, b);
+    if (limits < 0)
+        return fail(key, limits, del ? "delete" : "commit", "the bucket's limits are unknown");
     if ((b->max_value >= 0 && (int64_t)len > b->max_value) ||
         (c->max_payload > 0 && (int64_t)len > c->max_payload - 256 /* our headers */))
         return fail(key, -EFBIG, "commit", "value larger than the bucket or server allows");
