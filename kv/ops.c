@@ -296,6 +296,21 @@ int ops_get(kv_mount *m, const char *rel, kv_value *out)
     return r;
 }
 
+/* Fills out from the entry of key (a value, or a directory marker when is_dir). */
+static int entry_stat(const kv_bucket *b, const char *key, int is_dir, kv_stat *out)
+{
+    kvEntry *e = NULL;
+    int r = ops_entry(b, key, &e);
+    if (r < 0)
+        return r;
+    out->is_dir = is_dir;
+    out->size = is_dir ? 0 : (uint64_t)kvEntry_ValueLen(e);
+    out->rev = kvEntry_Revision(e);
+    out->mtime_ns = kvEntry_Created(e);
+    kvEntry_Destroy(e);
+    return 0;
+}
+
 /* stat on an open connection; also used by dirs.c. */
 int ops_stat_on(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *rel,
                 kv_stat *out)
@@ -307,27 +322,12 @@ int ops_stat_on(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *r
     }
     char key[KV_KEY_MAX + 2];
     int r = ops_key(m, rel, 0, key, sizeof key);
-    kvEntry *e = NULL;
-    if (r == 0 && (r = ops_entry(b, key, &e)) == 0) {
-        out->size = (uint64_t)kvEntry_ValueLen(e);
-        out->rev = kvEntry_Revision(e);
-        out->mtime_ns = kvEntry_Created(e);
-        kvEntry_Destroy(e);
-        return 0;
-    }
-    if (r != -ENOENT)
+    if (r == 0 && (r = entry_stat(b, key, 0, out)) != -ENOENT)
+        return r;                       /* a value, or a failure */
+    if (r != -ENOENT || (r = ops_key(m, rel, 1, key, sizeof key)) < 0)
         return r;
-    if ((r = ops_key(m, rel, 1, key, sizeof key)) < 0)
-        return r;
-    if ((r = ops_entry(b, key, &e)) == 0) {
-        out->is_dir = 1;
-        out->rev = kvEntry_Revision(e);
-        out->mtime_ns = kvEntry_Created(e);
-        kvEntry_Destroy(e);
-        return 0;
-    }
-    if (r != -ENOENT)
-        return r;
+    if ((r = entry_stat(b, key, 1, out)) != -ENOENT)
+        return r;                       /* a directory marker, or a failure */
     r = dirs_has_below(c, b, m, key, NULL);
     if (r == 1) {
         out->is_dir = 1;
