@@ -225,15 +225,23 @@ void dirs_release_list(kv_list *l)
 
 /* ---- mkdir, rmdir ---- */
 
+/* The marker key of directory rel into marker, and a connection bound to its bucket. */
+static int marker_open(kv_mount *m, const char *rel, char *marker, size_t size, kv_conn **c,
+                       const kv_bucket **b)
+{
+    int r = ops_key(m, rel, 1, marker, size);
+    return r < 0 ? r : ops_open(m, marker, c, b);
+}
+
 int dirs_mkdir(kv_mount *m, const char *rel)
 {
     if (!*rel)
         return -EEXIST;
     char marker[KV_KEY_MAX + 2];
-    int r = ops_key(m, rel, 1, marker, sizeof marker);
     kv_conn *c;
     const kv_bucket *b;
-    if (r < 0 || (r = ops_open(m, marker, &c, &b)) < 0)
+    int r = marker_open(m, rel, marker, sizeof marker, &c, &b);
+    if (r < 0)
         return r;
     kv_stat st;
     const char *slash = strrchr(rel, '/');
@@ -269,10 +277,10 @@ int dirs_rmdir(kv_mount *m, const char *rel)
     if (!*rel)
         return -EBUSY;
     char marker[KV_KEY_MAX + 2];
-    int r = ops_key(m, rel, 1, marker, sizeof marker);
     kv_conn *c;
     const kv_bucket *b;
-    if (r < 0 || (r = ops_open(m, marker, &c, &b)) < 0)
+    int r = marker_open(m, rel, marker, sizeof marker, &c, &b);
+    if (r < 0)
         return r;
     for (int attempt = 0; attempt < 4; attempt++) {
         r = dirs_has_below(c, b, m, marker, marker);

@@ -15,36 +15,16 @@
 
 #define CWD_ENV "ASYA_STATE_CWD"
 
-/* The absolute path of a resolved mount path, into out (PATH_MAX). */
-static int mount_full(const struct shim_path *p, char *out, size_t outsz)
-{
-    int n = snprintf(out, outsz, "%s%s%s", p->mount->path, *p->rel ? "/" : "", p->rel);
-    return (n < 0 || (size_t)n >= outsz) ? -ENAMETOOLONG : n;
-}
-
-/* Stats a mount path through the backend. */
-static int mount_stat(const struct shim_path *p, kv_stat *ks)
-{
-    const kv_ops *ops;
-    kv_mount *km;
-    shim_enter();
-    int r = shim_backend(p->idx, &ops, &km);
-    if (r == 0)
-        r = ops->stat(km, p->rel, ks);
-    shim_leave();
-    return r;
-}
-
 /* Makes mount directory p the working directory. 0 or -errno. */
 static int chdir_mount(const struct shim_path *p)
 {
     char full[PATH_MAX];
     kv_stat ks;
-    int r = mount_stat(p, &ks);
+    int r = shim_mount_stat(p->idx, p->rel, &ks);
     if (r == 0 && !ks.is_dir)
         r = -ENOTDIR;
     if (r == 0)
-        r = mount_full(p, full, sizeof full);
+        r = shim_mount_path(p->idx, p->rel, full, sizeof full);
     if (r < 0)
         return r;
     shim_cwd_set_virtual(full);
@@ -84,7 +64,7 @@ SHIM_EXPORT int fchdir(int fd)
         struct shim_path p = { .idx = f->mount_idx, .mount = shim_mount(f->mount_idx),
                                .rel = f->rel };
         char full[PATH_MAX];
-        int r = mount_full(&p, full, sizeof full);
+        int r = shim_mount_path(p.idx, p.rel, full, sizeof full);
         if (r < 0)
             return shim_fail(r);
         shim_cwd_set_virtual(full);
@@ -172,9 +152,9 @@ static int realpath_mount(const struct shim_path *p, char *resolved, char **out)
 {
     char full[PATH_MAX];
     kv_stat ks;
-    int r = mount_stat(p, &ks);
+    int r = shim_mount_stat(p->idx, p->rel, &ks);
     if (r == 0)
-        r = mount_full(p, full, sizeof full);
+        r = shim_mount_path(p->idx, p->rel, full, sizeof full);
     if (r < 0)
         return r;
     if (!resolved && !(resolved = strdup(full)))
@@ -235,7 +215,7 @@ __attribute__((constructor)) static void cwd_inherit(void)
     struct shim_path p;
     char full[PATH_MAX];
     if (dir[0] == '/' && shim_resolve(AT_FDCWD, dir, &p) == 1 &&
-        mount_full(&p, full, sizeof full) > 0)
+        shim_mount_path(p.idx, p.rel, full, sizeof full) > 0)
         shim_cwd_set_virtual(full);
     unsetenv(CWD_ENV);
 }

@@ -202,9 +202,8 @@ SHIM_EXPORT int dirfd(DIR *d)
     if (s->fd < 0) {
         /* A directory descriptor standing for this listing's directory. */
         char path[PATH_MAX];
-        const struct mount *m = shim_mount(s->idx);
-        snprintf(path, sizeof path, "%s%s%s", m->path, *s->rel ? "/" : "", s->rel);
-        s->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        s->fd = shim_mount_path(s->idx, s->rel, path, sizeof path) < 0
+                    ? -1 : open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     }
     return s->fd;
 }

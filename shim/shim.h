@@ -49,6 +49,12 @@ const char *shim_env(enum shim_env var);
  * is on no mount (the hot path of every hook: no lock, no allocation, no big frame). */
 int shim_foreign(const char *path);
 
+/* Stats (idx, rel) through the backend (guard and loading handled). 0 or -errno. */
+int shim_mount_stat(int idx, const char *rel, kv_stat *ks);
+
+/* The absolute path of (idx, rel) into out: its length, or -ENAMETOOLONG. */
+int shim_mount_path(int idx, const char *rel, char *out, size_t outsz);
+
 /* shim_resolve for calls that need the name to exist: 1 for a mount path that exists (p
  * filled), 0 for a local path (p->local is what libc gets), or a negative errno (-ENOENT for
  * a mount path that does not exist). Asks the backend (a stat) for a mount path. */

@@ -12,14 +12,8 @@ _Static_assert(sizeof(struct stat) == sizeof(struct stat64), "stat and stat64 di
 /* Stats a mount path through the backend. */
 static int stat_mount(const struct shim_path *p, struct stat *st)
 {
-    const kv_ops *ops;
-    kv_mount *km;
     kv_stat ks;
-    shim_enter();
-    int r = shim_backend(p->idx, &ops, &km);
-    if (r == 0)
-        r = ops->stat(km, p->rel, &ks);
-    shim_leave();
+    int r = shim_mount_stat(p->idx, p->rel, &ks);
     if (r == 0)
         shim_fill_stat(st, p->idx, p->rel, &ks);
     return r;

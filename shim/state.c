@@ -353,10 +353,9 @@ static int resolve_at(int dirfd, const char *path, char *out, size_t outsz, int 
     struct shim_file *f = fdtable_get(dirfd);
     if (f && f->is_dir) {
         *virt = 1;
-        const struct mount *m = &mounts.m[f->mount_idx];
-        int n = snprintf(base, sizeof base, "%s%s%s", m->path, *f->rel ? "/" : "", f->rel);
-        if (n < 0 || (size_t)n >= sizeof base)
-            return -ENAMETOOLONG;
+        int n = shim_mount_path(f->mount_idx, f->rel, base, sizeof base);
+        if (n < 0)
+            return n;
     } else {
         if (!may_lead_to_mount(dirfd, path))
             return 0; /* a directory no mount lies below: nothing of ours */
@@ -411,6 +410,24 @@ int shim_resolve(int dirfd, const char *path, struct shim_path *p)
     return m->err ? m->err : 1;
 }
 
+int shim_mount_stat(int idx, const char *rel, kv_stat *ks)
+{
+    const kv_ops *o;
+    kv_mount *km;
+    shim_enter();
+    int r = shim_backend(idx, &o, &km);
+    if (r == 0)
+        r = o->stat(km, rel, ks);
+    shim_leave();
+    return r;
+}
+
+int shim_mount_path(int idx, const char *rel, char *out, size_t outsz)
+{
+    int n = snprintf(out, outsz, "%s%s%s", mounts.m[idx].path, *rel ? "/" : "", rel);
+    return (n < 0 || (size_t)n >= outsz) ? -ENAMETOOLONG : n;
+}
+
 int shim_resolve_existing(int dirfd, const char *path, struct shim_path *p)
 {
     p->local = path;
@@ -419,14 +436,8 @@ int shim_resolve_existing(int dirfd, const char *path, struct shim_path *p)
     int r = shim_resolve(dirfd, path, p);
     if (r != 1)
         return r;
-    const kv_ops *o;
-    kv_mount *km;
     kv_stat ks;
-    shim_enter();
-    r = shim_backend(p->idx, &o, &km);
-    if (r == 0)
-        r = o->stat(km, p->rel, &ks);
-    shim_leave();
+    r = shim_mount_stat(p->idx, p->rel, &ks);
     return r < 0 ? r : 1;
 }
 
