@@ -15,9 +15,13 @@
  *     2.9.10), so if the first copy landed the answer is a duplicate ack carrying its
  *     sequence; if it did not, the resend is an ordinary attempt (applied, or a conflict).
  *     Only done while the stream's duplicate window is at least twice the request timeout.
- *  2. if that gets no reply either, the key's last stored message is read: it carries our
- *     Nats-Msg-Id header only if our write landed and was not overwritten since.
- *  Otherwise -ETIMEDOUT. A success is reported only for a write seen on the server.
+ *  2. if that gets no reply either, or a conflict, the key's last stored message is read:
+ *     it carries our Nats-Msg-Id header only if our write landed and was not overwritten
+ *     since. (A conflict alone does not prove the first copy missing: a stream leader
+ *     elected meanwhile on a replicated bucket may not know the id yet; seen on a 3-node
+ *     nats-server 2.9.10 cluster.)
+ *  Otherwise -ETIMEDOUT, or -EEXIST for a conflict whose key holds another writer's value.
+ *  A success is reported only for a write seen on the server.
  */
 #include <errno.h>
 #include <limits.h>
@@ -184,18 +188,16 @@ static int resolve_unknown(const kv_bucket *b0, const pub_req *q, const char *ke
     r = 1;
     if (b->dup_window_ns >= 2 * kv_timeout_ms() * 1000000)
         r = publish_once(c, q, seq, &why);
-    /* Only these answers to the resend are definite: the server checks the message id
-     * before the expected revision, so a conflict means the first copy did not land. Any
-     * other failure of the resend says nothing about the first copy. */
-    if (r < 0 && r != -EEXIST && r != -EFBIG)
-        r = 1;
-    if (r == 1) {
+    /* A value too large is definite. A conflict is, once the key's last message is not
+     * ours (step 2); any other failure of the resend says nothing about the first copy. */
+    if (r == 1 || (r < 0 && r != -EFBIG)) {
         uint64_t last = 0;
         int tomb = 0, ours = 0;
-        if (last_msg(c, b, q->subj, q->id, &last, &tomb, &ours) == 0 && ours) {
+        int lr = last_msg(c, b, q->subj, q->id, &last, &tomb, &ours);
+        if (lr == 0 && ours) {
             *seq = last;
             r = 0;
-        } else {
+        } else if (r != -EEXIST || (lr < 0 && lr != -ENOENT)) {
             r = -ETIMEDOUT;
         }
     }

@@ -18,6 +18,7 @@
 #   with_shim CMD...                         runs CMD with LD_PRELOAD=$SHIM (the rest of the
 #                                            environment as set by the caller)
 #   TMP                                      a per-file temporary directory, removed at exit
+#                                            (moved into directory $KEEP_TMP when that is set)
 #
 # Every server started here is killed by an EXIT trap, so a failing test leaves nothing behind.
 # Output lines other than "ok - " / "not ok - " are ignored by the runner: print diagnostics
@@ -42,6 +43,9 @@ _lib_cleanup() {
     done
     for p in "${_LIB_PIDS[@]}"; do wait "$p" 2>/dev/null; done
     for p in "${_LIB_STORES[@]}"; do rm -rf "$p"; done
+    if [ -n "${KEEP_TMP:-}" ] && mkdir -p "$KEEP_TMP" && mv "$TMP" "$KEEP_TMP/"; then
+        echo "# kept in $KEEP_TMP/$(basename "$TMP")"
+    fi
     rm -rf "$TMP"
 }
 trap _lib_cleanup EXIT
