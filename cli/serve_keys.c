@@ -2,21 +2,11 @@
  * validation into kv rels) and the listing endpoint's walk over kv directories.
  * Owns no state; every string it returns is malloc()ed and freed by the caller. */
 #include "cli/serve.h"
+#include "kv/keycodec.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 int serve_url_decode(const char *s, size_t n, int plus_is_space, char **out)
 {
@@ -27,8 +17,8 @@ int serve_url_decode(const char *s, size_t n, int plus_is_space, char **out)
     for (size_t i = 0; i < n; i++) {
         int c = (unsigned char)s[i];
         if (c == '%') {
-            int hi = i + 1 < n ? hexval(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            int hi = i + 1 < n ? key_hexdigit((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < n ? key_hexdigit((unsigned char)s[i + 2]) : -1;
             c = (hi < 0 || lo < 0) ? 0 : hi * 16 + lo;
             i += 2;
         } else if (c == '+' && plus_is_space) {

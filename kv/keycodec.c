@@ -21,8 +21,7 @@ static int codec_plain(unsigned char c)
            c == '_' || c == '/' || c == '-';
 }
 
-/* The value of one hex digit (either case), or -1. */
-static int codec_unhex(unsigned char c)
+int key_hexdigit(unsigned char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -82,8 +81,8 @@ int key_decode(const char *esc, size_t len, char *out, size_t outsz)
         if (c == '=') {
             if (len - i < 3)
                 return -EINVAL;
-            int hi = codec_unhex((unsigned char)esc[i + 1]);
-            int lo = codec_unhex((unsigned char)esc[i + 2]);
+            int hi = key_hexdigit((unsigned char)esc[i + 1]);
+            int lo = key_hexdigit((unsigned char)esc[i + 2]);
             if (hi < 0 || lo < 0 || (hi | lo) == 0)
                 return -EINVAL; /* bad digits, or =00: a name never holds NUL */
             c = (unsigned char)(hi << 4 | lo);

@@ -30,4 +30,7 @@ int key_decode(const char *esc, size_t len, char *out, size_t outsz);
  * trailing '.', no ".." (empty token); 0 otherwise. */
 int key_valid(const char *key, size_t len);
 
+/* The value of one hex digit (either case), or -1. */
+int key_hexdigit(unsigned char c);
+
 #endif
