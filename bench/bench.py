@@ -92,7 +92,10 @@ def cycles(bucket):
         f"(kvStore_Get/Update) [and the peer @nats-io/kv], median us, {ROUNDS} interleaved rounds x {BATCH}")
     shim = Worker([SHIMPROG, "cycles", "/state/bench"], shim_env(bucket))
     direct = Worker([DIRECTPROG, "cycles", URL, bucket], dict(os.environ))
-    workers = [("shim", shim), ("direct", direct)]
+    # The floor again, each write published as the shim publishes it (expected revision and
+    # a Nats-Msg-Id header): splits the shim's distance into protocol and shim.
+    direct_id = Worker([DIRECTPROG, "cycles-id", URL, bucket], dict(os.environ))
+    workers = [("shim", shim), ("direct", direct), ("direct_id", direct_id)]
     peer = None
     if shutil.which("node") and os.path.isdir(os.path.join(PEER, "node_modules", "@nats-io", "kv")):
         peer = Worker(["node", os.path.join(PEER, "peer.mjs"), URL, bucket], dict(os.environ))
@@ -125,6 +128,14 @@ def cycles(bucket):
             figure("cycles", f"{label} {s // 1024} KiB: shim / direct (us)",
                    f"{a:.0f} / {b:.0f} = {ratio:.2f}", f"<= {limit:.2f}",
                    verdict(ratio, limit))
+            if op != "read":
+                d = statistics.median(samples[("direct_id", op, s)])
+                out(f"{'':18} {'':3}      direct with message id {d:8.1f} us  shim/that {a / d:.3f}  "
+                    f"(the id alone: direct x {d / b:.3f})")
+                figure("protocol", f"{label} {s // 1024} KiB: direct with the shim's message id / "
+                       "direct (us)", f"{d:.0f} / {b:.0f} = {d / b:.2f}")
+                figure("protocol", f"{label} {s // 1024} KiB: shim / direct with its message id (us)",
+                       f"{a:.0f} / {d:.0f} = {a / d:.2f}")
             if peer:
                 c = statistics.median(samples[("peer", op, s)])
                 out(f"{'':18} {'':3}      peer @nats-io/kv {c:8.1f} us  shim/peer {a / c:.3f}")

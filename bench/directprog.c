@@ -2,13 +2,20 @@
  * (kvStore_Get / kvStore_Update, the revision kept as the shim keeps it), no preload.
  *
  *   directprog cycles URL BUCKET         batches from stdin (see common.h) on key d<size>
+ *   directprog cycles-id URL BUCKET      the same on key i<size>, each write published as the
+ *                                        shim publishes it: js_PublishMsg expecting the
+ *                                        revision, with a unique Nats-Msg-Id header
  *   directprog first URL BUCKET KEY      connect + bind + Get; prints us since BENCH_T0_NS */
 #include <errno.h>
 #include <nats/nats.h>
+#include <unistd.h>
 
 #include "common.h"
 
 static kvStore *kv;
+static jsCtx *js_ctx;
+static const char *bucket_name;
+static int with_id;             /* cycles-id */
 static char *buf;
 static size_t bufcap;
 static uint64_t revs[1 << 8];   /* last known revision per size slot */
@@ -41,12 +48,38 @@ static int get_into(const char *key, size_t *len, uint64_t *rev)
     return 0;
 }
 
+/* An update expecting *rev: kvStore_Update, or (cycles-id) the shim's publish. */
+static int update(const char *key, size_t len, uint64_t *rev)
+{
+    if (!with_id)
+        return st_err(kvStore_Update(rev, kv, key, buf, (int)len, *rev));
+    static unsigned long n;
+    char subj[128], id[64];
+    snprintf(subj, sizeof subj, "$KV.%s.%s", bucket_name, key);
+    snprintf(id, sizeof id, "bench-%d-%lu", (int)getpid(), ++n);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = id;
+    po.ExpectLastSubjectSeq = *rev;
+    natsMsg *msg = NULL;
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = natsMsg_Create(&msg, subj, NULL, buf, (int)len);
+    if (s == NATS_OK)
+        s = js_PublishMsg(&pa, js_ctx, msg, &po, &jerr);
+    if (s == NATS_OK)
+        *rev = pa->Sequence;
+    jsPubAck_Destroy(pa);
+    natsMsg_Destroy(msg);
+    return st_err(s);
+}
+
 static int cycle(const char *op, size_t size, unsigned iter)
 {
     char key[64];
     size_t len;
     uint64_t *rev = &revs[slot(size)];
-    snprintf(key, sizeof key, "d%zu", size);
+    snprintf(key, sizeof key, "%c%zu", with_id ? 'i' : 'd', size);
     if (size + 1 > bufcap) {
         free(buf);
         bufcap = size + 1;
@@ -61,14 +94,14 @@ static int cycle(const char *op, size_t size, unsigned iter)
         return get_into(key, &len, rev);
     if (strcmp(op, "write") == 0) {
         buf[0] = (char)('a' + iter % 26);
-        return st_err(kvStore_Update(rev, kv, key, buf, (int)size, *rev));
+        return update(key, size, rev);
     }
     if (strcmp(op, "rmw") == 0) {
         int r = get_into(key, &len, rev);
         if (r < 0)
             return r;
         buf[0] = (char)('a' + iter % 26);
-        return st_err(kvStore_Update(rev, kv, key, buf, (int)len, *rev));
+        return update(key, len, rev);
     }
     return -EINVAL;
 }
@@ -88,9 +121,12 @@ int main(int argc, char **argv)
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
     int rc = 2;
-    if (argc >= 4 && strcmp(argv[1], "cycles") == 0) {
+    if (argc >= 4 && (strcmp(argv[1], "cycles") == 0 || strcmp(argv[1], "cycles-id") == 0)) {
+        with_id = strcmp(argv[1], "cycles-id") == 0;
+        bucket_name = argv[3];
         if (bind(argv[2], argv[3], &nc, &js) < 0)
             return 1;
+        js_ctx = js;
         rc = bench_serve(cycle);
     } else if (argc >= 5 && strcmp(argv[1], "first") == 0) {
         size_t len;

@@ -271,9 +271,11 @@ SHIM_EXPORT int creat64(const char *path, mode_t mode)
     return open_body(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
 }
 
-/* The whole buffer behind a descriptor, for a commit: mapped when large (no copy), else
- * read into a malloc()ed block. */
-#define VIEW_MAP_MIN (16 * 1024)
+/* The whole buffer behind a descriptor, for a commit: read into a malloc()ed block, or
+ * mapped when large. Copying is cheaper than mapping and faulting the pages in up to about
+ * 512 KiB (measured on the 2-core development VM: 3.7 vs 12 us at 64 KiB, 27 vs 23 us at
+ * 512 KiB). */
+#define VIEW_MAP_MIN (512 * 1024)
 
 struct view {
     void *data;     /* NULL when len is 0 */
