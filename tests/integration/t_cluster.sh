@@ -102,8 +102,10 @@ echo "# n1 killed with SIGKILL after $acks_before acknowledged writes"
 # fixed time; 10 more acknowledgements is progress (a write in flight at the kill is not).
 acked() { cat "$TMP"/w*.log | grep -c '^ack '; }
 moved() { echo $(($(connections 2) + $(connections 3))); }
-await_acks() { # N [moved]: polls (at most 30 s) until N writes are acknowledged (and, with
-    local t0=$SECONDS # "moved", the writers are all on n2/n3); sets waited
+# await_acks N [moved]: polls (at most 30 s) until N writes are acknowledged and, with
+# "moved", all the writers are connected to n2/n3. Sets waited (seconds).
+await_acks() {
+    local t0=$SECONDS
     for _ in $(seq 300); do
         [ "$(acked)" -ge "$1" ] && { [ -z "${2:-}" ] || [ "$(moved)" -ge "$WRITERS" ]; } && break
         sleep 0.1
