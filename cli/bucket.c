@@ -182,7 +182,7 @@ static int bucket_create(const struct bucket_opts *o)
     cfg.StorageType = o->storage;
     kvStore *kv = NULL;
     kv_guard g;
-    guard_enter(&g, 1);
+    guard_enter(&g, GUARD_THREADS);
     natsStatus s = js_CreateKeyValue(&kv, c->js, &cfg);
     const char *why = NULL;
     const char *text = s == NATS_OK ? "" : nats_GetLastError(NULL);

@@ -55,7 +55,7 @@ static int check_bucket(kv_conn *c, const char *bucket)
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     kv_guard g;
-    guard_enter(&g, 1);
+    guard_enter(&g, GUARD_THREADS);
     natsStatus s = js_GetStreamInfo(&si, c->js, stream, NULL, &jerr);
     const char *why = NULL;
     int r = s == NATS_OK ? 0 : kv_errmap(s, jerr, &why);

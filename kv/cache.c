@@ -27,9 +27,11 @@
  * creation; cache.mu guards a mirror's table, ready, gen. caches_mu -> cache.mu; neither
  * is held across a call into nats.c or while taking conn_mu.
  *
- * rand(): only the watcher's creation and destruction run inside a hygiene guard; the
- * long kvWatcher_Next waits do not (they never call rand(), and a guard held that long
- * would hand the program's rand() calls the private state most of the time).
+ * rand(): the watcher's creation and destruction run inside a hygiene guard that blocks
+ * signals (nats.c may start threads) but leaves the rand() state alone: only a connect
+ * swaps it (hygiene.c), and this thread never connects. So background work of ours never
+ * hands a program thread's rand() the private state (it did, before: a flaky test showed
+ * it). The long kvWatcher_Next waits run unguarded.
  *
  * Fork: the child has no watcher thread. cache_after_fork_child() abandons every mirror's
  * table (the thread may have been mid-update; leaked on purpose), re-initialises the locks
@@ -184,7 +186,7 @@ static void watch_once(kv_cache *k, kv_conn *c, const kv_bucket *b, uint64_t gen
     kvWatcher *w = NULL;
     char filter[KV_KEY_MAX + 8];
     kv_guard g;
-    guard_enter(&g, 1);         /* a subscription: nats.c may start threads */
+    guard_enter(&g, GUARD_THREADS);         /* a subscription: nats.c may start threads */
     natsStatus s;
     if (m->prefix) {
         snprintf(filter, sizeof filter, "%s.>", m->prefix);
@@ -233,7 +235,7 @@ static void watch_once(kv_cache *k, kv_conn *c, const kv_bucket *b, uint64_t gen
     log_at(LOG_INFO, "read cache %s%s%s: watcher dropped (connection %s); gets are direct "
            "until a new one has caught up", m->bucket, m->prefix ? "/" : "",
            m->prefix ? m->prefix : "", conn_generation() != gen ? "changed" : "lost");
-    guard_enter(&g, 1);
+    guard_enter(&g, GUARD_THREADS);
     kvWatcher_Destroy(w);
     guard_leave(&g);
 }
@@ -290,7 +292,7 @@ void cache_start(kv_mount *m)
         kv_guard g;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        guard_enter(&g, 1);     /* the thread inherits a mask with every signal blocked */
+        guard_enter(&g, GUARD_THREADS);     /* the thread inherits a mask with every signal blocked */
         int e = pthread_create(&t, &attr, watch_main, k);
         guard_leave(&g);
         pthread_attr_destroy(&attr);

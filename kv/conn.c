@@ -232,7 +232,7 @@ static int connect_locked(kv_conn **out, const char *key)
         return -EIO;
     }
     kv_guard g;
-    guard_enter(&g, 1);
+    guard_enter(&g, GUARD_CONNECT);
     natsOptions *o = NULL;
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
@@ -288,7 +288,7 @@ static int connect_locked(kv_conn **out, const char *key)
 static void conn_free(kv_conn *c)
 {
     kv_guard g;
-    guard_enter(&g, 1);
+    guard_enter(&g, GUARD_THREADS);
     for (kv_bucket *b = c->buckets, *next; b; b = next) {
         next = b->next;
         kvStore_Destroy(b->kv);
@@ -409,7 +409,7 @@ static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out)
     /* Every block_all: binding is the first request on a connection, and nats.c creates
      * the thread of its reply subscription on the first request. The stream's limits are
      * read later, by the first commit (conn_bucket_limits): a first read pays one request. */
-    guard_enter(&g, 1);
+    guard_enter(&g, GUARD_THREADS);
     natsStatus s = js_KeyValue(&b->kv, c->js, name);
     b->max_value = -1;
     const char *why = NULL;
@@ -444,7 +444,7 @@ int conn_bucket_limits(kv_conn *c, const kv_bucket *cb)
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     kv_guard g;
-    guard_enter(&g, 0);
+    guard_enter(&g, GUARD_REQUEST);
     natsStatus s = js_GetStreamInfo(&si, c->js, b->stream, NULL, &jerr);
     int64_t max_value = -1, dup_window = 0, replicas = 1;
     if (s == NATS_OK) {
@@ -497,7 +497,7 @@ int conn_bucket(kv_conn *c, const char *name, const kv_bucket **out)
     pthread_mutex_unlock(&conn_mu);
     if (other) {
         kv_guard g;
-        guard_enter(&g, 0);
+        guard_enter(&g, GUARD_REQUEST);
         kvStore_Destroy(b->kv);
         guard_leave(&g);
         free(b->name);

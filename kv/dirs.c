@@ -34,7 +34,7 @@ int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *ba
     wo.Timeout = kv_timeout_ms();
     kvWatcher *w = NULL;
     kv_guard g;
-    guard_enter(&g, 1);         /* creating a subscription: nats.c may start threads */
+    guard_enter(&g, GUARD_THREADS);         /* creating a subscription: nats.c may start threads */
     natsStatus s;
     if (prefix && *prefix) {
         snprintf(filter, sizeof filter, "%s.>", prefix);
@@ -48,7 +48,7 @@ int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *ba
     size_t blen = strlen(base);
     while (r == 0) {
         kvEntry *e = NULL;
-        guard_enter(&g, 0);
+        guard_enter(&g, GUARD_REQUEST);
         s = kvWatcher_Next(&e, w, wo.Timeout);
         if (s != NATS_OK)
             r = kv_errmap(s, 0, &why);
@@ -61,7 +61,7 @@ int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *ba
         kvEntry_Destroy(e);
     }
     if (w) {
-        guard_enter(&g, 0);
+        guard_enter(&g, GUARD_REQUEST);
         kvWatcher_Destroy(w);
         guard_leave(&g);
     }

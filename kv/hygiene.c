@@ -8,13 +8,15 @@
  *    pending (then it was the program's own), and restores the mask.
  *  - Thread masks: nats.c's threads inherit the creating thread's mask, so calls that may
  *    create threads (nats_Open, connect, subscribe) run with every signal blocked.
- *  - rand(): nats.c calls srand() (nats_Open, its NUID) and rand() (NUID, request ids,
- *    shuffles) in the caller's thread. While any thread of ours is inside nats.c the global
- *    random() state is switched to a private buffer (initstate once, then setstate); the last
- *    one out switches back. A program thread calling rand() during that window draws from
- *    the private buffer: the price of keeping the program's sequence intact otherwise.
- *    nats.c's own threads are kept away from rand() by the options chosen in conn.c (no
- *    server-list randomisation, no reconnect jitter).
+ *  - rand(): nats.c calls srand() and rand() (nats_Open, its NUID) while connecting, in the
+ *    caller's thread. While a connect is in nats.c (GUARD_CONNECT) the global random()
+ *    state is switched to a private buffer (initstate once, then setstate); the last one out
+ *    switches back. A program thread calling rand() during that window draws from the
+ *    private buffer: the price of keeping the program's sequence intact otherwise. Nothing
+ *    else is swapped (subscriptions and requests draw nothing), so no background work of
+ *    ours (the read cache's watcher) ever opens that window. nats.c's own threads are kept
+ *    away from rand() by the options chosen in conn.c (no server-list randomisation, no
+ *    reconnect jitter).
  * rand_mu guards rand_users, rand_saved, rand_ready; it is a leaf lock.
  */
 #include <errno.h>
@@ -61,12 +63,10 @@ static void rand_swap_out(void)
     pthread_mutex_unlock(&rand_mu);
 }
 
-void guard_enter(kv_guard *g, int block_all)
+void guard_enter(kv_guard *g, int how)
 {
-    /* nats.c reaches srand()/rand() only where it may start threads or subscribe (nats_Open,
-     * connect, subscriptions: the block_all calls); a request uses counters. Swapping only
-     * there keeps other program threads' rand() on their own state almost always. */
-    g->swapped = block_all;
+    int block_all = (how & GUARD_THREADS) != 0;
+    g->swapped = how == GUARD_CONNECT;
     g->masked = block_all || __atomic_load_n(&pipe_possible, __ATOMIC_ACQUIRE);
     if (!g->masked)
         return;

@@ -55,16 +55,24 @@ typedef struct kv_guard {
     int swapped;            /* guard_enter switched rand() to the private state */
 } kv_guard;
 
-/* Around every call into nats.c from a caller's thread: blocks SIGPIPE (all signals when
- * block_all: use it whenever nats.c may create threads, which inherit the mask) and swaps
- * in a private rand() state so nats.c's srand()/rand() leave the program's sequence alone.
- * guard_leave consumes a SIGPIPE raised meanwhile and restores both. Cannot fail. */
-void guard_enter(kv_guard *g, int block_all);
+/* How guard_enter guards a call into nats.c:
+ *  GUARD_REQUEST  blocks SIGPIPE (only when the connection can raise it: TLS);
+ *  GUARD_THREADS  blocks every signal: for calls that may create threads (they inherit the
+ *                 mask): subscriptions, a connection's first request, thread creation;
+ *  GUARD_CONNECT  that, and a private rand() state: nats_Open and the connect call srand()
+ *                 and rand() (thousands of times, in the caller's thread). Nothing else in
+ *                 nats.c 3.4.1 that the kv/ code calls does (traced with an interposed
+ *                 rand/random/srand over connect, watch, get, put, watcher destroy). */
+enum { GUARD_REQUEST = 0, GUARD_THREADS = 1, GUARD_CONNECT = 3 };
+
+/* Around every call into nats.c from a caller's thread, as how says. guard_leave consumes
+ * a SIGPIPE raised meanwhile and restores the mask and the rand() state. Cannot fail. */
+void guard_enter(kv_guard *g, int how);
 void guard_leave(kv_guard *g);
 
 /* Whether a write on the NATS connection can raise SIGPIPE: only through TLS (OpenSSL
  * writes with write(2)); nats.c writes plain sockets with MSG_NOSIGNAL. When it cannot,
- * guard_enter(g, 0) leaves the signal mask alone (four system calls fewer per request).
+ * guard_enter(g, GUARD_REQUEST) leaves the signal mask alone (four system calls fewer per request).
  * Set by the connect, before the connection's first request. */
 void guard_sigpipe_possible(int possible);
 /* nats_Open once per process, keeping the program's SIGPIPE disposition. Call inside a

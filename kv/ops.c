@@ -91,7 +91,7 @@ static int fail(const char *key, int r, const char *what, const char *why)
 int ops_entry(const kv_bucket *b, const char *key, kvEntry **e)
 {
     kv_guard g;
-    guard_enter(&g, 0);
+    guard_enter(&g, GUARD_REQUEST);
     natsStatus s = kvStore_Get(e, b->kv, key);
     const char *why = NULL;
     int r = s == NATS_OK ? 0 : kv_errmap(s, 0, &why);
@@ -109,7 +109,7 @@ static int last_msg(kv_conn *c, const kv_bucket *b, const char *subj, const char
     natsMsg *msg = NULL;
     jsErrCode jerr = 0;
     kv_guard g;
-    guard_enter(&g, 0);
+    guard_enter(&g, GUARD_REQUEST);
     natsStatus s = js_GetLastMsg(&msg, c->js, b->stream, subj, NULL, &jerr);
     int r = s == NATS_OK ? 0 : kv_errmap(s, jerr, NULL);
     if (r == 0) {
@@ -150,7 +150,7 @@ static int publish_once(kv_conn *c, const pub_req *q, uint64_t *seq, const char 
     else if (q->expect)
         po.ExpectLastSubjectSeq = q->expect;
     kv_guard g;
-    guard_enter(&g, 0);
+    guard_enter(&g, GUARD_REQUEST);
     natsStatus s = natsMsg_Create(&msg, q->subj, NULL, q->data, (int)q->len);
     if (s == NATS_OK && q->del)
         s = natsMsgHeader_Set(msg, "KV-Operation", "DEL");

@@ -3,7 +3,8 @@
  *
  *   hygiene_proc state PATH default|ignore|handler
  *       sets up its own process state (handlers for SIGUSR1/SIGHUP, SIGTERM ignored, SIGPIPE
- *       as asked, SIGUSR2 and SIGWINCH blocked), draws rand() after srand(42), reads PATH and
+ *       as asked, SIGUSR2 and SIGWINCH blocked), draws rand() after srand(42), reads PATH (and
+ *       draws 2000 more over 200 ms, while the library settles in the background) and
  *       writes PATH (with the shim: the first operation on a mount connects), draws again, and
  *       prints lines starting "cmp " (must equal the run without the shim: every disposition
  *       and flag, the mask, pending signals, the rand() sequence), "thread " (SigBlk of every
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 static void on_usr1(int sig) { (void)sig; }
@@ -38,6 +40,20 @@ static void draw(const char *when)
     for (int i = 0; i < 4; i++)
         printf(" %d", rand());
     printf("\n");
+}
+
+/* Draws rand() 2000 times over about 200 ms and prints their sum: a window long enough to
+ * overlap whatever the library does in the background after a first read (the read
+ * cache's watcher is created then). */
+static void draw_busy(const char *when)
+{
+    unsigned long sum = 0;
+    for (int i = 0; i < 2000; i++) {
+        sum += (unsigned)rand();
+        struct timespec ts = { 0, 100000 };
+        nanosleep(&ts, NULL);
+    }
+    printf("cmp rand %s: sum %lu\n", when, sum);
 }
 
 static void set_handler(int sig, void (*fn)(int), int flags)
@@ -240,6 +256,7 @@ static int mode_state(const char *path, const char *pipe_mode, int then_exec)
     draw("before");
     int r1 = read_whole(path); /* with the shim: connects */
     draw("after-read");
+    draw_busy("while-the-library-settles");
     int r2 = write_whole(path, "hygiene\n");
     draw("after-write");
     int r3 = read_whole(path);
