@@ -186,7 +186,7 @@ static void watch_once(kv_cache *k, kv_conn *c, const kv_bucket *b, uint64_t gen
     kvWatcher *w = NULL;
     char filter[KV_KEY_MAX + 8];
     kv_guard g;
-    guard_enter(&g, GUARD_THREADS);         /* a subscription: nats.c may start threads */
+    guard_enter(&g, GUARD_THREADS); /* a subscription: nats.c may start threads */
     natsStatus s;
     if (m->prefix) {
         snprintf(filter, sizeof filter, "%s.>", m->prefix);
@@ -292,7 +292,8 @@ void cache_start(kv_mount *m)
         kv_guard g;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        guard_enter(&g, GUARD_THREADS);     /* the thread inherits a mask with every signal blocked */
+        /* the thread inherits a mask with every signal blocked */
+        guard_enter(&g, GUARD_THREADS);
         int e = pthread_create(&t, &attr, watch_main, k);
         guard_leave(&g);
         pthread_attr_destroy(&attr);

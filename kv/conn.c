@@ -406,7 +406,7 @@ static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out)
     }
     jsErrCode jerr = 0;
     kv_guard g;
-    /* Every block_all: binding is the first request on a connection, and nats.c creates
+    /* GUARD_THREADS: binding is the first request on a connection, and nats.c creates
      * the thread of its reply subscription on the first request. The stream's limits are
      * read later, by the first commit (conn_bucket_limits): a first read pays one request. */
     guard_enter(&g, GUARD_THREADS);

@@ -72,11 +72,12 @@ void guard_leave(kv_guard *g);
 
 /* Whether a write on the NATS connection can raise SIGPIPE: only through TLS (OpenSSL
  * writes with write(2)); nats.c writes plain sockets with MSG_NOSIGNAL. When it cannot,
- * guard_enter(g, GUARD_REQUEST) leaves the signal mask alone (four system calls fewer per request).
+ * guard_enter(g, GUARD_REQUEST) leaves the signal mask alone (four system calls fewer per
+ * request).
  * Set by the connect, before the connection's first request. */
 void guard_sigpipe_possible(int possible);
 /* nats_Open once per process, keeping the program's SIGPIPE disposition. Call inside a
- * block_all guard. */
+ * GUARD_CONNECT guard. */
 int guard_nats_open(void);
 void guard_after_fork_child(void);
 
