@@ -464,6 +464,7 @@ int conn_bucket_limits(kv_conn *c, const kv_bucket *cb)
     pthread_mutex_lock(&conn_mu);
     b->max_value = max_value;
     b->dup_window_ns = dup_window;
+    b->replicas = replicas;
     __atomic_store_n(&b->limits_read, 1, __ATOMIC_RELEASE);
     int warn = older != 0 && !warned_replicas;
     if (warn)

@@ -95,7 +95,8 @@ typedef struct kv_bucket {
     kvStore *kv;
     int64_t max_value;      /* the stream's MaxMsgSize, -1 for none  } read by the first */
     int64_t dup_window_ns;  /* the stream's duplicate window          } commit: valid once */
-    int limits_read;        /* these two are set (atomic; written under conn_mu)        */
+    int64_t replicas;       /* the stream's replicas                  } limits_read is set */
+    int limits_read;        /* the three above are set (atomic; written under conn_mu)   */
     struct kv_bucket *next;
 } kv_bucket;
 

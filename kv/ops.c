@@ -15,13 +15,14 @@
  *     2.9.10), so if the first copy landed the answer is a duplicate ack carrying its
  *     sequence; if it did not, the resend is an ordinary attempt (applied, or a conflict).
  *     Only done while the stream's duplicate window is at least twice the request timeout.
- *  2. if that gets no reply either, or a conflict, the key's last stored message is read:
- *     it carries our Nats-Msg-Id header only if our write landed and was not overwritten
- *     since. (A conflict alone does not prove the first copy missing: a stream leader
- *     elected meanwhile on a replicated bucket may not know the id yet; seen on a 3-node
- *     nats-server 2.9.10 cluster.)
- *  Otherwise -ETIMEDOUT, or -EEXIST for a conflict whose key holds another writer's value.
- *  A success is reported only for a write seen on the server.
+ *     On a single-replica bucket a conflict is therefore definite: -EEXIST. On a replicated
+ *     one it is not: a stream leader elected meanwhile may not know the id yet (seen on a
+ *     3-node nats-server 2.9.10 cluster: the resend conflicted with our own landed write).
+ *  2. if the resend gets no reply either, or any other failure, or a conflict on a
+ *     replicated bucket, the key's last stored message is read: it carries our Nats-Msg-Id
+ *     header only if our write landed and was not overwritten since.
+ *  Otherwise -ETIMEDOUT. A success is reported only for a write seen on the server, -EEXIST
+ *  only for one the server proved absent.
  */
 #include <errno.h>
 #include <limits.h>
@@ -186,18 +187,20 @@ static int resolve_unknown(const kv_bucket *b0, const pub_req *q, const char *ke
     }
     const char *why = NULL;
     r = 1;
-    if (b->dup_window_ns >= 2 * kv_timeout_ms() * 1000000)
+    /* b0's limits were read before the first copy was sent (ops_publish); b may be a fresh
+     * binding on a new connection, whose limits are not read yet. */
+    if (b0->dup_window_ns >= 2 * kv_timeout_ms() * 1000000)
         r = publish_once(c, q, seq, &why);
-    /* A value too large is definite. A conflict is, once the key's last message is not
-     * ours (step 2); any other failure of the resend says nothing about the first copy. */
-    if (r == 1 || (r < 0 && r != -EFBIG)) {
+    /* Definite answers to the resend: a value too large, and a conflict on a single-replica
+     * bucket (step 1). Anything else says nothing about the first copy but what step 2 finds. */
+    int definite = r == -EFBIG || (r == -EEXIST && b0->replicas <= 1);
+    if (r == 1 || (r < 0 && !definite)) {
         uint64_t last = 0;
         int tomb = 0, ours = 0;
-        int lr = last_msg(c, b, q->subj, q->id, &last, &tomb, &ours);
-        if (lr == 0 && ours) {
+        if (last_msg(c, b, q->subj, q->id, &last, &tomb, &ours) == 0 && ours) {
             *seq = last;
             r = 0;
-        } else if (r != -EEXIST || (lr < 0 && lr != -ENOENT)) {
+        } else {
             r = -ETIMEDOUT;
         }
     }
