@@ -225,14 +225,6 @@ void dirs_release_list(kv_list *l)
 
 /* ---- mkdir, rmdir ---- */
 
-/* The marker key of directory rel into marker, and a connection bound to its bucket. */
-static int marker_open(kv_mount *m, const char *rel, char *marker, size_t size, kv_conn **c,
-                       const kv_bucket **b)
-{
-    int r = ops_key(m, rel, 1, marker, size);
-    return r < 0 ? r : ops_open(m, marker, c, b);
-}
-
 int dirs_mkdir(kv_mount *m, const char *rel)
 {
     if (!*rel)
@@ -240,7 +232,7 @@ int dirs_mkdir(kv_mount *m, const char *rel)
     char marker[KV_KEY_MAX + 2];
     kv_conn *c;
     const kv_bucket *b;
-    int r = marker_open(m, rel, marker, sizeof marker, &c, &b);
+    int r = ops_key_open(m, rel, 1, marker, sizeof marker, &c, &b);
     if (r < 0)
         return r;
     kv_stat st;
@@ -279,7 +271,7 @@ int dirs_rmdir(kv_mount *m, const char *rel)
     char marker[KV_KEY_MAX + 2];
     kv_conn *c;
     const kv_bucket *b;
-    int r = marker_open(m, rel, marker, sizeof marker, &c, &b);
+    int r = ops_key_open(m, rel, 1, marker, sizeof marker, &c, &b);
     if (r < 0)
         return r;
     for (int attempt = 0; attempt < 4; attempt++) {

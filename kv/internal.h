@@ -179,6 +179,9 @@ int ops_publish(kv_conn *c, const kv_bucket *b, const char *key, const void *dat
                 size_t len, uint64_t expect, int del, uint64_t *rev);
 /* conn_acquire + conn_bucket for m. */
 int ops_open(const kv_mount *m, const char *key, kv_conn **c, const kv_bucket **b);
+/* ops_key (the marker key when marker) into key, then ops_open. */
+int ops_key_open(kv_mount *m, const char *rel, int marker, char *key, size_t keysz,
+                 kv_conn **c, const kv_bucket **b);
 
 /* stat on an acquired connection (dirs.c uses it too). */
 int ops_stat_on(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *rel,

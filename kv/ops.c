@@ -82,6 +82,13 @@ int ops_open(const kv_mount *m, const char *key, kv_conn **c, const kv_bucket **
     return r;
 }
 
+int ops_key_open(kv_mount *m, const char *rel, int marker, char *key, size_t keysz,
+                 kv_conn **c, const kv_bucket **b)
+{
+    int r = ops_key(m, rel, marker, key, keysz);
+    return r < 0 ? r : ops_open(m, key, c, b);
+}
+
 static int fail(const char *key, int r, const char *what, const char *why)
 {
     enum log_level lvl = (r == -ENOENT || r == -EEXIST) ? LOG_INFO : LOG_WARN;
@@ -349,10 +356,10 @@ int ops_stat(kv_mount *m, const char *rel, kv_stat *out)
         return 0;
     }
     char key[KV_KEY_MAX + 2];
-    int r = ops_key(m, rel, 0, key, sizeof key);
     kv_conn *c;
     const kv_bucket *b;
-    if (r < 0 || (r = ops_open(m, key, &c, &b)) < 0)
+    int r = ops_key_open(m, rel, 0, key, sizeof key, &c, &b);
+    if (r < 0)
         return r;
     r = ops_stat_on(c, b, m, rel, out);
     conn_release(c);
@@ -363,7 +370,9 @@ int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsig
                uint64_t *rev_out)
 {
     char key[KV_KEY_MAX + 2];
-    int r = ops_key(m, rel, 0, key, sizeof key);
+    kv_conn *c;
+    const kv_bucket *b;
+    int r = ops_key_open(m, rel, 0, key, sizeof key, &c, &b);
     if (r < 0)
         return r;
     uint64_t expect = 0;
@@ -371,10 +380,6 @@ int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsig
         expect = KV_REV_ABSENT;
     else if (revmem_recall(m, key, &expect) < 0)
         expect = 0;
-    kv_conn *c;
-    const kv_bucket *b;
-    if ((r = ops_open(m, key, &c, &b)) < 0)
-        return r;
     uint64_t rev = 0;
     r = ops_publish(c, b, key, data, len, expect, 0, &rev);
     conn_release(c);
@@ -392,10 +397,10 @@ int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsig
 int ops_remove(kv_mount *m, const char *rel)
 {
     char key[KV_KEY_MAX + 2];
-    int r = ops_key(m, rel, 0, key, sizeof key);
     kv_conn *c;
     const kv_bucket *b;
-    if (r < 0 || (r = ops_open(m, key, &c, &b)) < 0)
+    int r = ops_key_open(m, rel, 0, key, sizeof key, &c, &b);
+    if (r < 0)
         return r;
     /* Delete expecting the revision seen, so of two racing removes one gets -ENOENT. */
     for (int attempt = 0; attempt < 4; attempt++) {
@@ -426,10 +431,10 @@ int ops_remove(kv_mount *m, const char *rel)
 int ops_version(kv_mount *m, const char *rel, uint64_t *rev)
 {
     char key[KV_KEY_MAX + 2];
-    int r = ops_key(m, rel, 0, key, sizeof key);
     kv_conn *c;
     const kv_bucket *b;
-    if (r < 0 || (r = ops_open(m, key, &c, &b)) < 0)
+    int r = ops_key_open(m, rel, 0, key, sizeof key, &c, &b);
+    if (r < 0)
         return r;
     kvEntry *e = NULL;
     r = ops_entry(b, key, &e);
