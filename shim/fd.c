@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "shim/mem.h"
+
 int shim_drop(int fd)
 {
     int last = 0;
@@ -18,6 +20,8 @@ int shim_drop(int fd)
     if (!f)
         return 0;
     int r = last ? shim_commit(fd, f, 1) : 0;
+    if (last && f->mem)
+        shim_mem_release(f->mem);
     fdtable_unref(f);
     return r;
 }
@@ -36,8 +40,12 @@ static int copied(int fd, int newfd)
     return newfd;
 }
 
+/* A copy shares the open file, offset included: an in-memory file becomes a kernel one. */
 SHIM_EXPORT int dup(int fd)
 {
+    int s = shim_guard ? 0 : shim_mem_settle(fd);
+    if (s < 0)
+        return shim_fail(s);
     int newfd = real_dup()(fd);
     return shim_guard ? newfd : copied(fd, newfd);
 }
@@ -47,6 +55,9 @@ static int dup_onto(int fd, int fd2, int flags, int three)
 {
     if (shim_guard)
         return three ? real_dup3()(fd, fd2, flags) : real_dup2()(fd, fd2);
+    int s = shim_mem_settle(fd);
+    if (s < 0)
+        return shim_fail(s);
     /* An invalid fd leaves fd2 alone, as dup2 itself does. */
     int onto_ours = fd != fd2 && fdtable_get(fd2) && real_fcntl()(fd, F_GETFD, NULL) >= 0;
     int r = onto_ours ? shim_drop(fd2) : 0;
@@ -70,7 +81,10 @@ SHIM_EXPORT int dup3(int fd, int fd2, int flags)
 /* The one body of fcntl and fcntl64: the argument is read once, as glibc does. */
 static int fcntl_body(int fd, int cmd, void *arg)
 {
-    int r = real_fcntl()(fd, cmd, arg);
+    int r;
+    if (!shim_guard && shim_mem_fcntl(fd, cmd, arg, &r))
+        return r;
+    r = real_fcntl()(fd, cmd, arg);
     if (!shim_guard && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))
         r = copied(fd, r);
     return r;

@@ -87,6 +87,7 @@ int fdtable_unref(struct shim_file *f)
     pthread_mutex_unlock(&lock);
     if (left == 0) {
         free(f->rel);
+        free(f->mem);
         free(f);
     }
     return left;

@@ -15,6 +15,8 @@
 
 #define FDTABLE_MAX (1 << 20)
 
+struct shim_mem;
+
 struct shim_file {
     int refs;               /* references: table entries plus callers holding a taken record;
                                guarded by the table mutex */
@@ -30,6 +32,8 @@ struct shim_file {
     int64_t mtime_ns;       /* that revision's time */
     size_t base_len;        /* length and hash of the bytes as read or last committed */
     uint64_t base_hash;
+    struct shim_mem *mem;   /* an in-memory file's buffer (shim/mem.h), else NULL; its bytes
+                               are released with the last descriptor, the struct with this */
     uint64_t carried;       /* revision memory carried across exec, applied at the first
                                commit (0: none; KV_REV_ABSENT: "absent") */
 };

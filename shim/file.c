@@ -1,8 +1,9 @@
 /* file.c: the open family, close and fsync on mount paths.
  *
- * Open reads the whole value (when the flags need it) into a memfd, so the descriptor the
- * program gets is a real kernel file: read, write, lseek, mmap, pread, sendfile... need no
- * hooks. The descriptor has the program's access mode (a read-only open cannot write).
+ * Open reads the whole value (when the flags need it) into a buffer: an in-memory file
+ * (shim/mem.h) that becomes a memfd as soon as anything but read, write, seek or stat needs
+ * the kernel file, or (ASYA_STATE_BUFFER=memfd) a memfd at once. Either way the program
+ * holds a real descriptor with its access mode, and every later call works.
  * Close of the owner's last descriptor commits the buffer by the contract's rules; fsync
  * commits and keeps the file open. Everything else goes to libc untouched. */
 #include "shim/shim.h"
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "shim/mem.h"
 
 /* The one place the variadic mode argument of open/openat is read. */
 static mode_t open_mode(int flags, va_list ap)
@@ -45,13 +47,13 @@ static int fill(int fd, const void *data, size_t len)
     return 0;
 }
 
-/* A memfd holding data, as a descriptor with the flags of oflags. A read-only open gets the
+/* shim_buffer_open: a read-only open gets the
  * memfd sealed against writes and size changes (one fcntl; a write then fails with EPERM
  * where a local read-only descriptor gives EBADF). A write-only open gets the read-write
  * memfd: the commit reads it back through the same descriptor, and a program that reads a
  * descriptor it opened write-only sees its own buffer instead of EBADF (README, Limits).
  * Returns the descriptor or -errno. */
-static int buffer_open(const void *data, size_t len, int oflags)
+int shim_buffer_open(const void *data, size_t len, int oflags)
 {
     int rdonly = (oflags & O_ACCMODE) == O_RDONLY;
     int fd = memfd_create("asya-state", ((oflags & O_CLOEXEC) ? MFD_CLOEXEC : 0) |
@@ -140,25 +142,30 @@ static int open_mount(const struct shim_path *p, int oflags)
     if (oflags & O_TRUNC)
         v.len = 0;
 
-    int fd = buffer_open(v.data, v.len, oflags);
-    struct shim_file *f = fd >= 0 ? calloc(1, sizeof *f) : NULL;
+    struct shim_file *f = calloc(1, sizeof *f);
     char *rel = f ? strdup(p->rel) : NULL;
-    if (fd >= 0 && rel) {
-        *f = (struct shim_file){
-            .mount_idx = p->idx, .rel = rel, .oflags = oflags, .owner = shim_pid(),
-            .force = created || (oflags & O_TRUNC), .excl = (oflags & O_EXCL) != 0,
-            .rev = v.rev, .mtime_ns = v.mtime_ns, .base_len = v.len,
-            .base_hash = writable(oflags) ? fdtable_hash(v.data, v.len, FDTABLE_HASH_SEED) : 0,
-        };
-        r = fdtable_set(fd, f);
-    } else {
-        r = fd < 0 ? fd : -ENOMEM;
+    if (!rel) {
+        free(f);
+        ops->release_value(&v);
+        return -ENOMEM;
     }
-    ops->release_value(&v);
+    *f = (struct shim_file){
+        .mount_idx = p->idx, .rel = rel, .oflags = oflags, .owner = shim_pid(),
+        .force = created || (oflags & O_TRUNC), .excl = (oflags & O_EXCL) != 0,
+        .rev = v.rev, .mtime_ns = v.mtime_ns, .base_len = v.len,
+        .base_hash = writable(oflags) ? fdtable_hash(v.data, v.len, FDTABLE_HASH_SEED) : 0,
+    };
+    int fd = shim_mem_enabled() ? shim_mem_open(&v, ops, oflags, &f->mem)
+                                : shim_buffer_open(v.data, v.len, oflags);
+    r = fd < 0 ? fd : fdtable_set(fd, f);
+    ops->release_value(&v); /* an in-memory read-only file took it: then a no-op */
     if (r < 0) {
+        if (f->mem)
+            shim_mem_release(f->mem);
         if (fd >= 0)
             real_close()(fd);
-        if (f && f->refs == 0) {
+        if (f->refs == 0) {
+            free(f->mem);
             free(rel);
             free(f);
         }
@@ -198,6 +205,8 @@ int shim_open(int dirfd, const char *path, int oflags, mode_t mode)
 /* The one body of every open hook. */
 static int open_body(int dirfd, const char *path, int oflags, mode_t mode)
 {
+    if (__atomic_load_n(&shim_mem_live, __ATOMIC_RELAXED) && path && path[0] == '/')
+        shim_mem_settle_path(path); /* a reopen by /proc name needs the kernel file */
     if (shim_guard || shim_foreign(path))
         return real_openat()(dirfd, path, oflags, mode);
     int r = shim_open(dirfd, path, oflags, mode);
@@ -281,6 +290,7 @@ struct view {
     void *data;     /* NULL when len is 0 */
     size_t len;
     int mapped;
+    int borrowed;   /* an in-memory file's own bytes */
 };
 
 /* -EBADF when the kernel holds fd write-only (then the caller reopens it read-only). */
@@ -336,12 +346,27 @@ static int view_open(int fd, struct view *v)
     return r;
 }
 
-static void view_close(struct view *v)
+static void view_close(struct view *v, struct shim_mem *m)
 {
+    if (m)
+        shim_mem_unlock(m);
+    if (v->borrowed)
+        return;
     if (v->mapped)
         munmap(v->data, v->len);
     else
         free(v->data);
+}
+
+/* The buffer of an in-memory file, locked (*mp; NULL when fd is a kernel file). */
+static int view_of(int fd, const struct shim_file *f, struct view *v, struct shim_mem **mp)
+{
+    struct shim_mem *m = f->mem ? shim_mem_lock(f->mem) : NULL; /* fd may be out of the table */
+    *mp = m;
+    if (!m)
+        return view_open(fd, v);
+    *v = (struct view){ .data = m->data, .len = m->len, .borrowed = 1 };
+    return 0;
 }
 
 int shim_commit(int fd, struct shim_file *f, int final)
@@ -349,13 +374,14 @@ int shim_commit(int fd, struct shim_file *f, int final)
     if (f->is_dir || !writable(f->oflags) || f->owner != shim_pid())
         return 0;
     struct view v;
-    int r = view_open(fd, &v);
+    struct shim_mem *m; /* held locked while its bytes are committed */
+    int r = view_of(fd, f, &v, &m);
     if (r < 0)
         return r;
     /* The hash tells whether the bytes changed; a forced final commit needs no answer. */
     uint64_t hash = f->force && final ? 0 : fdtable_hash(v.data, v.len, FDTABLE_HASH_SEED);
     if (!f->force && v.len == f->base_len && hash == f->base_hash) {
-        view_close(&v);
+        view_close(&v, m);
         return 0;
     }
     const kv_ops *ops;
@@ -371,7 +397,7 @@ int shim_commit(int fd, struct shim_file *f, int final)
     if (r == 0)
         r = ops->commit(km, f->rel, v.data, v.len, f->excl ? KV_COMMIT_EXCL : 0, &rev);
     shim_leave();
-    view_close(&v);
+    view_close(&v, m);
     if (r == 0) {
         struct timespec now; /* the new revision's time, as the client sees it */
         clock_gettime(CLOCK_REALTIME, &now);

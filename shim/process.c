@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "shim/mem.h"
 
 #define HANDOFF_VAR "ASYA_STATE_HANDOFF"
 #define CWD_VAR "ASYA_STATE_CWD" /* read by shim/cwd.c at start-up */
@@ -86,6 +87,7 @@ static uint64_t memory_of(const struct shim_file *f)
 static int handoff_prepare(int in_parent)
 {
     int hfd = -1;
+    shim_mem_settle_all(); /* the new program inherits kernel files */
     for (int fd = fdtable_next(0); fd >= 0; fd = fdtable_next(fd + 1)) {
         struct shim_file *f = fdtable_get(fd);
         int fdflags = f ? real_fcntl()(fd, F_GETFD, NULL) : -1;
@@ -298,6 +300,7 @@ SHIM_EXPORT pid_t fork(void)
 {
     if (shim_guard)
         return real_fork()();
+    shim_mem_settle_all(); /* parent and child share kernel files, offsets included */
     shim_fork_lock();
     pid_t pid = real_fork()();
     shim_fork_unlock(pid == 0);

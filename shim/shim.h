@@ -41,6 +41,7 @@ enum shim_env {
     SHIM_ENV_STATE_MOUNT,  /* STATE_MOUNT */
     SHIM_ENV_HANDOFF,      /* ASYA_STATE_HANDOFF: mount descriptors inherited across exec */
     SHIM_ENV_CWD,          /* ASYA_STATE_CWD: a virtual working directory inherited */
+    SHIM_ENV_BUFFER,       /* ASYA_STATE_BUFFER: "memfd" turns in-memory files off */
     SHIM_ENV_COUNT
 };
 const char *shim_env(enum shim_env var);
@@ -104,6 +105,10 @@ void shim_fill_stat(struct stat *st, int idx, const char *rel, const kv_stat *ks
  * otherwise (mode is used with O_CREAT). The descriptor or -errno; errno is left alone. For
  * callers that open by other means than the open hooks (stdio, mkstemp). */
 int shim_open(int dirfd, const char *path, int oflags, mode_t mode);
+
+/* A memfd holding data, as a descriptor with the flags of oflags (sealed when read-only).
+ * The descriptor or -errno. */
+int shim_buffer_open(const void *data, size_t len, int oflags);
 
 /* Commits f's buffer (descriptor fd) by the contract's rules when it is owned by this
  * process and changed (or forced). final: the file's last descriptor is going away (no

@@ -7,6 +7,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "shim/mem.h"
+
 _Static_assert(sizeof(struct stat) == sizeof(struct stat64), "stat and stat64 differ");
 
 /* Stats a mount path through the backend. */
@@ -47,8 +49,14 @@ static int fstat_body(int fd, struct stat *st)
 {
     int r = real_fstat()(fd, st);
     struct shim_file *f = shim_guard ? NULL : fdtable_get(fd);
-    if (r == 0 && f)
+    if (r == 0 && f) {
         fixup(f, st);
+        size_t len;
+        if (f->mem && shim_mem_size(fd, &len)) { /* the kernel saw the placeholder */
+            st->st_size = (off_t)len;
+            st->st_blocks = (blkcnt_t)((len + 511) / 512);
+        }
+    }
     return r;
 }
 

@@ -128,6 +128,7 @@ static void env_scan(void)
         [SHIM_ENV_STATE_MOUNT] = "STATE_MOUNT=",
         [SHIM_ENV_HANDOFF] = "ASYA_STATE_HANDOFF=",
         [SHIM_ENV_CWD] = "ASYA_STATE_CWD=",
+        [SHIM_ENV_BUFFER] = "ASYA_STATE_BUFFER=",
     };
     for (char **e = environ; e && *e; e++) {
         if ((*e)[0] != 'A' && (*e)[0] != 'S')

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "shim/mem.h"
 
 /* The descriptor behind a stream, read from the FILE itself: fileno() would set errno for
  * streams without one (fmemopen, fopencookie), which are -1 here. */
@@ -34,6 +35,8 @@ static void forget(int fd)
 {
     int e = errno;
     struct shim_file *f = fdtable_take(fd, NULL);
+    if (f && f->mem)
+        shim_mem_release(f->mem); /* an in-memory file has one descriptor */
     if (f)
         fdtable_unref(f);
     real_close()(fd);
@@ -76,7 +79,13 @@ static int open_for_stream(const char *path, const char *mode)
 {
     int oflags;
     int r = mode_flags(mode, &oflags);
-    return r < 0 ? r : shim_open(AT_FDCWD, path, oflags, 0666);
+    int fd = r < 0 ? r : shim_open(AT_FDCWD, path, oflags, 0666);
+    r = fd < 0 ? 0 : shim_mem_settle(fd); /* stdio reads and writes past the hooks */
+    if (r < 0) {
+        forget(fd);
+        return r;
+    }
+    return fd;
 }
 
 /* The one body of fopen and fopen64. */

@@ -1,13 +1,45 @@
 /* sys.c: syscall(), the raw entry point. Node's libuv closes and stats files through
  * syscall(SYS_close) and syscall(SYS_statx): those, and the open and stat calls, go to the
  * hooks (which hand local paths and descriptors to libc unchanged); every other number goes
- * to the real syscall() with its six arguments untouched. copy_file_range, read, write... on
- * a mount descriptor need nothing: the descriptor is the buffer (a memfd). */
+ * to the real syscall() with its six arguments untouched, after settling an in-memory file
+ * (shim/mem.h) among its descriptor arguments: read, write, copy_file_range... then work on
+ * the memfd. */
 #include "shim/shim.h"
 
 #include <stdarg.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "shim/mem.h"
+
+/* Settles the in-memory files among a system call's descriptor arguments: the first
+ * argument of the calls that take one there, and the second descriptor of the calls that
+ * take two. Others (close, the stat calls) reach the hooks below. */
+static void settle_args(long number, const long *a)
+{
+    switch (number) {
+    case SYS_read: case SYS_write: case SYS_pread64: case SYS_pwrite64: case SYS_readv:
+    case SYS_writev: case SYS_preadv: case SYS_pwritev: case SYS_preadv2: case SYS_pwritev2:
+    case SYS_lseek: case SYS_ftruncate: case SYS_fallocate: case SYS_fadvise64:
+    case SYS_readahead: case SYS_flock: case SYS_fcntl: case SYS_ioctl: case SYS_dup:
+    case SYS_dup2: case SYS_dup3: case SYS_fstatfs: case SYS_fsync: case SYS_fdatasync:
+        shim_mem_settle((int)a[0]);
+        break;
+    case SYS_sendfile: case SYS_tee:
+        shim_mem_settle((int)a[0]);
+        shim_mem_settle((int)a[1]);
+        break;
+    case SYS_splice: case SYS_copy_file_range:
+        shim_mem_settle((int)a[0]);
+        shim_mem_settle((int)a[2]);
+        break;
+    case SYS_mmap:
+        shim_mem_settle((int)a[4]);
+        break;
+    default:
+        break;
+    }
+}
 
 /* The one place the variadic arguments are read: six longs, as the kernel takes them.
  * A caller passing fewer (syscall(SYS_gettid)) leaves the sixth on its own stack frame, read
@@ -22,6 +54,8 @@ SHIM_EXPORT long syscall(long number, ...)
     for (int i = 0; i < 6; i++)
         a[i] = va_arg(ap, long);
     va_end(ap);
+    if (!shim_guard && __atomic_load_n(&shim_mem_live, __ATOMIC_RELAXED))
+        settle_args(number, a);
     if (!shim_guard) {
         switch (number) {
         case SYS_close:

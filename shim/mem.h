@@ -1,0 +1,75 @@
+/* mem.h: mount files served from memory (shim/mem.c).
+ *
+ * A memfd costs four system calls a direct client does not make (create, fill, seal, close)
+ * and, in a real open/read/close cycle, 20-50 us on the development VM. So a file opened with
+ * open() is first held in memory: the program gets a real descriptor number, an O_PATH
+ * descriptor of an empty sealed memfd (the placeholder), and every call that reads, writes,
+ * seeks or stats it is served by the hooks from the buffer. Any other call on it (mmap, dup,
+ * fdopen, locks, ioctl, sendfile, a fork, exec or spawn, a reopen through /proc/self/fd)
+ * first settles it: the buffer moves into a memfd that replaces the placeholder under the
+ * same number, and from then on the descriptor is an ordinary kernel file. A call the shim
+ * does not hook (a raw system call) meets the placeholder and fails with EBADF: never a
+ * silent wrong answer. ASYA_STATE_BUFFER=memfd makes every open a memfd at once. */
+#ifndef SHIM_MEM_H
+#define SHIM_MEM_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "kv/kv.h"
+
+struct shim_mem {
+    pthread_mutex_t mu;     /* guards everything below */
+    int settled;            /* 1: the descriptor is a kernel file now (or closed); data gone */
+    int flags;              /* the file status flags (O_ACCMODE, O_APPEND, O_NONBLOCK...) */
+    char *data;             /* the bytes: owned (malloc) when writable, else val's */
+    size_t len, cap;
+    off_t pos;
+    kv_value val;           /* read-only: the value as the backend returned it, no copy */
+    const kv_ops *ops;      /* releases val */
+};
+
+struct shim_file;
+
+/* Live in-memory files in this process (atomic); the hooks look no further while it is 0. */
+extern int shim_mem_live;
+
+/* 1 when in-memory files are allowed (ASYA_STATE_BUFFER is not "memfd"). */
+int shim_mem_enabled(void);
+
+/* A placeholder descriptor for an in-memory file (close-on-exec when oflags says so), with
+ * its buffer made from v into *out: a read-only file keeps v itself (released later through
+ * ops), a writable one copies it. Returns the descriptor or -errno (v untouched then). */
+int shim_mem_open(kv_value *v, const kv_ops *ops, int oflags, struct shim_mem **out);
+
+/* The record's buffer, when fd is an in-memory file (locked: call shim_mem_unlock), else
+ * NULL. No lock and no lookup beyond the descriptor table's when none is live. */
+struct shim_mem *shim_mem_get(int fd);
+void shim_mem_unlock(struct shim_mem *m);
+
+/* m locked, or NULL (unlocked) when it is settled. */
+struct shim_mem *shim_mem_lock(struct shim_mem *m);
+
+/* Moves an in-memory file into a memfd under the same descriptor number. 0 (also for a
+ * descriptor that is not one) or -errno (the file stays in memory then). */
+int shim_mem_settle(int fd);
+
+/* Settles every in-memory file of the process (before fork, exec, spawn). */
+void shim_mem_settle_all(void);
+
+/* Settles the file a /proc/self/fd/N or /dev/fd/N path names, if it is one. */
+void shim_mem_settle_path(const char *path);
+
+/* fd's length when it is an in-memory file: 1 (*len set), else 0. */
+int shim_mem_size(int fd, size_t *len);
+
+/* fcntl on an in-memory file: F_GETFL and F_SETFL are served, F_GETFD and F_SETFD go to the
+ * placeholder, anything else settles the file first. 1 served (*res set, errno on failure),
+ * 0 for libc. */
+int shim_mem_fcntl(int fd, int cmd, void *arg, int *res);
+
+/* The last descriptor of f is gone: its buffer is released (m stays, freed with f). */
+void shim_mem_release(struct shim_mem *m);
+
+#endif
