@@ -91,8 +91,7 @@ static kv_mount *kms[MOUNTS_MAX];
  * variables, so an absolute path whose first component matches none of them is known to be
  * local before (and without) the mount table being built. Most programs never build it. */
 #define SCREEN_ALL (-1) /* an odd mount variable: screen nothing, build the table */
-static pthread_once_t env_once = PTHREAD_ONCE_INIT;
-static int env_ready; /* set once env_scan is done: the hot path's check, without a call */
+static int env_state; /* 0 not scanned, 1 being scanned, 2 done: the hot path's check */
 static const char *env_vals[SHIM_ENV_COUNT];
 static struct {
     const char *s;
@@ -101,14 +100,49 @@ static struct {
 static int nscreen;
 static uint64_t screen_first[4]; /* bitmap of the screen's first bytes: most paths miss it */
 
+/* The scan runs in every process that ever makes a hooked call, so it calls nothing of libc:
+ * each libc function's first call through the PLT costs about 700 instructions to bind,
+ * as much as the rest of the scan (measured with callgrind on `cat /etc/hostname`). */
+static size_t in_set(char c, const char *set)
+{
+    for (; *set; set++)
+        if (*set == c)
+            return 1;
+    return 0;
+}
+
+static size_t cspan(const char *s, const char *stop)
+{
+    size_t n = 0;
+    while (s[n] && !in_set(s[n], stop))
+        n++;
+    return n;
+}
+
+static size_t span(const char *s, const char *set)
+{
+    size_t n = 0;
+    while (s[n] && in_set(s[n], set))
+        n++;
+    return n;
+}
+
+/* s past prefix, or NULL when s does not start with it. */
+static const char *after(const char *s, const char *prefix)
+{
+    while (*prefix && *s == *prefix)
+        s++, prefix++;
+    return *prefix ? NULL : s;
+}
+
 /* Adds the first component of mount path p (ending at one of the bytes in stop) to the
  * screen; an unusual path (relative, "//", ".", "..", empty) turns the screen off. */
 static void screen_add(const char *p, const char *stop)
 {
     if (nscreen == SCREEN_ALL)
         return;
-    size_t len = p[0] == '/' ? strcspn(p + 1, stop) : 0;
-    size_t comp = p[0] == '/' ? strcspn(p + 1, "/") : 0;
+    size_t len = p[0] == '/' ? cspan(p + 1, stop) : 0;
+    size_t comp = p[0] == '/' ? cspan(p + 1, "/") : 0;
     if (comp < len)
         len = comp;
     if (len == 0 || nscreen > MOUNTS_MAX || p[1] == '.') {
@@ -134,34 +168,48 @@ static void env_scan(void)
         if ((*e)[0] != 'A' && (*e)[0] != 'S')
             continue;
         for (int i = 0; i < SHIM_ENV_COUNT; i++) {
-            size_t n = strlen(names[i]);
-            if (strncmp(*e, names[i], n) == 0)
-                env_vals[i] = *e + n;
+            const char *v = after(*e, names[i]);
+            if (v)
+                env_vals[i] = v;
         }
     }
     const char *pm = env_vals[SHIM_ENV_PROXY_MOUNTS];
-    if (pm && pm[strspn(pm, " \t;")]) {
+    if (pm && pm[span(pm, " \t;")]) {
         /* entries name:path[:opts] joined by ';' (a malformed value falls back to /state) */
         screen_add("/state", "");
-        for (const char *e = pm; e && *e; e = strchr(e, ';') ? strchr(e, ';') + 1 : NULL) {
-            const char *colon = strchr(e, ':');
-            const char *end = strchr(e, ';');
-            if (colon && (!end || colon < end))
-                screen_add(colon + 1, ":;");
-            else if (strspn(e, " \t;") < (size_t)(end ? end - e : (ptrdiff_t)strlen(e)))
+        for (const char *e = pm; *e; e += *e == ';') {
+            size_t len = cspan(e, ";"), key = cspan(e, ":;");
+            if (key < len)
+                screen_add(e + key + 1, ":;");
+            else if (span(e, " \t;") < len)
                 nscreen = SCREEN_ALL; /* an entry without a path: let the parser judge */
+            e += len;
         }
     } else {
         const char *sm = env_vals[SHIM_ENV_STATE_MOUNT];
         screen_add(sm && *sm ? sm : "/state", "");
     }
-    __atomic_store_n(&env_ready, 1, __ATOMIC_RELEASE);
+}
+
+/* env_scan once per process, without pthread_once (a libc call, see above): the first
+ * caller scans, any other waits until it is done (microseconds, once). */
+static void env_ensure_slow(void)
+{
+    int expect = 0;
+    if (__atomic_compare_exchange_n(&env_state, &expect, 1, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+        env_scan();
+        __atomic_store_n(&env_state, 2, __ATOMIC_RELEASE);
+        return;
+    }
+    while (__atomic_load_n(&env_state, __ATOMIC_ACQUIRE) != 2)
+        __builtin_ia32_pause();
 }
 
 static inline void env_ensure(void)
 {
-    if (!__atomic_load_n(&env_ready, __ATOMIC_ACQUIRE))
-        pthread_once(&env_once, env_scan);
+    if (__atomic_load_n(&env_state, __ATOMIC_ACQUIRE) != 2)
+        env_ensure_slow();
 }
 
 const char *shim_env(enum shim_env var)
