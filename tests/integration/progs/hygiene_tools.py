@@ -154,6 +154,9 @@ def asan(base, shim, asya, hp):
          "    open(p,'w').write(str(n+1))\n"
          "print(open(p).read(), sorted(os.listdir('/state'))[:2],"
          " os.getxattr(p,'user.asya.version') != b'')"], 0, "20 "),
+        ("in-memory files: every behaviour of memfile.py",
+         [py, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "memfile.py"), "/state"], 0, "large|(True, 614400)"),
     ]
     for name, argv, want_rc, want in cases:
         rc, out, err = run(argv, env, 300)
