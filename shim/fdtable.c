@@ -61,6 +61,19 @@ struct shim_file *fdtable_get(int fd)
     return s ? __atomic_load_n(s, __ATOMIC_ACQUIRE) : NULL;
 }
 
+struct shim_file *fdtable_hold(int fd)
+{
+    if (!fdtable_get(fd))
+        return NULL;
+    pthread_mutex_lock(&lock);
+    struct shim_file **s = slot(fd, 0);
+    struct shim_file *f = s ? *s : NULL;
+    if (f)
+        f->refs++;
+    pthread_mutex_unlock(&lock);
+    return f;
+}
+
 struct shim_file *fdtable_take(int fd, int *last)
 {
     if (!fdtable_get(fd))

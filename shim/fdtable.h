@@ -44,6 +44,10 @@ int fdtable_set(int fd, struct shim_file *f);
 /* The record for fd, or NULL for a descriptor that is not a mount file. No lock. */
 struct shim_file *fdtable_get(int fd);
 
+/* The record for fd with a reference taken (release with fdtable_unref), or NULL: for a
+ * caller that uses it while another thread may close fd. */
+struct shim_file *fdtable_hold(int fd);
+
 /* Forgets fd and returns its record with the reference fd held (NULL when none): the caller
  * finishes with it and calls fdtable_unref. *last (may be NULL) is set when fd was the last
  * descriptor of the record: of two threads taking its last two descriptors at once, exactly

@@ -155,7 +155,7 @@ static int open_mount(const struct shim_path *p, int oflags)
         .rev = v.rev, .mtime_ns = v.mtime_ns, .base_len = v.len,
         .base_hash = writable(oflags) ? fdtable_hash(v.data, v.len, FDTABLE_HASH_SEED) : 0,
     };
-    int fd = shim_mem_enabled() ? shim_mem_open(&v, ops, oflags, &f->mem)
+    int fd = shim_mem_enabled() ? shim_mem_open(&v, ops, oflags, f, &f->mem)
                                 : shim_buffer_open(v.data, v.len, oflags);
     r = fd < 0 ? fd : fdtable_set(fd, f);
     ops->release_value(&v); /* an in-memory read-only file took it: then a no-op */

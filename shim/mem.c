@@ -53,7 +53,8 @@ static int placeholder(void)
     return p < 0 ? -ENOSYS : p;
 }
 
-int shim_mem_open(kv_value *v, const kv_ops *ops, int oflags, struct shim_mem **out)
+int shim_mem_open(kv_value *v, const kv_ops *ops, int oflags, struct shim_file *file,
+                  struct shim_mem **out)
 {
     int ph = placeholder();
     if (ph < 0)
@@ -62,6 +63,7 @@ int shim_mem_open(kv_value *v, const kv_ops *ops, int oflags, struct shim_mem **
     if (!m)
         return -ENOMEM;
     pthread_mutex_init(&m->mu, NULL);
+    m->file = file;
     m->flags = oflags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC);
     m->len = v->len;
     if ((oflags & O_ACCMODE) == O_RDONLY) {
@@ -118,7 +120,20 @@ struct shim_mem *shim_mem_get(int fd)
     if (__atomic_load_n(&shim_mem_live, __ATOMIC_ACQUIRE) == 0 || shim_guard)
         return NULL;
     struct shim_file *f = fdtable_get(fd);
-    return f && f->mem ? shim_mem_lock(f->mem) : NULL;
+    if (!f || !f->mem || !(f = fdtable_hold(fd)))
+        return NULL;
+    /* held: a close in another thread cannot free the record (or its buffer) under us */
+    struct shim_mem *m = f->mem ? shim_mem_lock(f->mem) : NULL;
+    if (!m)
+        fdtable_unref(f);
+    return m;
+}
+
+void shim_mem_put(struct shim_mem *m)
+{
+    struct shim_file *f = m->file;
+    pthread_mutex_unlock(&m->mu);
+    fdtable_unref(f);
 }
 
 struct shim_mem *shim_mem_lock(struct shim_mem *m)
@@ -143,7 +158,7 @@ int shim_mem_settle(int fd)
         return 0;
     int kfd = shim_buffer_open(m->data, m->len, m->flags | O_CLOEXEC);
     int r = kfd < 0 ? kfd : 0;
-    if (r == 0 && m->pos && lseek(kfd, m->pos, SEEK_SET) < 0)
+    if (r == 0 && m->pos && real_lseek()(kfd, m->pos, SEEK_SET) < 0)
         r = -errno;
     int fdflags = r == 0 ? real_fcntl()(fd, F_GETFD, NULL) : 0;
     if (r == 0 && fdflags < 0)
@@ -154,7 +169,7 @@ int shim_mem_settle(int fd)
         real_close()(kfd);
     if (r == 0)
         release_locked(m);
-    shim_mem_unlock(m);
+    shim_mem_put(m);
     return r;
 }
 
@@ -269,7 +284,7 @@ static int mem_call(int fd, const struct iovec *iov, int cnt, off_t off, unsigne
     if (!m)
         return 0;
     ssize_t r = mem_io(m, iov, cnt, off, how);
-    shim_mem_unlock(m);
+    shim_mem_put(m);
     *res = r < 0 ? shim_fail((int)r) : r;
     return 1;
 }
@@ -435,7 +450,7 @@ SHIM_EXPORT off_t lseek(int fd, off_t off, int whence)
     if (!m)
         return real_lseek()(fd, off, whence);
     off_t r = mem_seek(m, off, whence);
-    shim_mem_unlock(m);
+    shim_mem_put(m);
     return r < 0 ? shim_fail((int)r) : r;
 }
 
@@ -455,7 +470,7 @@ SHIM_EXPORT int ftruncate(int fd, off_t len)
     if (!m)
         return real_ftruncate()(fd, len);
     int r = (m->flags & O_ACCMODE) == O_RDONLY || len < 0 ? -EINVAL : set_len(m, (size_t)len);
-    shim_mem_unlock(m);
+    shim_mem_put(m);
     return r < 0 ? shim_fail(r) : 0;
 }
 
@@ -470,7 +485,7 @@ int shim_mem_size(int fd, size_t *len)
     if (!m)
         return 0;
     *len = m->len;
-    shim_mem_unlock(m);
+    shim_mem_put(m);
     return 1;
 }
 
@@ -488,12 +503,12 @@ int shim_mem_fcntl(int fd, int cmd, void *arg, int *res)
         m->flags = (m->flags & ~settable) | ((int)(long)arg & settable);
         *res = 0;
     } else {
-        shim_mem_unlock(m);
+        shim_mem_put(m);
         int r = shim_mem_settle(fd); /* everything else is the kernel's */
         *res = r < 0 ? shim_fail(r) : 0;
         return r < 0;
     }
-    shim_mem_unlock(m);
+    shim_mem_put(m);
     return 1;
 }
 
@@ -503,7 +518,7 @@ SHIM_EXPORT int posix_fadvise(int fd, off_t off, off_t len, int advice)
     struct shim_mem *m = shim_mem_get(fd);
     if (!m)
         return real_posix_fadvise()(fd, off, len, advice);
-    shim_mem_unlock(m);
+    shim_mem_put(m);
     return 0;
 }
 
@@ -517,7 +532,7 @@ static int in_memory(int fd)
 {
     struct shim_mem *m = shim_mem_get(fd);
     if (m)
-        shim_mem_unlock(m);
+        shim_mem_put(m);
     return m != NULL;
 }
 

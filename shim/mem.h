@@ -28,6 +28,7 @@ struct shim_mem {
     off_t pos;
     kv_value val;           /* read-only: the value as the backend returned it, no copy */
     const kv_ops *ops;      /* releases val */
+    struct shim_file *file; /* the record this buffer belongs to (which frees it) */
 };
 
 struct shim_file;
@@ -39,17 +40,21 @@ extern int shim_mem_live;
 int shim_mem_enabled(void);
 
 /* A placeholder descriptor for an in-memory file (close-on-exec when oflags says so), with
- * its buffer made from v into *out: a read-only file keeps v itself (released later through
+ * its buffer (belonging to record file) made from v into *out: a read-only file keeps v itself (released later through
  * ops), a writable one copies it. Returns the descriptor or -errno (v untouched then). */
-int shim_mem_open(kv_value *v, const kv_ops *ops, int oflags, struct shim_mem **out);
+int shim_mem_open(kv_value *v, const kv_ops *ops, int oflags, struct shim_file *file,
+                  struct shim_mem **out);
 
-/* The record's buffer, when fd is an in-memory file (locked: call shim_mem_unlock), else
- * NULL. No lock and no lookup beyond the descriptor table's when none is live. */
+/* The buffer of fd when it is an in-memory file, else NULL. It comes locked, with a
+ * reference on its record (so a close in another thread frees neither): hand it back with
+ * shim_mem_put. No lock and no lookup beyond the descriptor table's when none is live. */
 struct shim_mem *shim_mem_get(int fd);
-void shim_mem_unlock(struct shim_mem *m);
+void shim_mem_put(struct shim_mem *m);
 
-/* m locked, or NULL (unlocked) when it is settled. */
+/* For a caller that holds a reference on m's record already: m locked, or NULL (unlocked)
+ * when it is settled; shim_mem_unlock releases it. */
 struct shim_mem *shim_mem_lock(struct shim_mem *m);
+void shim_mem_unlock(struct shim_mem *m);
 
 /* Moves an in-memory file into a memfd under the same descriptor number. 0 (also for a
  * descriptor that is not one) or -errno (the file stays in memory then). */

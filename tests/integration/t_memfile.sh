@@ -55,6 +55,47 @@ done
 expect_eq "memfile: ASYA_STATE_BUFFER=memfd: the descriptor is the memfd itself" \
     "/memfd:asya-state (deleted)" "$(grep '^=link|' "$TMP/memfd.out" | cut -d'|' -f2)"
 
+# Threads sharing one in-memory descriptor: concurrent reads on the shared offset hand out
+# every byte exactly once, as the kernel does, while another thread forks (which settles the
+# file mid-read) and a third opens and closes files of its own.
+out=$(run "$PY" - <<'PY' 2>&1
+import os, threading
+data = bytes(range(256)) * 64                      # 16 KiB, every byte value 64 times
+with open("/state/mem/shared", "wb") as f:
+    f.write(data)
+rounds, bad = 30, []
+for r in range(rounds):
+    fd = os.open("/state/mem/shared", os.O_RDONLY)
+    got = [[] for _ in range(4)]
+    def reader(i):
+        while True:
+            b = os.read(fd, 97)
+            if not b:
+                return
+            got[i].append(b)
+    def forker():
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    def churn():
+        for k in range(5):
+            with open(f"/state/mem/churn{k}", "w") as f:
+                f.write(str(k))
+    ts = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
+    ts += [threading.Thread(target=forker if r % 2 else churn)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    os.close(fd)
+    allb = b"".join(b"".join(g) for g in got)
+    if len(allb) != len(data) or sorted(allb) != sorted(data):
+        bad.append(r)
+print("rounds", rounds, "bad", bad)
+PY
+)
+expect_eq "memfile: 4 threads reading one descriptor (and a fork) get every byte once" \
+    "rounds 30 bad []" "$out"
+
 # Shell and coreutils through in-memory files: redirections (dup2), read builtin, pipes.
 out=$(run bash -c 'printf "a\nb\nc\n" > /state/mem/sh; { read -r x; cat; } < /state/mem/sh |
     tr "\n" ","; exec 3</state/mem/sh; read -r y <&3; echo "|$y"; exec 3<&-')

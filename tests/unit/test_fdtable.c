@@ -31,6 +31,22 @@ Test(fdtable, set_get_take_unref)
     cr_assert_eq(fdtable_unref(t), 0); /* freed */
 }
 
+Test(fdtable, a_held_record_outlives_a_close_in_another_thread)
+{
+    struct shim_file *f = record("held");
+    cr_assert_eq(fdtable_set(9, f), 0);
+    struct shim_file *h = fdtable_hold(9); /* a reader's reference */
+    cr_assert_eq(h, f);
+    cr_assert_eq(f->refs, 2);
+    int last = 0;
+    struct shim_file *t = fdtable_take(9, &last); /* the close */
+    cr_assert(last);
+    cr_assert_eq(fdtable_unref(t), 1); /* still held: not freed */
+    cr_assert_str_eq(h->rel, "held");
+    cr_assert_null(fdtable_hold(9)); /* gone from the table */
+    cr_assert_eq(fdtable_unref(h), 0);
+}
+
 Test(fdtable, dup_shares_one_record_until_the_last_reference)
 {
     struct shim_file *f = record("shared");
