@@ -103,7 +103,7 @@ static int dir_open(const struct shim_path *p, int oflags)
 }
 
 /* Opens a mount path: returns a descriptor or -errno. Call with the guard held. */
-static int open_mount(const struct shim_path *p, int oflags)
+static int open_mount(const struct shim_path *p, int oflags, int how)
 {
     const kv_ops *ops;
     kv_mount *km;
@@ -155,7 +155,8 @@ static int open_mount(const struct shim_path *p, int oflags)
         .rev = v.rev, .mtime_ns = v.mtime_ns, .base_len = v.len,
         .base_hash = writable(oflags) ? fdtable_hash(v.data, v.len, FDTABLE_HASH_SEED) : 0,
     };
-    int fd = shim_mem_enabled() ? shim_mem_open(&v, ops, oflags, f, &f->mem)
+    int fd = shim_mem_enabled() && !(how & SHIM_OPEN_KERNEL)
+                 ? shim_mem_open(&v, ops, oflags, f, &f->mem)
                                 : shim_buffer_open(v.data, v.len, oflags);
     r = fd < 0 ? fd : fdtable_set(fd, f);
     ops->release_value(&v); /* an in-memory read-only file took it: then a no-op */
@@ -178,7 +179,7 @@ static int open_mount(const struct shim_path *p, int oflags)
 
 /* shim_open for a path that may be on a mount (kept apart: its frame holds a path buffer). */
 static __attribute__((noinline)) int open_resolved(int dirfd, const char *path, int oflags,
-                                                  mode_t mode)
+                                                  mode_t mode, int how)
 {
     struct shim_path p;
     int r = shim_resolve(dirfd, path, &p);
@@ -186,7 +187,7 @@ static __attribute__((noinline)) int open_resolved(int dirfd, const char *path, 
         return r;
     if (r == 1) {
         shim_enter();
-        r = open_mount(&p, oflags);
+        r = open_mount(&p, oflags, how);
         shim_leave();
         return r;
     }
@@ -194,10 +195,10 @@ static __attribute__((noinline)) int open_resolved(int dirfd, const char *path, 
     return fd < 0 ? -errno : fd;
 }
 
-int shim_open(int dirfd, const char *path, int oflags, mode_t mode)
+int shim_open(int dirfd, const char *path, int oflags, mode_t mode, int how)
 {
     if (!shim_guard && !shim_foreign(path))
-        return open_resolved(dirfd, path, oflags, mode);
+        return open_resolved(dirfd, path, oflags, mode, how);
     int fd = real_openat()(dirfd, path, oflags, mode);
     return fd < 0 ? -errno : fd;
 }
@@ -209,7 +210,7 @@ static int open_body(int dirfd, const char *path, int oflags, mode_t mode)
         shim_mem_settle_path(path); /* a reopen by /proc name needs the kernel file */
     if (shim_guard || shim_foreign(path))
         return real_openat()(dirfd, path, oflags, mode);
-    int r = shim_open(dirfd, path, oflags, mode);
+    int r = shim_open(dirfd, path, oflags, mode, 0);
     return r < 0 ? shim_fail(r) : r;
 }
 

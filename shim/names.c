@@ -238,7 +238,7 @@ static int temp_mount(char *tmpl, int suffixlen, int flags, enum temp_kind kind)
             }
         } else {
             int oflags = O_RDWR | O_CREAT | O_EXCL | (flags & ~O_ACCMODE);
-            r = shim_open(AT_FDCWD, tmpl, oflags, 0600);
+            r = shim_open(AT_FDCWD, tmpl, oflags, 0600, 0);
         }
         if (r != -EEXIST)
             return r;

@@ -102,9 +102,11 @@ void shim_owner(struct stat *st);
 void shim_fill_stat(struct stat *st, int idx, const char *rel, const kv_stat *ks);
 
 /* Opens (dirfd, path) as openat() would: through the shim for a mount path, through libc
- * otherwise (mode is used with O_CREAT). The descriptor or -errno; errno is left alone. For
+ * otherwise (mode is used with O_CREAT). how: 0, or SHIM_OPEN_KERNEL for a memfd buffer from
+ * the start (never an in-memory file). The descriptor or -errno; errno is left alone. For
  * callers that open by other means than the open hooks (stdio, mkstemp). */
-int shim_open(int dirfd, const char *path, int oflags, mode_t mode);
+#define SHIM_OPEN_KERNEL 1
+int shim_open(int dirfd, const char *path, int oflags, mode_t mode, int how);
 
 /* A memfd holding data, as a descriptor with the flags of oflags (sealed when read-only).
  * The descriptor or -errno. */

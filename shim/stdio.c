@@ -79,13 +79,8 @@ static int open_for_stream(const char *path, const char *mode)
 {
     int oflags;
     int r = mode_flags(mode, &oflags);
-    int fd = r < 0 ? r : shim_open(AT_FDCWD, path, oflags, 0666);
-    r = fd < 0 ? 0 : shim_mem_settle(fd); /* stdio reads and writes past the hooks */
-    if (r < 0) {
-        forget(fd);
-        return r;
-    }
-    return fd;
+    /* a memfd from the start: stdio reads and writes past the hooks */
+    return r < 0 ? r : shim_open(AT_FDCWD, path, oflags, 0666, SHIM_OPEN_KERNEL);
 }
 
 /* The one body of fopen and fopen64. */
