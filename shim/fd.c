@@ -58,6 +58,8 @@ static int dup_onto(int fd, int fd2, int flags, int three)
     int s = shim_mem_settle(fd);
     if (s < 0)
         return shim_fail(s);
+    if (fd != fd2)
+        shim_mem_fd_closing(fd2, fd2);
     /* An invalid fd leaves fd2 alone, as dup2 itself does. */
     int onto_ours = fd != fd2 && fdtable_get(fd2) && real_fcntl()(fd, F_GETFD, NULL) >= 0;
     int r = onto_ours ? shim_drop(fd2) : 0;
@@ -108,19 +110,34 @@ SHIM_EXPORT int fcntl64(int fd, int cmd, ...)
     return fcntl_body(fd, cmd, arg);
 }
 
-SHIM_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+/* The mount descriptors in [first, last] are going away: dropped (committed when last). */
+static int drop_range(unsigned int first, unsigned int last)
 {
     int r = 0;
-    if (!shim_guard && !(flags & CLOSE_RANGE_CLOEXEC)) {
-        int fd = first < FDTABLE_MAX ? fdtable_next((int)first) : -1;
-        for (; fd >= 0 && (unsigned int)fd <= last; fd = fdtable_next(fd + 1)) {
-            int d = shim_drop(fd);
-            if (d < 0 && r == 0)
-                r = d;
-        }
+    shim_mem_fd_closing((int)(first > INT32_MAX ? INT32_MAX : first),
+                        (int)(last > INT32_MAX ? INT32_MAX : last));
+    int fd = first < FDTABLE_MAX ? fdtable_next((int)first) : -1;
+    for (; fd >= 0 && (unsigned int)fd <= last; fd = fdtable_next(fd + 1)) {
+        int d = shim_drop(fd);
+        if (d < 0 && r == 0)
+            r = d;
     }
+    return r;
+}
+
+SHIM_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+    int r = !shim_guard && !(flags & CLOSE_RANGE_CLOEXEC) ? drop_range(first, last) : 0;
     int c = real_close_range()(first, last, flags);
     return r < 0 ? shim_fail(r) : c;
+}
+
+/* glibc's closefrom closes through its internal close_range: the same as close_range. */
+SHIM_EXPORT void closefrom(int lo)
+{
+    if (!shim_guard && lo >= 0)
+        (void)drop_range((unsigned int)lo, ~0U); /* closefrom reports nothing */
+    real_closefrom()(lo);
 }
 
 /* The lowest descriptor the shim's own files use: below the soft limit, above what programs

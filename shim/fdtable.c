@@ -100,7 +100,8 @@ int fdtable_unref(struct shim_file *f)
     pthread_mutex_unlock(&lock);
     if (left == 0) {
         free(f->rel);
-        free(f->mem);
+        if (f->mem && fdtable_free_mem)
+            fdtable_free_mem(f->mem);
         free(f);
     }
     return left;

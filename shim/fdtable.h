@@ -54,6 +54,10 @@ struct shim_file *fdtable_hold(int fd);
  * one is told so. */
 struct shim_file *fdtable_take(int fd, int *last);
 
+/* Frees an in-memory file's buffer with its record (shim/mem.c; weak, absent from the unit
+ * tests, whose records have none). */
+void fdtable_free_mem(struct shim_mem *m) __attribute__((weak));
+
 /* Drops one reference; returns the number left. At 0 the record is freed. */
 int fdtable_unref(struct shim_file *f);
 

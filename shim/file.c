@@ -65,7 +65,8 @@ int shim_buffer_open(const void *data, size_t len, int oflags)
         real_fcntl()(fd, F_ADD_SEALS,
                      (void *)(long)(F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)) < 0)
         r = -errno;
-    if (r == 0 && (oflags & O_APPEND) && real_fcntl()(fd, F_SETFL, (void *)(long)O_APPEND) < 0)
+    int fl = oflags & (O_APPEND | O_NONBLOCK);
+    if (r == 0 && fl && real_fcntl()(fd, F_SETFL, (void *)(long)fl) < 0)
         r = -errno;
     if (r < 0) {
         real_close()(fd);
@@ -156,8 +157,9 @@ static int open_mount(const struct shim_path *p, int oflags, int how)
         .base_hash = writable(oflags) ? fdtable_hash(v.data, v.len, FDTABLE_HASH_SEED) : 0,
     };
     int fd = shim_mem_enabled() && !(how & SHIM_OPEN_KERNEL)
-                 ? shim_mem_open(&v, ops, oflags, f, &f->mem)
-                                : shim_buffer_open(v.data, v.len, oflags);
+                 ? shim_mem_open(&v, ops, oflags, f, &f->mem) : -ENOSYS;
+    if (fd == -ENOSYS) /* a memfd from the start: asked for, or an in-memory file cannot be */
+        fd = shim_buffer_open(v.data, v.len, oflags);
     r = fd < 0 ? fd : fdtable_set(fd, f);
     ops->release_value(&v); /* an in-memory read-only file took it: then a no-op */
     if (r < 0) {
@@ -206,8 +208,6 @@ int shim_open(int dirfd, const char *path, int oflags, mode_t mode, int how)
 /* The one body of every open hook. */
 static int open_body(int dirfd, const char *path, int oflags, mode_t mode)
 {
-    if (__atomic_load_n(&shim_mem_live, __ATOMIC_RELAXED) && path && path[0] == '/')
-        shim_mem_settle_path(path); /* a reopen by /proc name needs the kernel file */
     if (shim_guard || shim_foreign(path))
         return real_openat()(dirfd, path, oflags, mode);
     int r = shim_open(dirfd, path, oflags, mode, 0);
@@ -376,19 +376,22 @@ int shim_commit(int fd, struct shim_file *f, int final)
         return 0;
     struct view v;
     struct shim_mem *m; /* held locked while its bytes are committed */
+    shim_enter();       /* first: a fork holds its lock while it takes every buffer's */
     int r = view_of(fd, f, &v, &m);
-    if (r < 0)
+    if (r < 0) {
+        shim_leave();
         return r;
+    }
     /* The hash tells whether the bytes changed; a forced final commit needs no answer. */
     uint64_t hash = f->force && final ? 0 : fdtable_hash(v.data, v.len, FDTABLE_HASH_SEED);
     if (!f->force && v.len == f->base_len && hash == f->base_hash) {
         view_close(&v, m);
+        shim_leave();
         return 0;
     }
     const kv_ops *ops;
     kv_mount *km;
     uint64_t rev = 0;
-    shim_enter();
     r = shim_backend(f->mount_idx, &ops, &km);
     if (r == 0 && f->carried) {
         /* the revision memory of the program that opened it, carried across exec */
@@ -397,8 +400,8 @@ int shim_commit(int fd, struct shim_file *f, int final)
     }
     if (r == 0)
         r = ops->commit(km, f->rel, v.data, v.len, f->excl ? KV_COMMIT_EXCL : 0, &rev);
-    shim_leave();
     view_close(&v, m);
+    shim_leave();
     if (r == 0) {
         struct timespec now; /* the new revision's time, as the client sees it */
         clock_gettime(CLOCK_REALTIME, &now);
@@ -414,6 +417,8 @@ int shim_commit(int fd, struct shim_file *f, int final)
 
 SHIM_EXPORT int close(int fd)
 {
+    if (!shim_guard)
+        shim_mem_fd_closing(fd, fd);
     if (shim_guard || !fdtable_get(fd))
         return real_close()(fd);
     int r = shim_drop(fd);

@@ -27,28 +27,37 @@ int shim_mem_enabled(void)
  * an empty sealed memfd, made once, high and close-on-exec. A call that reaches the kernel
  * with a copy gets EBADF (read, write, mmap), ENOTDIR (as a directory) or an empty sealed
  * file (reopened by name: the open hooks settle those first). */
+int shim_mem_placeholder = -1;
+
+void shim_mem_forget_placeholder(int p)
+{
+    __atomic_compare_exchange_n(&shim_mem_placeholder, &p, -1, 0, __ATOMIC_ACQ_REL,
+                                __ATOMIC_ACQUIRE);
+}
+
 static int placeholder(void)
 {
-    static int fd = -1;
     static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-    int p = __atomic_load_n(&fd, __ATOMIC_ACQUIRE);
+    int p = __atomic_load_n(&shim_mem_placeholder, __ATOMIC_ACQUIRE);
     if (p >= 0)
         return p;
     pthread_mutex_lock(&mu);
-    if (fd < 0) {
+    p = shim_mem_placeholder;
+    if (p < 0) {
         int m = memfd_create("asya-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (m >= 0 && real_fcntl()(m, F_ADD_SEALS, (void *)(long)(F_SEAL_WRITE | F_SEAL_GROW |
                                                                 F_SEAL_SHRINK | F_SEAL_SEAL)) == 0) {
             char proc[32];
             snprintf(proc, sizeof proc, "/proc/self/fd/%d", m);
             p = real_openat()(AT_FDCWD, proc, O_PATH | O_CLOEXEC);
-            if (p >= 0)
-                __atomic_store_n(&fd, shim_fd_high(p), __ATOMIC_RELEASE);
+            if (p >= 0) {
+                p = shim_fd_high(p);
+                __atomic_store_n(&shim_mem_placeholder, p, __ATOMIC_RELEASE);
+            }
         }
         if (m >= 0)
             real_close()(m);
     }
-    p = fd;
     pthread_mutex_unlock(&mu);
     return p < 0 ? -ENOSYS : p;
 }
@@ -80,6 +89,13 @@ int shim_mem_open(kv_value *v, const kv_ops *ops, int oflags, struct shim_file *
         m->cap = v->len;
     }
     int fd = real_fcntl()(ph, (oflags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, (void *)0L);
+    if (fd >= 0 && fd <= STDERR_FILENO) {
+        /* A program reopening stdin, stdout or stderr: stdio reads and writes it past the
+         * hooks, so it gets a memfd (the number is free again for the caller's). */
+        real_close()(fd);
+        fd = -1;
+        errno = ENOSYS;
+    }
     if (fd < 0) {
         int r = -errno;
         if (m->cap)
@@ -115,12 +131,18 @@ void shim_mem_release(struct shim_mem *m)
     pthread_mutex_unlock(&m->mu);
 }
 
+void fdtable_free_mem(struct shim_mem *m)
+{
+    shim_mem_release(m); /* a no-op when the last close released it already */
+    free(m);
+}
+
 struct shim_mem *shim_mem_get(int fd)
 {
     if (__atomic_load_n(&shim_mem_live, __ATOMIC_ACQUIRE) == 0 || shim_guard)
         return NULL;
-    struct shim_file *f = fdtable_get(fd);
-    if (!f || !f->mem || !(f = fdtable_hold(fd)))
+    struct shim_file *f = fdtable_hold(fd);
+    if (!f)
         return NULL;
     /* held: a close in another thread cannot free the record (or its buffer) under us */
     struct shim_mem *m = f->mem ? shim_mem_lock(f->mem) : NULL;
@@ -184,14 +206,33 @@ void shim_mem_settle_all(void)
 void shim_mem_settle_path(const char *path)
 {
     const char *n = NULL;
+    if (path[0] != '/' || (path[1] != 'p' && path[1] != 'd'))
+        return;
     if (strncmp(path, "/proc/self/fd/", 14) == 0)
         n = path + 14;
     else if (strncmp(path, "/dev/fd/", 8) == 0)
         n = path + 8;
     else if (strncmp(path, "/proc/thread-self/fd/", 21) == 0)
         n = path + 21;
+    else if (strncmp(path, "/proc/", 6) == 0 && path[6] >= '1' && path[6] <= '9') {
+        char *end;
+        long pid = strtol(path + 6, &end, 10);
+        if (pid == (long)shim_pid() && strncmp(end, "/fd/", 4) == 0)
+            n = end + 4;
+    }
     if (n && *n >= '0' && *n <= '9')
         shim_mem_settle(atoi(n));
+}
+
+void shim_mem_after_fork_child(void)
+{
+    /* A thread of the parent may have held a buffer's lock (a read, a write) at the fork:
+     * the child has no such thread. Every file is settled (shim_fork_lock). */
+    for (int fd = fdtable_next(0); fd >= 0; fd = fdtable_next(fd + 1)) {
+        struct shim_file *f = fdtable_get(fd);
+        if (f && f->mem)
+            pthread_mutex_init(&f->mem->mu, NULL);
+    }
 }
 
 /* ---- the hooks ---- */
@@ -208,9 +249,16 @@ static size_t copy_out(const struct shim_mem *m, void *buf, size_t n, off_t off)
     return c;
 }
 
+/* No value can be larger than NATS's largest max_payload (64 MiB): a buffer is refused past
+ * it (EFBIG at once, where the commit would fail with EFBIG anyway), so a write at a far
+ * offset never zero-fills gigabytes of memory as a sparse memfd would not. */
+#define MEM_MAX ((size_t)64 << 20)
+
 /* Sets the length to len: zero-fills growth, keeps capacity on shrinking. */
 static int set_len(struct shim_mem *m, size_t len)
 {
+    if (len > MEM_MAX)
+        return -EFBIG;
     if (len > m->cap) {
         size_t cap = m->cap ? m->cap : 256;
         while (cap < len)
@@ -227,10 +275,13 @@ static int set_len(struct shim_mem *m, size_t len)
     return 0;
 }
 
-/* Copies n bytes from buf into m at off. */
+/* Copies n bytes from buf into m at off (a write of nothing changes nothing, as the kernel
+ * has it). */
 static int copy_in(struct shim_mem *m, const void *buf, size_t n, off_t off)
 {
-    if (n > (size_t)(INT64_MAX - off))
+    if (n == 0)
+        return 0;
+    if (n > MEM_MAX || (size_t)off > MEM_MAX - n)
         return -EFBIG;
     size_t end = (size_t)off + n;
     int r = end > m->len ? set_len(m, end) : 0;
@@ -440,7 +491,7 @@ static off_t mem_seek(struct shim_mem *m, off_t off, int whence)
     default: return -EINVAL;
     }
     if ((off > 0 && base > INT64_MAX - off) || base + off < 0)
-        return off > 0 ? -EOVERFLOW : -EINVAL;
+        return -EINVAL; /* as Linux answers for a regular file */
     return m->pos = base + off;
 }
 
@@ -498,7 +549,7 @@ int shim_mem_fcntl(int fd, int cmd, void *arg, int *res)
         return 0;
     const int settable = O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT | O_NOATIME;
     if (cmd == F_GETFL) {
-        *res = m->flags | O_LARGEFILE;
+        *res = m->flags | 0100000; /* the kernel's O_LARGEFILE, always set on 64-bit */
     } else if (cmd == F_SETFL) {
         m->flags = (m->flags & ~settable) | ((int)(long)arg & settable);
         *res = 0;
@@ -519,7 +570,7 @@ SHIM_EXPORT int posix_fadvise(int fd, off_t off, off_t len, int advice)
     if (!m)
         return real_posix_fadvise()(fd, off, len, advice);
     shim_mem_put(m);
-    return 0;
+    return len < 0 || advice < POSIX_FADV_NORMAL || advice > POSIX_FADV_NOREUSE ? EINVAL : 0;
 }
 
 SHIM_EXPORT int posix_fadvise64(int fd, off_t off, off_t len, int advice)
@@ -681,21 +732,38 @@ SHIM_EXPORT FILE *popen(const char *cmd, const char *mode)
     return real_popen()(cmd, mode);
 }
 
-/* A descriptor passed to another process (SCM_RIGHTS) must be a kernel file. */
-SHIM_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+/* A descriptor passed to another process (SCM_RIGHTS) must be a kernel file. 0 or -1. */
+static int settle_passed(const struct msghdr *msg)
 {
-    if (__atomic_load_n(&shim_mem_live, __ATOMIC_RELAXED) && msg && msg->msg_controllen) {
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                continue;
-            size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t i = 0; i < n; i++) {
-                int pfd;
-                memcpy(&pfd, CMSG_DATA(c) + i * sizeof(int), sizeof pfd);
-                if (need_kernel(pfd) < 0)
-                    return -1;
-            }
+    if (!msg || !msg->msg_controllen)
+        return 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+            c->cmsg_len < CMSG_LEN(0))
+            continue; /* a malformed one is the kernel's to refuse */
+        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int pfd;
+            memcpy(&pfd, CMSG_DATA(c) + i * sizeof(int), sizeof pfd);
+            if (need_kernel(pfd) < 0)
+                return -1;
         }
     }
+    return 0;
+}
+
+SHIM_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    if (__atomic_load_n(&shim_mem_live, __ATOMIC_RELAXED) && settle_passed(msg) < 0)
+        return -1;
     return real_sendmsg()(fd, msg, flags);
+}
+
+SHIM_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags)
+{
+    for (unsigned int i = 0; vec && i < n && __atomic_load_n(&shim_mem_live, __ATOMIC_RELAXED);
+         i++)
+        if (settle_passed(&vec[i].msg_hdr) < 0)
+            return -1;
+    return real_sendmmsg()(fd, vec, n, flags);
 }

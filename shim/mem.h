@@ -36,12 +36,29 @@ struct shim_file;
 /* Live in-memory files in this process (atomic); the hooks look no further while it is 0. */
 extern int shim_mem_live;
 
+/* The placeholder's own descriptor (-1 before the first in-memory file). A program that
+ * closes it (closefrom, close_range, dup2 onto it) makes the shim forget it: the next open
+ * makes another. Call with the range the program closes; one atomic load when it is not. */
+extern int shim_mem_placeholder;
+void shim_mem_forget_placeholder(int p);
+static inline void shim_mem_fd_closing(int lo, int hi)
+{
+    int p = __atomic_load_n(&shim_mem_placeholder, __ATOMIC_RELAXED);
+    if (p >= 0 && p >= lo && p <= hi)
+        shim_mem_forget_placeholder(p);
+}
+
+/* In a forked child: every buffer's lock made afresh (shim_fork_unlock). */
+void shim_mem_after_fork_child(void);
+
 /* 1 when in-memory files are allowed (ASYA_STATE_BUFFER is not "memfd"). */
 int shim_mem_enabled(void);
 
 /* A placeholder descriptor for an in-memory file (close-on-exec when oflags says so), with
- * its buffer (belonging to record file) made from v into *out: a read-only file keeps v itself (released later through
- * ops), a writable one copies it. Returns the descriptor or -errno (v untouched then). */
+ * its buffer (belonging to record file) made from v into *out: a read-only file keeps v
+ * itself (released later through ops), a writable one copies it. Returns the descriptor or
+ * -errno (v untouched then); -ENOSYS when the file must be a memfd instead (no placeholder
+ * can be made, or the descriptor would be 0, 1 or 2, which stdio uses past the hooks). */
 int shim_mem_open(kv_value *v, const kv_ops *ops, int oflags, struct shim_file *file,
                   struct shim_mem **out);
 

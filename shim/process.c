@@ -300,7 +300,6 @@ SHIM_EXPORT pid_t fork(void)
 {
     if (shim_guard)
         return real_fork()();
-    shim_mem_settle_all(); /* parent and child share kernel files, offsets included */
     (void)shim_env(SHIM_ENV_CWD); /* the environment scan is done: never half-done in a child */
     shim_fork_lock();
     pid_t pid = real_fork()();

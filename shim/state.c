@@ -6,6 +6,8 @@
  * into the backend that may reach the network (mount() only builds a handle). */
 #include "shim/shim.h"
 
+#include "shim/mem.h"
+
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -49,6 +51,9 @@ static pthread_mutex_t cwd_lock = PTHREAD_MUTEX_INITIALIZER;
 void shim_fork_lock(void)
 {
     pthread_rwlock_wrlock(&fork_lock);
+    /* No open can run now (opens hold fork_lock shared): the child inherits kernel files
+     * only, shared with the parent, offsets included. */
+    shim_mem_settle_all();
     fdtable_fork_lock();
     pthread_mutex_lock(&cwd_lock);
     shim_dirs_fork_lock();
@@ -60,6 +65,7 @@ void shim_fork_unlock(int child)
     fdtable_fork_unlock(child);
     /* In the child the locks' owner (a thread id) no longer exists: start afresh. */
     if (child) {
+        shim_mem_after_fork_child();
         pthread_mutex_init(&cwd_lock, NULL);
         fork_lock = (pthread_rwlock_t)PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
     } else {
@@ -203,7 +209,7 @@ static void env_ensure_slow(void)
         return;
     }
     while (__atomic_load_n(&env_state, __ATOMIC_ACQUIRE) != 2)
-        __builtin_ia32_pause();
+        __asm__ volatile("" ::: "memory");
 }
 
 static inline void env_ensure(void)
@@ -422,6 +428,10 @@ static int resolve_at(int dirfd, const char *path, char *out, size_t outsz, int 
 
 int shim_foreign(const char *path)
 {
+    /* Every path hook asks this first: a /proc/self/fd/N (or /dev/fd/N) naming an in-memory
+     * file becomes its memfd before libc or the kernel looks at the name. */
+    if (__builtin_expect(__atomic_load_n(&shim_mem_live, __ATOMIC_RELAXED) != 0, 0) && path)
+        shim_mem_settle_path(path);
     return path && path[0] == '/' && !screen_may_match(path);
 }
 

@@ -21,8 +21,8 @@ static void settle_args(long number, const long *a)
     case SYS_read: case SYS_write: case SYS_pread64: case SYS_pwrite64: case SYS_readv:
     case SYS_writev: case SYS_preadv: case SYS_pwritev: case SYS_preadv2: case SYS_pwritev2:
     case SYS_lseek: case SYS_ftruncate: case SYS_fallocate: case SYS_fadvise64:
-    case SYS_readahead: case SYS_flock: case SYS_fcntl: case SYS_ioctl: case SYS_dup:
-    case SYS_dup2: case SYS_dup3: case SYS_fstatfs: case SYS_fsync: case SYS_fdatasync:
+    case SYS_readahead: case SYS_flock: case SYS_fcntl: case SYS_ioctl: case SYS_fstatfs:
+    case SYS_fsync: case SYS_fdatasync:
         shim_mem_settle((int)a[0]);
         break;
     case SYS_sendfile: case SYS_tee:
@@ -59,9 +59,15 @@ SHIM_EXPORT long syscall(long number, ...)
     if (!shim_guard) {
         switch (number) {
         case SYS_close:
-            if (fdtable_get((int)a[0]))
-                return close((int)a[0]);
-            break;
+            return close((int)a[0]);
+        case SYS_close_range:
+            return close_range((unsigned)a[0], (unsigned)a[1], (int)a[2]);
+        case SYS_dup:
+            return dup((int)a[0]);
+        case SYS_dup2:
+            return dup2((int)a[0], (int)a[1]);
+        case SYS_dup3:
+            return dup3((int)a[0], (int)a[1], (int)a[2]);
         case SYS_statx:
             return shim_statx((int)a[0], (const char *)a[1], (int)a[2], (unsigned)a[3],
                               (struct statx *)a[4]);

@@ -105,6 +105,8 @@ def writes():
     out += [os.fstat(fd).st_size, os.lseek(fd, 0, os.SEEK_CUR), os.pread(fd, 20, 0)]
     os.ftruncate(fd, 6)
     out.append(os.pread(fd, 20, 0))
+    os.lseek(fd, 100, os.SEEK_SET)
+    out += [os.write(fd, b""), os.pwrite(fd, b"", 500), os.fstat(fd).st_size]
     os.close(fd)
     out.append(get("w1"))
     return out
@@ -179,13 +181,23 @@ def inherited():
 
 
 def reopened():
+    out = []
+    for name in ("/proc/self/fd/{}", "/dev/fd/{}", "/proc/%d/fd/{}" % os.getpid()):
+        fd = os.open(p("base"), os.O_RDONLY)
+        out.append(os.stat(name.format(fd)).st_size)
+        with open(name.format(fd), "rb") as f:
+            out.append(f.read())
+        os.close(fd)
+    return out
+
+
+def closed_range():
     fd = os.open(p("base"), os.O_RDONLY)
-    with open(f"/proc/self/fd/{fd}", "rb") as f:
-        a = f.read()
-    with open(f"/dev/fd/{fd}", "rb") as f:
-        b = f.read()
-    os.close(fd)
-    return a, b
+    os.closerange(fd, fd + 1)
+    h = os.open("/etc/hostname", os.O_RDONLY)
+    r = os.read(h, 100)
+    os.close(h)
+    return r
 
 
 def duplicated():
@@ -249,6 +261,7 @@ for name, fn in [("rdonly", rdonly), ("seeks", seeks), ("positional", positional
                  ("wrong_mode", wrong_mode), ("writes", writes), ("appends", appends),
                  ("python_io", python_io), ("mapped", mapped), ("forked", forked),
                  ("inherited", inherited), ("reopened", reopened), ("duplicated", duplicated),
+                 ("closed_range", closed_range),
                  ("passed_fd", passed_fd), ("locked", locked), ("advised", advised),
                  ("large", large)]:
     check(name, fn)

@@ -35,15 +35,28 @@ expect_eq "memfile: the committed values equal the local files'" \
     "$(cat "$TMP/local/w1" "$TMP/local/ap" "$TMP/local/py" "$TMP/local/mm" | od -c)" \
     "$(for k in w1 ap py mm; do $KVTOOL get "$B" "mf.$k"; done | od -c)"
 
-# A raw system call reaches the placeholder: EBADF, never wrong bytes.
-if ${CC:-cc} -O2 -Wall -Wextra -Werror -o "$TMP/rawread" "$PROGS/rawread.c" 2>"$TMP/cc.err"; then
+# C probes (progs/memprobe.c).
+MP=$TMP/memprobe
+if ${CC:-cc} -O2 -pthread -Wall -Wextra -Werror -o "$MP" "$PROGS/memprobe.c" 2>"$TMP/cc.err"; then
+    # A raw system call reaches the placeholder: EBADF, never wrong bytes.
     expect_eq "memfile: a raw read(2) the shim cannot see fails with EBADF; libc's read works" \
-        "raw: errno EBADF|libc: 0123456789" "$(run "$TMP/rawread" /state/mem/base | paste -sd'|')"
+        "raw: errno EBADF|libc: 0123456789" "$(run "$MP" raw /state/mem/base | paste -sd'|')"
     expect_eq "memfile: with ASYA_STATE_BUFFER=memfd the raw read gets the bytes" \
         "raw: 10 bytes|libc: 0123456789" \
-        "$(ASYA_STATE_BUFFER=memfd run "$TMP/rawread" /state/mem/base | paste -sd'|')"
+        "$(ASYA_STATE_BUFFER=memfd run "$MP" raw /state/mem/base | paste -sd'|')"
+    # Descriptors 0-2 are used by stdio past the hooks: a file opened there is a memfd.
+    run "$MP" stdout /state/mem/viastdout
+    rc=$?
+    expect_eq "memfile: a state file opened as stdout keeps what printf wrote" \
+        "rc 0|through stdio 1" "rc $rc|$($KVTOOL get "$B" mf.viastdout)"
+    # closefrom closes behind the descriptor table's back: the number's next file is local.
+    expect_eq "memfile: after closefrom, a local file on the same number reads its own bytes" \
+        "same number 1, read: $(cat /etc/hostname)" "$(run "$MP" closefrom /state/mem/base)"
+    # A fork while another thread commits: no child inherits a held buffer lock.
+    expect_eq "memfile: 300 forks while a thread fsyncs: no child hangs in close" \
+        "forks 300 hung 0" "$(T=120 run "$MP" forkclose /state/mem/forked 300)"
 else
-    fail "memfile: progs/rawread.c compiles" "$(cat "$TMP/cc.err")"
+    fail "memfile: progs/memprobe.c compiles" "$(cat "$TMP/cc.err")"
 fi
 
 # ASYA_STATE_BUFFER=memfd: every descriptor is a memfd at once; the data answers stay right.
