@@ -277,11 +277,12 @@ def main():
     machine()
     bucket = f"bench_{os.getpid()}"
     kvtool("--wait", "bucket-add", bucket)
-    cycles(bucket)
-    foreign(bucket)
-    first_touch(bucket)
-    memory(bucket)
-    sidecar(bucket)
+    # BENCH_ONLY=cycles,memory...: some sections only (for a quick look; the README table
+    # is written from a whole run)
+    only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
+    for section in (cycles, foreign, first_touch, memory, sidecar):
+        if not only or section.__name__ in only:
+            section(bucket)
 
 
 if __name__ == "__main__":
