@@ -58,14 +58,14 @@ static int dup_onto(int fd, int fd2, int flags, int three)
     int s = shim_mem_settle(fd);
     if (s < 0)
         return shim_fail(s);
-    if (fd != fd2)
-        shim_mem_fd_closing(fd2, fd2);
     /* An invalid fd leaves fd2 alone, as dup2 itself does. */
     int onto_ours = fd != fd2 && fdtable_get(fd2) && real_fcntl()(fd, F_GETFD, NULL) >= 0;
     int r = onto_ours ? shim_drop(fd2) : 0;
     int newfd = three ? real_dup3()(fd, fd2, flags) : real_dup2()(fd, fd2);
     if (newfd < 0)
         return newfd;
+    if (fd != fd2)
+        shim_mem_fd_closing(fd2, fd2); /* fd2 was closed: it may have been the placeholder */
     newfd = copied(fd, newfd);
     return r < 0 ? shim_fail(r) : newfd;
 }
@@ -135,8 +135,8 @@ SHIM_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 /* glibc's closefrom closes through its internal close_range: the same as close_range. */
 SHIM_EXPORT void closefrom(int lo)
 {
-    if (!shim_guard && lo >= 0)
-        (void)drop_range((unsigned int)lo, ~0U); /* closefrom reports nothing */
+    if (!shim_guard) /* glibc takes a negative lo as 0; closefrom reports nothing */
+        (void)drop_range(lo < 0 ? 0U : (unsigned int)lo, ~0U);
     real_closefrom()(lo);
 }
 

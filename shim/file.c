@@ -37,7 +37,7 @@ static int fill(int fd, const void *data, size_t len)
     const char *p = data;
     size_t done = 0;
     while (done < len) {
-        ssize_t n = pwrite(fd, p + done, len - done, (off_t)done);
+        ssize_t n = real_pwrite()(fd, p + done, len - done, (off_t)done);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -208,6 +208,8 @@ int shim_open(int dirfd, const char *path, int oflags, mode_t mode, int how)
 /* The one body of every open hook. */
 static int open_body(int dirfd, const char *path, int oflags, mode_t mode)
 {
+    if (__atomic_load_n(&shim_mem_live, __ATOMIC_RELAXED) && !shim_guard)
+        shim_mem_settle_at(dirfd, path);
     if (shim_guard || shim_foreign(path))
         return real_openat()(dirfd, path, oflags, mode);
     int r = shim_open(dirfd, path, oflags, mode, 0);
@@ -316,7 +318,7 @@ static int view_fd(int fd, struct view *v)
         return -ENOMEM;
     size_t done = 0;
     while (done < len) {
-        ssize_t n = pread(fd, buf + done, len - done, (off_t)done);
+        ssize_t n = real_pread()(fd, buf + done, len - done, (off_t)done);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {

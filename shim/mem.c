@@ -88,7 +88,16 @@ int shim_mem_open(kv_value *v, const kv_ops *ops, int oflags, struct shim_file *
         memcpy(m->data, v->data, v->len);
         m->cap = v->len;
     }
-    int fd = real_fcntl()(ph, (oflags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, (void *)0L);
+    int cmd = (oflags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD;
+    int fd = real_fcntl()(ph, cmd, (void *)0L);
+    if (fd < 0 && errno == EBADF) {
+        /* another thread closed the placeholder (closefrom) since it was looked up */
+        shim_mem_forget_placeholder(ph);
+        ph = placeholder();
+        fd = ph < 0 ? -1 : real_fcntl()(ph, cmd, (void *)0L);
+        if (ph < 0)
+            errno = ENOSYS;
+    }
     if (fd >= 0 && fd <= STDERR_FILENO) {
         /* A program reopening stdin, stdout or stderr: stdio reads and writes it past the
          * hooks, so it gets a memfd (the number is free again for the caller's). */
@@ -205,23 +214,27 @@ void shim_mem_settle_all(void)
 
 void shim_mem_settle_path(const char *path)
 {
-    const char *n = NULL;
-    if (path[0] != '/' || (path[1] != 'p' && path[1] != 'd'))
+    /* Any name ending in "fd/N" may be a /proc alias of descriptor N (/proc/self/fd/N,
+     * /proc/<pid>/task/<tid>/fd/N, /dev/fd/N, /proc//self/fd/N, fd/N from /proc/self): N is
+     * settled if it is an in-memory file. A name that only looks like one costs a settle,
+     * never a wrong answer. (A symbolic link elsewhere to such a name is not seen.) */
+    size_t len = strlen(path), d = len;
+    while (d > 0 && path[d - 1] >= '0' && path[d - 1] <= '9')
+        d--;
+    if (d == len || len - d > 9 || d < 3 || strncmp(path + d - 3, "fd/", 3) != 0 ||
+        (d > 3 && path[d - 4] != '/'))
         return;
-    if (strncmp(path, "/proc/self/fd/", 14) == 0)
-        n = path + 14;
-    else if (strncmp(path, "/dev/fd/", 8) == 0)
-        n = path + 8;
-    else if (strncmp(path, "/proc/thread-self/fd/", 21) == 0)
-        n = path + 21;
-    else if (strncmp(path, "/proc/", 6) == 0 && path[6] >= '1' && path[6] <= '9') {
-        char *end;
-        long pid = strtol(path + 6, &end, 10);
-        if (pid == (long)shim_pid() && strncmp(end, "/fd/", 4) == 0)
-            n = end + 4;
-    }
-    if (n && *n >= '0' && *n <= '9')
-        shim_mem_settle(atoi(n));
+    shim_mem_settle(atoi(path + d));
+}
+
+void shim_mem_settle_at(int dirfd, const char *path)
+{
+    /* openat(open("/proc/self/fd"), "N"): a bare number under a directory descriptor. */
+    if (dirfd == AT_FDCWD || !path || *path < '0' || *path > '9')
+        return;
+    size_t n = strspn(path, "0123456789");
+    if (n <= 9 && path[n] == '\0')
+        shim_mem_settle(atoi(path));
 }
 
 void shim_mem_after_fork_child(void)

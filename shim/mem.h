@@ -80,8 +80,10 @@ int shim_mem_settle(int fd);
 /* Settles every in-memory file of the process (before fork, exec, spawn). */
 void shim_mem_settle_all(void);
 
-/* Settles the file a /proc/self/fd/N or /dev/fd/N path names, if it is one. */
+/* Settles the file a /proc/self/fd/N, /dev/fd/N... path names, if it is one; and the one a
+ * bare number under a directory descriptor (openat of /proc/self/fd) may name. */
 void shim_mem_settle_path(const char *path);
+void shim_mem_settle_at(int dirfd, const char *path);
 
 /* fd's length when it is an in-memory file: 1 (*len set), else 0. */
 int shim_mem_size(int fd, size_t *len);

@@ -53,7 +53,7 @@ static int write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;
     while (len > 0) {
-        ssize_t n = write(fd, p, len);
+        ssize_t n = real_write()(fd, p, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -419,12 +419,12 @@ static void adopt(int hfd)
     while (off + sizeof(struct handoff_rec) <= size) {
         struct handoff_rec rec;
         char path[PATH_MAX + 1], rel[PATH_MAX + 1];
-        if (pread(hfd, &rec, sizeof rec, (off_t)off) != (ssize_t)sizeof rec ||
+        if (real_pread()(hfd, &rec, sizeof rec, (off_t)off) != (ssize_t)sizeof rec ||
             rec.magic != HANDOFF_MAGIC || rec.pathlen >= PATH_MAX || rec.rellen >= PATH_MAX)
             break;
         off += sizeof rec;
-        if (pread(hfd, path, rec.pathlen, (off_t)off) != (ssize_t)rec.pathlen ||
-            pread(hfd, rel, rec.rellen, (off_t)(off + rec.pathlen)) != (ssize_t)rec.rellen)
+        if (real_pread()(hfd, path, rec.pathlen, (off_t)off) != (ssize_t)rec.pathlen ||
+            real_pread()(hfd, rel, rec.rellen, (off_t)(off + rec.pathlen)) != (ssize_t)rec.rellen)
             break;
         off += rec.pathlen + rec.rellen;
         path[rec.pathlen] = '\0';

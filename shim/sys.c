@@ -64,8 +64,10 @@ SHIM_EXPORT long syscall(long number, ...)
             return close_range((unsigned)a[0], (unsigned)a[1], (int)a[2]);
         case SYS_dup:
             return dup((int)a[0]);
+#ifdef SYS_dup2
         case SYS_dup2:
             return dup2((int)a[0], (int)a[1]);
+#endif
         case SYS_dup3:
             return dup3((int)a[0], (int)a[1], (int)a[2]);
         case SYS_statx:
@@ -79,8 +81,10 @@ SHIM_EXPORT long syscall(long number, ...)
             break;
         case SYS_openat:
             return openat((int)a[0], (const char *)a[1], (int)a[2], (mode_t)a[3]);
+#ifdef SYS_open
         case SYS_open:
             return open((const char *)a[0], (int)a[1], (mode_t)a[2]);
+#endif
         default:
             break;
         }

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 
 D = sys.argv[1]
 
@@ -182,12 +183,19 @@ def inherited():
 
 def reopened():
     out = []
-    for name in ("/proc/self/fd/{}", "/dev/fd/{}", "/proc/%d/fd/{}" % os.getpid()):
+    for name in ("/proc/self/fd/{}", "/dev/fd/{}", "/proc/%d/fd/{}" % os.getpid(),
+                 "/proc/self/task/%d/fd/{}" % threading.get_native_id(), "/proc//self/fd/{}"):
         fd = os.open(p("base"), os.O_RDONLY)
         out.append(os.stat(name.format(fd)).st_size)
         with open(name.format(fd), "rb") as f:
             out.append(f.read())
         os.close(fd)
+    fd = os.open(p("base"), os.O_RDONLY)
+    d = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    r = os.open(str(fd), os.O_RDONLY, dir_fd=d)   # openat(dirfd, "N")
+    out.append(os.read(r, 100))
+    for x in (r, d, fd):
+        os.close(x)
     return out
 
 

@@ -52,6 +52,10 @@ if ${CC:-cc} -O2 -pthread -Wall -Wextra -Werror -o "$MP" "$PROGS/memprobe.c" 2>"
     # closefrom closes behind the descriptor table's back: the number's next file is local.
     expect_eq "memfile: after closefrom, a local file on the same number reads its own bytes" \
         "same number 1, read: $(cat /etc/hostname)" "$(run "$MP" closefrom /state/mem/base)"
+    run "$MP" closeall /state/mem/closeall
+    rc=$?
+    expect_eq "memfile: closefrom(-1) commits an open file as close does" \
+        "rc 0|by closefrom" "rc $rc|$($KVTOOL get "$B" mf.closeall)"
     # A fork while another thread commits: no child inherits a held buffer lock.
     expect_eq "memfile: 300 forks while a thread fsyncs: no child hangs in close" \
         "forks 300 hung 0" "$(T=120 run "$MP" forkclose /state/mem/forked 300)"

@@ -7,6 +7,8 @@
  *                            printf through stdio, close: the value must be what was printed
  *   memprobe closefrom PATH  opens PATH, closefrom() it away, opens /etc/hostname (the same
  *                            number) and prints what read gives: the host name, not PATH's
+ *   memprobe closeall PATH   writes PATH, then closefrom(-1) (glibc takes it as 0): the
+ *                            file is committed as by close
  *   memprobe forkclose PATH N  a thread fsyncs a written file in a loop while N forked
  *                            children close it and exit: "forks N hung 0" unless one hangs
  * x86-64 only (the raw system call). */
@@ -78,6 +80,15 @@ static int after_closefrom(const char *path)
     return 0;
 }
 
+static int close_all(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || write(fd, "by closefrom", 12) != 12)
+        return 1;
+    closefrom(-1);
+    return 0;
+}
+
 static int fd_sync;
 static volatile int stop;
 
@@ -130,6 +141,8 @@ int main(int argc, char **argv)
         return to_stdout(argv[2]);
     if (argc == 3 && strcmp(argv[1], "closefrom") == 0)
         return after_closefrom(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "closeall") == 0)
+        return close_all(argv[2]);
     if (argc == 4 && strcmp(argv[1], "forkclose") == 0)
         return fork_close(argv[2], atoi(argv[3]));
     fprintf(stderr, "usage: see the first comment of memprobe.c\n");
