@@ -43,7 +43,7 @@ static int copied(int fd, int newfd)
 /* A copy shares the open file, offset included: an in-memory file becomes a kernel one. */
 SHIM_EXPORT int dup(int fd)
 {
-    int s = shim_guard ? 0 : shim_mem_settle(fd);
+    int s = shim_mem_settle(fd); /* nothing to settle under the guard */
     if (s < 0)
         return shim_fail(s);
     int newfd = real_dup()(fd);

@@ -162,16 +162,13 @@ static int open_mount(const struct shim_path *p, int oflags, int how)
         fd = shim_buffer_open(v.data, v.len, oflags);
     r = fd < 0 ? fd : fdtable_set(fd, f);
     ops->release_value(&v); /* an in-memory read-only file took it: then a no-op */
-    if (r < 0) {
-        if (f->mem)
-            shim_mem_release(f->mem);
+    if (r < 0) { /* f never made it into the table */
         if (fd >= 0)
             real_close()(fd);
-        if (f->refs == 0) {
-            free(f->mem);
-            free(rel);
-            free(f);
-        }
+        if (f->mem)
+            fdtable_free_mem(f->mem);
+        free(rel);
+        free(f);
         return r;
     }
     log_at(LOG_DEBUG, "open %s (%s) rev %llu fd %d", p->rel, p->mount->path,

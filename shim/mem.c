@@ -248,7 +248,9 @@ void shim_mem_after_fork_child(void)
     }
 }
 
-/* ---- the hooks ---- */
+/* ---- the hooks ----
+ * off_t is 64-bit on this target, so each 64 variant is the same call: it forwards to the
+ * plain hook, and the plain hook's libc function serves both. */
 
 enum { IO_WRITE = 1, IO_AT_POS = 2, IO_APPEND = 4 };
 
@@ -382,9 +384,7 @@ SHIM_EXPORT ssize_t pread(int fd, void *buf, size_t n, off_t off)
 
 SHIM_EXPORT ssize_t pread64(int fd, void *buf, size_t n, off_t off)
 {
-    struct iovec v = { buf, n };
-    ssize_t r;
-    return mem_call(fd, &v, 1, off, 0, &r) ? r : real_pread64()(fd, buf, n, off);
+    return pread(fd, buf, n, off);
 }
 
 SHIM_EXPORT ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t buflen)
@@ -396,9 +396,7 @@ SHIM_EXPORT ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t b
 
 SHIM_EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off, size_t buflen)
 {
-    if (n > buflen)
-        return real___pread64_chk()(fd, buf, n, off, buflen);
-    return pread(fd, buf, n, off);
+    return __pread_chk(fd, buf, n, off, buflen);
 }
 
 SHIM_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
@@ -415,8 +413,7 @@ SHIM_EXPORT ssize_t preadv(int fd, const struct iovec *iov, int cnt, off_t off)
 
 SHIM_EXPORT ssize_t preadv64(int fd, const struct iovec *iov, int cnt, off_t off)
 {
-    ssize_t r;
-    return mem_call(fd, iov, cnt, off, 0, &r) ? r : real_preadv64()(fd, iov, cnt, off);
+    return preadv(fd, iov, cnt, off);
 }
 
 SHIM_EXPORT ssize_t preadv2(int fd, const struct iovec *iov, int cnt, off_t off, int flags)
@@ -428,9 +425,7 @@ SHIM_EXPORT ssize_t preadv2(int fd, const struct iovec *iov, int cnt, off_t off,
 
 SHIM_EXPORT ssize_t preadv64v2(int fd, const struct iovec *iov, int cnt, off_t off, int flags)
 {
-    ssize_t r;
-    return mem_call(fd, iov, cnt, off, v2_how(off, flags, 0), &r)
-               ? r : real_preadv64v2()(fd, iov, cnt, off, flags);
+    return preadv2(fd, iov, cnt, off, flags);
 }
 
 SHIM_EXPORT ssize_t write(int fd, const void *buf, size_t n)
@@ -449,9 +444,7 @@ SHIM_EXPORT ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 
 SHIM_EXPORT ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
 {
-    struct iovec v = { (void *)buf, n };
-    ssize_t r;
-    return mem_call(fd, &v, 1, off, IO_WRITE, &r) ? r : real_pwrite64()(fd, buf, n, off);
+    return pwrite(fd, buf, n, off);
 }
 
 SHIM_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
@@ -469,9 +462,7 @@ SHIM_EXPORT ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
 
 SHIM_EXPORT ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off_t off)
 {
-    ssize_t r;
-    return mem_call(fd, iov, cnt, off, IO_WRITE, &r) ? r
-                                                     : real_pwritev64()(fd, iov, cnt, off);
+    return pwritev(fd, iov, cnt, off);
 }
 
 SHIM_EXPORT ssize_t pwritev2(int fd, const struct iovec *iov, int cnt, off_t off, int flags)
@@ -483,9 +474,7 @@ SHIM_EXPORT ssize_t pwritev2(int fd, const struct iovec *iov, int cnt, off_t off
 
 SHIM_EXPORT ssize_t pwritev64v2(int fd, const struct iovec *iov, int cnt, off_t off, int flags)
 {
-    ssize_t r;
-    return mem_call(fd, iov, cnt, off, v2_how(off, flags, IO_WRITE), &r)
-               ? r : real_pwritev64v2()(fd, iov, cnt, off, flags);
+    return pwritev2(fd, iov, cnt, off, flags);
 }
 
 /* The one body of lseek and lseek64 on an in-memory file. */
@@ -645,9 +634,7 @@ SHIM_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_
 
 SHIM_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    if (!(flags & MAP_ANONYMOUS) && need_kernel(fd) < 0)
-        return MAP_FAILED;
-    return real_mmap64()(addr, len, prot, flags, fd, off);
+    return mmap(addr, len, prot, flags, fd, off);
 }
 
 SHIM_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t n)
@@ -659,9 +646,7 @@ SHIM_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t n)
 
 SHIM_EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t n)
 {
-    if (need_kernel(out) < 0 || need_kernel(in) < 0)
-        return -1;
-    return real_sendfile64()(out, in, off, n);
+    return sendfile(out, in, off, n);
 }
 
 SHIM_EXPORT ssize_t copy_file_range(int in, off_t *inoff, int out, off_t *outoff, size_t n,
@@ -692,7 +677,7 @@ SHIM_EXPORT int lockf(int fd, int cmd, off_t len)
 
 SHIM_EXPORT int lockf64(int fd, int cmd, off_t len)
 {
-    return need_kernel(fd) < 0 ? -1 : real_lockf64()(fd, cmd, len);
+    return lockf(fd, cmd, len);
 }
 
 SHIM_EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
@@ -702,7 +687,7 @@ SHIM_EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
 
 SHIM_EXPORT int fallocate64(int fd, int mode, off_t off, off_t len)
 {
-    return need_kernel(fd) < 0 ? -1 : real_fallocate64()(fd, mode, off, len);
+    return fallocate(fd, mode, off, len);
 }
 
 SHIM_EXPORT int posix_fallocate(int fd, off_t off, off_t len)
@@ -713,8 +698,7 @@ SHIM_EXPORT int posix_fallocate(int fd, off_t off, off_t len)
 
 SHIM_EXPORT int posix_fallocate64(int fd, off_t off, off_t len)
 {
-    int r = shim_mem_settle(fd);
-    return r < 0 ? -r : real_posix_fallocate64()(fd, off, len);
+    return posix_fallocate(fd, off, len);
 }
 
 SHIM_EXPORT int ioctl(int fd, unsigned long req, ...)

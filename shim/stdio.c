@@ -4,8 +4,9 @@
  * symbols, so a stream on a mount path is made here: the file is opened by the shim
  * (shim_open, a memfd buffer) and wrapped by libc's own fdopen with the program's mode.
  * fclose of a mount stream flushes, drops the descriptor (the commit, whose error fclose
- * returns) and then lets libc close it. fdopen needs no hook: it wraps a descriptor that is
- * already in the table. Foreign streams cost one fdtable lookup. fcloseall is not hooked:
+ * returns) and then lets libc close it. fdopen of a descriptor already in the table only
+ * needs it to be a kernel file (its hook, in shim/mem.c, settles an in-memory one). Foreign
+ * streams cost one fdtable lookup. fcloseall is not hooked:
  * glibc's only flushes (it closes no descriptor), so the buffers stay open until close/exit. */
 #include "shim/shim.h"
 
@@ -14,7 +15,6 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "shim/mem.h"
 
 /* The descriptor behind a stream, read from the FILE itself: fileno() would set errno for
  * streams without one (fmemopen, fopencookie), which are -1 here. */
@@ -35,8 +35,6 @@ static void forget(int fd)
 {
     int e = errno;
     struct shim_file *f = fdtable_take(fd, NULL);
-    if (f && f->mem)
-        shim_mem_release(f->mem); /* an in-memory file has one descriptor */
     if (f)
         fdtable_unref(f);
     real_close()(fd);
