@@ -1,11 +1,14 @@
 /* directprog.c: the floor: the same cycles as shimprog.c made with direct nats.c calls
  * (kvStore_Get / kvStore_Update, the revision kept as the shim keeps it), no preload.
  *
- *   directprog cycles URL BUCKET         batches from stdin (see common.h) on key d<size>
+ *   directprog cycles URL BUCKET [C]     batches from stdin (see common.h) on key d<size>
+ *                                        (C<size> if given: a second copy, the bench's A/A)
  *   directprog cycles-id URL BUCKET      the same on key i<size>, each write published as the
- *                                        shim publishes it: js_PublishMsg expecting the
+ *                                        shim publishes it: js_Publish expecting the
  *                                        revision, with a unique Nats-Msg-Id header
- *   directprog first URL BUCKET KEY      connect + bind + Get; prints us since BENCH_T0_NS */
+ *   directprog first URL BUCKET KEY      connect + bind + Get; prints us since BENCH_T0_NS
+ *   directprog puts URL BUCKET KEY       for each word read from stdin, prints the monotonic
+ *                                        time in ns, then puts the word as KEY's value */
 #include <errno.h>
 #include <nats/nats.h>
 #include <unistd.h>
@@ -16,6 +19,7 @@ static kvStore *kv;
 static jsCtx *js_ctx;
 static const char *bucket_name;
 static int with_id;             /* cycles-id */
+static char key_char = 'd';     /* the keys' first letter */
 static char *buf;
 static size_t bufcap;
 static uint64_t revs[1 << 8];   /* last known revision per size slot */
@@ -28,7 +32,7 @@ static int slot(size_t size)
 static int st_err(natsStatus s)
 {
     if (s != NATS_OK)
-        fprintf(stderr, "directprog: %s\n", natsStatus_GetText(s));
+        fprintf(stderr, "directprog: %s (%s)\n", natsStatus_GetText(s), nats_GetLastError(NULL));
     return s == NATS_OK ? 0 : -EIO;
 }
 
@@ -61,16 +65,12 @@ static int update(const char *key, size_t len, uint64_t *rev)
     jsPubOptions_Init(&po);
     po.MsgId = id;
     po.ExpectLastSubjectSeq = *rev;
-    natsMsg *msg = NULL;
     jsPubAck *pa = NULL;
     jsErrCode jerr = 0;
-    natsStatus s = natsMsg_Create(&msg, subj, NULL, buf, (int)len);
-    if (s == NATS_OK)
-        s = js_PublishMsg(&pa, js_ctx, msg, &po, &jerr);
+    natsStatus s = js_Publish(&pa, js_ctx, subj, buf, (int)len, &po, &jerr);
     if (s == NATS_OK)
         *rev = pa->Sequence;
     jsPubAck_Destroy(pa);
-    natsMsg_Destroy(msg);
     return st_err(s);
 }
 
@@ -79,7 +79,7 @@ static int cycle(const char *op, size_t size, unsigned iter)
     char key[64];
     size_t len;
     uint64_t *rev = &revs[slot(size)];
-    snprintf(key, sizeof key, "%c%zu", with_id ? 'i' : 'd', size);
+    snprintf(key, sizeof key, "%c%zu", key_char, size);
     if (size + 1 > bufcap) {
         free(buf);
         bufcap = size + 1;
@@ -123,6 +123,7 @@ int main(int argc, char **argv)
     int rc = 2;
     if (argc >= 4 && (strcmp(argv[1], "cycles") == 0 || strcmp(argv[1], "cycles-id") == 0)) {
         with_id = strcmp(argv[1], "cycles-id") == 0;
+        key_char = with_id ? 'i' : argc >= 5 ? argv[4][0] : 'd';
         bucket_name = argv[3];
         if (bind(argv[2], argv[3], &nc, &js) < 0)
             return 1;
@@ -137,6 +138,16 @@ int main(int argc, char **argv)
             return 1;
         printf("%.1f\n", bench_since_t0_us());
         rc = 0;
+    } else if (argc >= 5 && strcmp(argv[1], "puts") == 0) {
+        char word[32];
+        if (bind(argv[2], argv[3], &nc, &js) < 0)
+            return 1;
+        rc = 0;
+        while (rc == 0 && scanf("%31s", word) == 1) {
+            printf("%llu\n", (unsigned long long)bench_now_ns());
+            fflush(stdout);
+            rc = st_err(kvStore_PutString(NULL, kv, argv[4], word)) < 0;
+        }
     } else {
         fprintf(stderr, "usage: see the first comment of bench/directprog.c\n");
     }

@@ -5,7 +5,9 @@
  *   shimprog first PATH          one read-open of PATH; prints microseconds since BENCH_T0_NS
  *   shimprog mkhold DIR N SIZE   creates DIR/h000.. (N files of SIZE bytes)
  *   shimprog hold DIR N          opens and reads N files, keeps them open; prints ru_maxrss KiB
- *   shimprog loop PATH N         N open/read/close of PATH; prints seconds */
+ *   shimprog loop PATH N         N open/read/close of PATH; prints seconds
+ *   shimprog watch PATH          for each number read from stdin, reads PATH until it holds
+ *                                that number, then prints the monotonic time in ns */
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -179,6 +181,28 @@ int main(int argc, char **argv)
             close(fd);
         }
         printf("%.4f\n", (double)(bench_now_ns() - t0) / 1e9);
+        return 0;
+    }
+    if (argc >= 3 && strcmp(argv[1], "watch") == 0) {
+        char want[32], b[64];
+        struct timespec pause = { 0, 20000 };
+        while (scanf("%31s", want) == 1) {
+            for (;;) {
+                int fd = open(argv[2], O_RDONLY);
+                ssize_t n = fd < 0 ? -errno : read_all(fd, b, sizeof b - 1);
+                if (fd >= 0)
+                    close(fd);
+                if (n < 0 && n != -ENOENT) {
+                    fprintf(stderr, "%s: %s\n", argv[2], strerror((int)-n));
+                    return 1;
+                }
+                if (n >= 0 && (b[n] = '\0', strcmp(b, want) == 0))
+                    break;
+                nanosleep(&pause, NULL);
+            }
+            printf("%llu\n", (unsigned long long)bench_now_ns());
+            fflush(stdout);
+        }
         return 0;
     }
     fprintf(stderr, "usage: see the first comment of bench/shimprog.c\n");

@@ -1,7 +1,7 @@
 /* ops.c: the operations on one key: get, stat, commit, remove, version, and the publish
  * that every write goes through.
  *
- * Writes are published by us (js_PublishMsg to "$KV.<bucket>.<key>"), not by kvStore_*, so
+ * Writes are published by us (js_Publish to "$KV.<bucket>.<key>"), not by kvStore_*, so
  * that every commit carries a unique Nats-Msg-Id and the server's answer carries a JetStream
  * error code: 10071 (wrong last sequence) is a conflict, 10054 a value over the bucket's
  * limit. Expectations: create-only is ExpectNoMessage (nats.c's ExpectLastSubjectSeq == 0
@@ -143,7 +143,7 @@ typedef struct pub_req {
     uint64_t expect;        /* 0 put, KV_REV_ABSENT create-only, else expected revision */
 } pub_req;
 
-/* One js_PublishMsg. Returns 0 (*seq set), a negative errno, or 1 for an unknown outcome. */
+/* One publish. Returns 0 (*seq set), a negative errno, or 1 for an unknown outcome. */
 static int publish_once(kv_conn *c, const pub_req *q, uint64_t *seq, const char **why)
 {
     natsMsg *msg = NULL;
@@ -159,11 +159,19 @@ static int publish_once(kv_conn *c, const pub_req *q, uint64_t *seq, const char 
         po.ExpectLastSubjectSeq = q->expect;
     kv_guard g;
     guard_enter(&g, GUARD_REQUEST);
-    natsStatus s = natsMsg_Create(&msg, q->subj, NULL, q->data, (int)q->len);
-    if (s == NATS_OK && q->del)
-        s = natsMsgHeader_Set(msg, "KV-Operation", "DEL");
-    if (s == NATS_OK)
-        s = js_PublishMsg(&pa, c->js, msg, &po, &jerr);
+    /* js_Publish sends from a message on its stack: no copy of the value, and no heap
+     * message for nats.c's collector thread to free (a wake-up per commit). A delete needs
+     * its header, so it builds one. */
+    natsStatus s;
+    if (!q->del) {
+        s = js_Publish(&pa, c->js, q->subj, q->data, (int)q->len, &po, &jerr);
+    } else {
+        s = natsMsg_Create(&msg, q->subj, NULL, q->data, (int)q->len);
+        if (s == NATS_OK)
+            s = natsMsgHeader_Set(msg, "KV-Operation", "DEL");
+        if (s == NATS_OK)
+            s = js_PublishMsg(&pa, c->js, msg, &po, &jerr);
+    }
     int r = 0;
     if (s == NATS_OK)
         *seq = pa->Sequence;
