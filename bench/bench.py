@@ -27,7 +27,7 @@ KVTOOL = os.path.join(BUILD, "tools", "kvtool")
 SHIMPROG = os.path.join(BUILD, "bench", "shimprog")
 DIRECTPROG = os.path.join(BUILD, "bench", "directprog")
 PEER = os.path.join(BUILD, "bench", "peer")
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "60"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "120"))
 BATCH = int(os.environ.get("BENCH_BATCH", "20"))
 PYTHON = os.path.realpath(sys.executable)
 
@@ -89,7 +89,7 @@ class Worker:
         self.p.wait(timeout=10)
 
 
-EPOCHS = int(os.environ.get("BENCH_EPOCHS", "6"))
+EPOCHS = int(os.environ.get("BENCH_EPOCHS", "12"))
 
 
 def cycle_workers(bucket):
@@ -139,6 +139,10 @@ def cycles(bucket):
                             samples.setdefault((side, op, s), []).extend(t)
         for _, w in workers:
             w.close()
+    if os.environ.get("BENCH_SAMPLES"):      # every sample, for a closer look
+        import json
+        with open(os.environ["BENCH_SAMPLES"], "w") as f:
+            json.dump({f"{k[0]} {k[1]} {k[2]}": v for k, v in samples.items()}, f)
     for s in sizes:
         limit = 1.10 if s == 1024 else 1.25
         for op in ops:

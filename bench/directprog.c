@@ -3,7 +3,7 @@
  *
  *   directprog cycles URL BUCKET [C]     batches from stdin (see common.h) on key d<size>
  *                                        (C<size> if given: a second copy, the bench's A/A)
- *   directprog cycles-id URL BUCKET      the same on key i<size>, each write published as the
+ *   directprog cycles-id URL BUCKET [C]  the same on key i<size>, each write published as the
  *                                        shim publishes it: js_Publish expecting the
  *                                        revision, with a unique Nats-Msg-Id header
  *   directprog first URL BUCKET KEY      connect + bind + Get; prints us since BENCH_T0_NS
@@ -123,7 +123,7 @@ int main(int argc, char **argv)
     int rc = 2;
     if (argc >= 4 && (strcmp(argv[1], "cycles") == 0 || strcmp(argv[1], "cycles-id") == 0)) {
         with_id = strcmp(argv[1], "cycles-id") == 0;
-        key_char = with_id ? 'i' : argc >= 5 ? argv[4][0] : 'd';
+        key_char = argc >= 5 ? argv[4][0] : with_id ? 'i' : 'd';
         bucket_name = argv[3];
         if (bind(argv[2], argv[3], &nc, &js) < 0)
             return 1;
