@@ -13,7 +13,7 @@
 #define CHUNKS (FDTABLE_MAX / CHUNK)
 
 static struct shim_file **chunks[CHUNKS];
-static int entries; /* non-NULL slots, so an empty table is known without a walk */
+int fdtable_entries; /* non-NULL slots, so an empty table is known without a walk */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct shim_file **slot(int fd, int create)
@@ -45,7 +45,7 @@ int fdtable_set(int fd, struct shim_file *f)
             old->fds--;
         __atomic_store_n(s, f, __ATOMIC_RELEASE);
         if (!old)
-            __atomic_add_fetch(&entries, 1, __ATOMIC_RELEASE);
+            __atomic_add_fetch(&fdtable_entries, 1, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&lock);
     if (old)
@@ -55,7 +55,7 @@ int fdtable_set(int fd, struct shim_file *f)
 
 struct shim_file *fdtable_get(int fd)
 {
-    if (__atomic_load_n(&entries, __ATOMIC_RELAXED) == 0)
+    if (__atomic_load_n(&fdtable_entries, __ATOMIC_RELAXED) == 0)
         return NULL; /* most processes never open a mount file */
     struct shim_file **s = slot(fd, 0);
     return s ? __atomic_load_n(s, __ATOMIC_ACQUIRE) : NULL;
@@ -83,7 +83,7 @@ struct shim_file *fdtable_take(int fd, int *last)
     struct shim_file *f = s ? *s : NULL;
     if (f) {
         __atomic_store_n(s, NULL, __ATOMIC_RELEASE);
-        __atomic_sub_fetch(&entries, 1, __ATOMIC_RELEASE);
+        __atomic_sub_fetch(&fdtable_entries, 1, __ATOMIC_RELEASE);
         if (last)
             *last = --f->fds == 0;
         else
@@ -122,7 +122,7 @@ void fdtable_fork_unlock(int child)
 
 int fdtable_next(int fd)
 {
-    if (__atomic_load_n(&entries, __ATOMIC_ACQUIRE) == 0)
+    if (__atomic_load_n(&fdtable_entries, __ATOMIC_ACQUIRE) == 0)
         return -1;
     for (; fd >= 0 && fd < FDTABLE_MAX; fd++) {
         struct shim_file **c = __atomic_load_n(&chunks[fd >> CHUNK_BITS], __ATOMIC_ACQUIRE);

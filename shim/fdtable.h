@@ -44,6 +44,13 @@ int fdtable_set(int fd, struct shim_file *f);
 /* The record for fd, or NULL for a descriptor that is not a mount file. No lock. */
 struct shim_file *fdtable_get(int fd);
 
+/* 1 when no descriptor has a record (most processes, always): inline, for the hot hooks. */
+extern int fdtable_entries;
+static inline int fdtable_empty(void)
+{
+    return __atomic_load_n(&fdtable_entries, __ATOMIC_RELAXED) == 0;
+}
+
 /* The record for fd with a reference taken (release with fdtable_unref), or NULL: for a
  * caller that uses it while another thread may close fd. */
 struct shim_file *fdtable_hold(int fd);

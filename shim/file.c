@@ -203,7 +203,7 @@ int shim_open(int dirfd, const char *path, int oflags, mode_t mode, int how)
 }
 
 /* The one body of every open hook. */
-static int open_body(int dirfd, const char *path, int oflags, mode_t mode)
+SHIM_SLOW int open_slow(int dirfd, const char *path, int oflags, mode_t mode)
 {
     if (__atomic_load_n(&shim_mem_live, __ATOMIC_RELAXED) && !shim_guard)
         shim_mem_settle_at(dirfd, path);
@@ -211,6 +211,11 @@ static int open_body(int dirfd, const char *path, int oflags, mode_t mode)
         return real_openat()(dirfd, path, oflags, mode);
     int r = shim_open(dirfd, path, oflags, mode, 0);
     return r < 0 ? shim_fail(r) : r;
+}
+
+static inline int open_body(int dirfd, const char *path, int oflags, mode_t mode)
+{
+    SHIM_FAST(openat, shim_foreign_quick(path), open_slow, dirfd, path, oflags, mode);
 }
 
 SHIM_EXPORT int open(const char *path, int flags, ...)
@@ -414,7 +419,7 @@ int shim_commit(int fd, struct shim_file *f, int final)
     return r;
 }
 
-SHIM_EXPORT int close(int fd)
+SHIM_SLOW int close_slow(int fd)
 {
     if (!shim_guard)
         shim_mem_fd_closing(fd, fd);
@@ -425,6 +430,14 @@ SHIM_EXPORT int close(int fd)
     if (r < 0)
         return shim_fail(r);
     return c;
+}
+
+/* No record in the table and no placeholder to forget: libc's close, nothing else. */
+SHIM_EXPORT int close(int fd)
+{
+    SHIM_FAST(close, fdtable_empty() && __atomic_load_n(&shim_mem_placeholder,
+                                                         __ATOMIC_RELAXED) < 0,
+              close_slow, fd);
 }
 
 static int sync_body(int fd, int (*real)(int))

@@ -355,17 +355,28 @@ static int mem_call(int fd, const struct iovec *iov, int cnt, off_t off, unsigne
     return 1;
 }
 
+/* The hot hooks' quick test (SHIM_FAST): no in-memory file is open. */
+static inline int none_live(void)
+{
+    return __atomic_load_n(&shim_mem_live, __ATOMIC_RELAXED) == 0;
+}
+
 /* preadv2/pwritev2: offset -1 is the file position; RWF_APPEND appends. */
 static unsigned v2_how(off_t off, int flags, unsigned how)
 {
     return how | (off == -1 ? IO_AT_POS : 0) | ((flags & RWF_APPEND) ? IO_APPEND : 0);
 }
 
-SHIM_EXPORT ssize_t read(int fd, void *buf, size_t n)
+SHIM_SLOW ssize_t read_slow(int fd, void *buf, size_t n)
 {
     struct iovec v = { buf, n };
     ssize_t r;
     return mem_call(fd, &v, 1, 0, IO_AT_POS, &r) ? r : real_read()(fd, buf, n);
+}
+
+SHIM_EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+    SHIM_FAST(read, none_live(), read_slow, fd, buf, n);
 }
 
 SHIM_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
@@ -375,11 +386,16 @@ SHIM_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
     return read(fd, buf, n);
 }
 
-SHIM_EXPORT ssize_t pread(int fd, void *buf, size_t n, off_t off)
+SHIM_SLOW ssize_t pread_slow(int fd, void *buf, size_t n, off_t off)
 {
     struct iovec v = { buf, n };
     ssize_t r;
     return mem_call(fd, &v, 1, off, 0, &r) ? r : real_pread()(fd, buf, n, off);
+}
+
+SHIM_EXPORT ssize_t pread(int fd, void *buf, size_t n, off_t off)
+{
+    SHIM_FAST(pread, none_live(), pread_slow, fd, buf, n, off);
 }
 
 SHIM_EXPORT ssize_t pread64(int fd, void *buf, size_t n, off_t off)
@@ -428,18 +444,28 @@ SHIM_EXPORT ssize_t preadv64v2(int fd, const struct iovec *iov, int cnt, off_t o
     return preadv2(fd, iov, cnt, off, flags);
 }
 
-SHIM_EXPORT ssize_t write(int fd, const void *buf, size_t n)
+SHIM_SLOW ssize_t write_slow(int fd, const void *buf, size_t n)
 {
     struct iovec v = { (void *)buf, n };
     ssize_t r;
     return mem_call(fd, &v, 1, 0, IO_WRITE | IO_AT_POS, &r) ? r : real_write()(fd, buf, n);
 }
 
-SHIM_EXPORT ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
+SHIM_EXPORT ssize_t write(int fd, const void *buf, size_t n)
+{
+    SHIM_FAST(write, none_live(), write_slow, fd, buf, n);
+}
+
+SHIM_SLOW ssize_t pwrite_slow(int fd, const void *buf, size_t n, off_t off)
 {
     struct iovec v = { (void *)buf, n };
     ssize_t r;
     return mem_call(fd, &v, 1, off, IO_WRITE, &r) ? r : real_pwrite()(fd, buf, n, off);
+}
+
+SHIM_EXPORT ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    SHIM_FAST(pwrite, none_live(), pwrite_slow, fd, buf, n, off);
 }
 
 SHIM_EXPORT ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
@@ -497,7 +523,7 @@ static off_t mem_seek(struct shim_mem *m, off_t off, int whence)
     return m->pos = base + off;
 }
 
-SHIM_EXPORT off_t lseek(int fd, off_t off, int whence)
+SHIM_SLOW off_t lseek_slow(int fd, off_t off, int whence)
 {
     struct shim_mem *m = shim_mem_get(fd);
     if (!m)
@@ -505,6 +531,11 @@ SHIM_EXPORT off_t lseek(int fd, off_t off, int whence)
     off_t r = mem_seek(m, off, whence);
     shim_mem_put(m);
     return r < 0 ? shim_fail((int)r) : r;
+}
+
+SHIM_EXPORT off_t lseek(int fd, off_t off, int whence)
+{
+    SHIM_FAST(lseek, none_live(), lseek_slow, fd, off, whence);
 }
 
 SHIM_EXPORT off_t lseek64(int fd, off_t off, int whence)

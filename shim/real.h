@@ -72,4 +72,18 @@ void *real_lookup(const char *name);
 #include "shim/hooks.def"
 #undef HOOK
 
+/* A hot hook's common case, as a tail call: libc's function, once it is known, when quick
+ * (an expression on the arguments) says nothing of the shim's is involved; else slow, a
+ * function with the hook's own parameters, declared SHIM_SLOW (inlined, its frame would be
+ * set up before the test). Neither path needs a frame, so a program that never touches a
+ * mount pays a few instructions per call. */
+#define SHIM_SLOW static __attribute__((noinline))
+#define SHIM_FAST(name, quick, slow, ...)                                              \
+    do {                                                                               \
+        real_##name##_fn f_ = __atomic_load_n(&real_fns.name, __ATOMIC_ACQUIRE);      \
+        if (__builtin_expect(f_ != NULL && (quick), 1))                                \
+            return f_(__VA_ARGS__);                                                    \
+        return slow(__VA_ARGS__);                                                      \
+    } while (0)
+
 #endif

@@ -47,8 +47,26 @@ enum shim_env {
 const char *shim_env(enum shim_env var);
 
 /* 1 when path is surely local without resolving it: an absolute path whose first component
- * is on no mount (the hot path of every hook: no lock, no allocation, no big frame). */
-int shim_foreign(const char *path);
+ * is on no mount (the hot path of every hook: no lock, no allocation, no big frame). The
+ * common case is inline (shim_foreign_quick: 1 when it proves the path local, 0 when it
+ * cannot): no in-memory file open, and no mount's first byte (nor '/' or '.') where the
+ * path's second is. Everything else asks shim_foreign_slow. */
+extern uint64_t shim_screen_bits[4];
+extern int shim_mem_live;
+int shim_foreign_slow(const char *path);
+
+static inline int shim_foreign_quick(const char *path)
+{
+    if (!path || path[0] != '/' || __atomic_load_n(&shim_mem_live, __ATOMIC_RELAXED) != 0)
+        return 0;
+    unsigned char c = (unsigned char)path[1];
+    return !(__atomic_load_n(&shim_screen_bits[c >> 6], __ATOMIC_RELAXED) >> (c & 63) & 1);
+}
+
+static inline int shim_foreign(const char *path)
+{
+    return __builtin_expect(shim_foreign_quick(path), 1) || shim_foreign_slow(path);
+}
 
 /* Stats (idx, rel) through the backend (guard and loading handled). 0 or -errno. */
 int shim_mount_stat(int idx, const char *rel, kv_stat *ks);

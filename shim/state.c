@@ -106,6 +106,10 @@ static struct {
 static int nscreen;
 static uint64_t screen_first[4]; /* bitmap of the screen's first bytes: most paths miss it */
 
+/* What shim_foreign (shim.h) reads: screen_first with '/' and '.' added, published once the
+ * scan is done; all ones before that, and when nothing can be screened (SCREEN_ALL). */
+uint64_t shim_screen_bits[4] = { ~0ULL, ~0ULL, ~0ULL, ~0ULL };
+
 /* The scan runs in every process that ever makes a hooked call, so it calls nothing of libc:
  * each libc function's first call through the PLT costs about 700 instructions to bind,
  * as much as the rest of the scan (measured with callgrind on `cat /etc/hostname`). */
@@ -197,6 +201,21 @@ static void env_scan(void)
     }
 }
 
+/* Each word is stored whole: a reader sees all ones (and asks screen_may_match) or the
+ * final word, which gives the answer screen_may_match would. */
+static void screen_publish(void)
+{
+    uint64_t bits[4] = { ~0ULL, ~0ULL, ~0ULL, ~0ULL };
+    if (nscreen != SCREEN_ALL) {
+        for (int i = 0; i < 4; i++)
+            bits[i] = screen_first[i];
+        bits['/' >> 6] |= 1ULL << ('/' & 63);
+        bits['.' >> 6] |= 1ULL << ('.' & 63);
+    }
+    for (int i = 0; i < 4; i++)
+        __atomic_store_n(&shim_screen_bits[i], bits[i], __ATOMIC_RELAXED);
+}
+
 /* env_scan once per process, without pthread_once (a libc call, see above): the first
  * caller scans, any other waits until it is done (microseconds, once). */
 static void env_ensure_slow(void)
@@ -206,6 +225,7 @@ static void env_ensure_slow(void)
                                     __ATOMIC_ACQUIRE)) {
         env_scan();
         __atomic_store_n(&env_state, 2, __ATOMIC_RELEASE);
+        screen_publish();
         return;
     }
     while (__atomic_load_n(&env_state, __ATOMIC_ACQUIRE) != 2)
@@ -426,7 +446,7 @@ static int resolve_at(int dirfd, const char *path, char *out, size_t outsz, int 
     return path_normalize(base, path, out, outsz);
 }
 
-int shim_foreign(const char *path)
+int shim_foreign_slow(const char *path)
 {
     /* Every path hook asks this first: a /proc/self/fd/N (or /dev/fd/N) naming an in-memory
      * file becomes its memfd before libc or the kernel looks at the name. */
