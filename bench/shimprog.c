@@ -6,8 +6,9 @@
  *   shimprog mkhold DIR N SIZE   creates DIR/h000.. (N files of SIZE bytes)
  *   shimprog hold DIR N          opens and reads N files, keeps them open; prints ru_maxrss KiB
  *   shimprog loop PATH N         N open/read/close of PATH; prints seconds
- *   shimprog watch PATH          for each number read from stdin, reads PATH until it holds
- *                                that number, then prints the monotonic time in ns */
+ *   shimprog watch PATH          for each word read from stdin, reads PATH until it holds
+ *                                that word, then prints the monotonic time in ns (gives up
+ *                                after 5 s without it) */
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -187,7 +188,12 @@ int main(int argc, char **argv)
         char want[32], b[64];
         struct timespec pause = { 0, 20000 };
         while (scanf("%31s", want) == 1) {
+            uint64_t give_up = bench_now_ns() + 5000000000ull;
             for (;;) {
+                if (bench_now_ns() > give_up) {
+                    fprintf(stderr, "%s: never read %s\n", argv[2], want);
+                    return 1;
+                }
                 int fd = open(argv[2], O_RDONLY);
                 ssize_t n = fd < 0 ? -errno : read_all(fd, b, sizeof b - 1);
                 if (fd >= 0)

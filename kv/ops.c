@@ -235,7 +235,8 @@ int ops_publish(kv_conn *c, const kv_bucket *b, const char *key, const void *dat
     int limits = conn_bucket_limits(c, b);
     if (limits < 0)
         return fail(key, limits, del ? "delete" : "commit", "the bucket's limits are unknown");
-    if ((b->max_value >= 0 && (int64_t)len > b->max_value) ||
+    if (len > INT_MAX /* nats.c takes an int */ ||
+        (b->max_value >= 0 && (int64_t)len > b->max_value) ||
         (c->max_payload > 0 && (int64_t)len > c->max_payload - 256 /* our headers */))
         return fail(key, -EFBIG, "commit", "value larger than the bucket or server allows");
     pub_req q = { .subj = subj, .data = data, .len = len, .del = del, .expect = expect };

@@ -224,8 +224,8 @@ static void env_ensure_slow(void)
     if (__atomic_compare_exchange_n(&env_state, &expect, 1, 0, __ATOMIC_ACQ_REL,
                                     __ATOMIC_ACQUIRE)) {
         env_scan();
+        screen_publish(); /* first: a child forked after env_state is 2 inherits the bits */
         __atomic_store_n(&env_state, 2, __ATOMIC_RELEASE);
-        screen_publish();
         return;
     }
     while (__atomic_load_n(&env_state, __ATOMIC_ACQUIRE) != 2)
