@@ -55,7 +55,7 @@ int fdtable_set(int fd, struct shim_file *f)
 
 struct shim_file *fdtable_get(int fd)
 {
-    if (__atomic_load_n(&fdtable_entries, __ATOMIC_RELAXED) == 0)
+    if (fdtable_empty())
         return NULL; /* most processes never open a mount file */
     struct shim_file **s = slot(fd, 0);
     return s ? __atomic_load_n(s, __ATOMIC_ACQUIRE) : NULL;

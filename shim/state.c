@@ -104,10 +104,11 @@ static struct {
     size_t len;
 } screen[MOUNTS_MAX + 1];
 static int nscreen;
-static uint64_t screen_first[4]; /* bitmap of the screen's first bytes: most paths miss it */
+static uint64_t screen_first[4]; /* the screen's first bytes, as the scan builds them */
 
-/* What shim_foreign (shim.h) reads: screen_first with '/' and '.' added, published once the
- * scan is done; all ones before that, and when nothing can be screened (SCREEN_ALL). */
+/* What shim_foreign (shim.h) and screen_may_match read: screen_first with '/' and '.' added
+ * (normalisation decides those), published once the scan is done; all ones before that,
+ * and when nothing can be screened (SCREEN_ALL). */
 uint64_t shim_screen_bits[4] = { ~0ULL, ~0ULL, ~0ULL, ~0ULL };
 
 /* The scan runs in every process that ever makes a hooked call, so it calls nothing of libc:
@@ -251,8 +252,8 @@ static int screen_may_match(const char *path)
     if (nscreen == SCREEN_ALL)
         return 1;
     unsigned char c = (unsigned char)path[1];
-    if (c != '/' && c != '.' && !(screen_first[c >> 6] >> (c & 63) & 1))
-        return 0; /* no mount starts with this byte */
+    if (!(shim_screen_bits[c >> 6] >> (c & 63) & 1))
+        return 0; /* no mount starts with this byte (published before env_state is 2) */
     while (*path == '/')
         path++;
     if (path[0] == '.')
