@@ -8,6 +8,8 @@
  * the name does not exist on the mount). */
 #include "shim/shim.h"
 
+#include "shim/inode.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +64,7 @@ SHIM_EXPORT int fchdir(int fd)
         if (!f->is_dir)
             return shim_fail(-ENOTDIR);
         struct shim_path p = { .idx = f->mount_idx, .mount = shim_mount(f->mount_idx),
-                               .rel = f->rel };
+                               .rel = shim_file_rel(f) };
         char full[PATH_MAX];
         int r = shim_mount_path(p.idx, p.rel, full, sizeof full);
         if (r < 0)

@@ -4,6 +4,8 @@
  * from libc's (foreign streams cost one atomic load while no listing of ours is open). */
 #include "shim/shim.h"
 
+#include "shim/inode.h"
+
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -19,7 +21,10 @@ struct shim_dir {
     int idx;                /* mount index */
     char *rel;              /* the directory below the mount */
     kv_list list;           /* the names, from the backend (released with it) */
-    size_t pos;             /* next entry: 0 ".", 1 "..", then list.v[pos - 2] */
+    char **created;         /* then files created by opens still open here (not committed,
+                               so not on the server yet): owned */
+    size_t ncreated;
+    size_t pos;             /* next entry: 0 ".", 1 "..", list.v[pos - 2], created[...] */
     int no_dotdot;          /* the mount root whose parent is not a local directory: ".."
                                is left out (ls -a would fail to stat it) */
     struct dirent ent;      /* what readdir returns */
@@ -54,6 +59,20 @@ static struct shim_dir *ours(DIR *d)
     return s;
 }
 
+/* shim_inode_each_created's callback: a created file's name, unless the server listed it. */
+static void add_created(const char *name, void *arg)
+{
+    struct shim_dir *s = arg;
+    for (size_t i = 0; i < s->list.n; i++)
+        if (strcmp(s->list.v[i].name, name) == 0)
+            return;
+    char **v = realloc(s->created, (s->ncreated + 1) * sizeof *v);
+    if (v && (v[s->ncreated] = strdup(name))) /* out of memory: listed as the server has it */
+        s->ncreated++;
+    if (v)
+        s->created = v;
+}
+
 /* A listing of mount directory (idx, rel), registered. fd (may be -1) becomes its dirfd. */
 static DIR *dir_new(int idx, const char *rel, int fd)
 {
@@ -68,6 +87,8 @@ static DIR *dir_new(int idx, const char *rel, int fd)
         r = shim_backend(idx, &ops, &km);
     if (r == 0)
         r = ops->list(km, rel, &s->list);
+    if (r == 0)
+        shim_inode_each_created(idx, rel, add_created, s);
     shim_leave();
     if (r < 0) {
         if (s)
@@ -139,6 +160,9 @@ static struct dirent *dir_next(struct shim_dir *s)
         const kv_dirent *e = &s->list.v[s->pos - 2];
         name = e->name;
         type = e->is_dir ? DT_DIR : DT_REG;
+    } else if (s->pos - 2 - s->list.n < s->ncreated) {
+        name = s->created[s->pos - 2 - s->list.n];
+        type = DT_REG;
     } else {
         return NULL;
     }
@@ -189,6 +213,9 @@ SHIM_EXPORT int closedir(DIR *d)
     if (shim_backend(s->idx, &ops, &km) == 0)
         ops->release_list(&s->list);
     shim_leave();
+    for (size_t i = 0; i < s->ncreated; i++)
+        free(s->created[i]);
+    free(s->created);
     free(s->rel);
     free(s);
     return 0;
@@ -386,7 +413,7 @@ static int name_body(int dirfd, const char *path, enum name_op op, struct shim_p
     shim_enter();
     r = shim_backend(p->idx, &ops, &km);
     if (r == 0)
-        r = op == OP_UNLINK ? ops->remove(km, p->rel)
+        r = op == OP_UNLINK ? shim_remove_value(ops, km, p->idx, p->rel)
           : op == OP_RMDIR  ? ops->rmdir(km, p->rel)
                             : ops->mkdir(km, p->rel);
     if (r == 0 && op == OP_UNLINK)

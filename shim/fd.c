@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "shim/inode.h"
 #include "shim/mem.h"
 
 int shim_drop(int fd)
@@ -19,7 +20,11 @@ int shim_drop(int fd)
     struct shim_file *f = fdtable_take(fd, &last);
     if (!f)
         return 0;
-    int r = last ? shim_commit(fd, f, 1) : 0;
+    int r = 0;
+    if (last && f->ino && !f->closed) {
+        f->closed = 1; /* the record's use of its open file ends: the last one commits */
+        r = shim_inode_close(f->ino, fd, f->mem);
+    }
     if (last && f->mem)
         shim_mem_release(f->mem);
     fdtable_unref(f);

@@ -102,6 +102,8 @@ int fdtable_unref(struct shim_file *f)
         free(f->rel);
         if (f->mem && fdtable_free_mem)
             fdtable_free_mem(f->mem);
+        if (f->ino && fdtable_free_ino)
+            fdtable_free_ino(f);
         free(f);
     }
     return left;

@@ -17,25 +17,23 @@
 
 struct shim_mem;
 
+struct shim_inode;
+
 struct shim_file {
     int refs;               /* references: table entries plus callers holding a taken record;
                                guarded by the table mutex */
     int fds;                /* table entries (descriptors) pointing here; same mutex */
     int mount_idx;          /* index in the mount table */
-    char *rel;              /* path below the mount, owned */
+    char *rel;              /* a directory's path below the mount, owned; NULL for a file,
+                               whose name is its inode's (shim_file_rel) */
     int oflags;             /* the flags open() was given */
-    pid_t owner;            /* the process that commits it */
+    pid_t owner;            /* the process that opened it */
     int is_dir;             /* a directory opened with O_DIRECTORY (never committed) */
-    int force;              /* commit even when the bytes are unchanged: O_TRUNC or created */
-    int excl;               /* the commit is create-only (O_EXCL) */
-    uint64_t rev;           /* revision read at open or last committed, 0 when none */
-    int64_t mtime_ns;       /* that revision's time */
-    size_t base_len;        /* length and hash of the bytes as read or last committed */
-    uint64_t base_hash;
+    struct shim_inode *ino; /* a file's open file in this process (shim/inode.h), shared by
+                               every record of its key; one use and reference per record */
+    int closed;             /* its inode use ended (its last descriptor closed) */
     struct shim_mem *mem;   /* an in-memory file's buffer (shim/mem.h), else NULL; its bytes
                                are released with the last descriptor, the struct with this */
-    uint64_t carried;       /* revision memory carried across exec, applied at the first
-                               commit (0: none; KV_REV_ABSENT: "absent") */
 };
 
 /* Records fd -> f and takes a reference. 0, -EBADF for an fd out of range, -ENOMEM. */
@@ -61,9 +59,11 @@ struct shim_file *fdtable_hold(int fd);
  * one is told so. */
 struct shim_file *fdtable_take(int fd, int *last);
 
-/* Frees an in-memory file's buffer with its record (shim/mem.c; weak, absent from the unit
- * tests, whose records have none). */
+/* Frees an in-memory file's buffer with its record (shim/mem.c), and drops the record's
+ * inode reference when the record still held one (shim/inode.c). Weak: absent from the unit
+ * tests, whose records have neither. */
 void fdtable_free_mem(struct shim_mem *m) __attribute__((weak));
+void fdtable_free_ino(struct shim_file *f) __attribute__((weak));
 
 /* Drops one reference; returns the number left. At 0 the record is freed. */
 int fdtable_unref(struct shim_file *f);

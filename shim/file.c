@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "shim/inode.h"
 #include "shim/mem.h"
 
 /* The one place the variadic mode argument of open/openat is read. */
@@ -103,6 +104,43 @@ static int dir_open(const struct shim_path *p, int oflags)
     return fd;
 }
 
+/* Records fd (a new open file description of ino) in the descriptor table. On failure the
+ * record's use of ino ends without a commit and fd is closed. */
+static int record(int fd, struct shim_inode *ino, int idx, int oflags, struct shim_mem *mem)
+{
+    struct shim_file *f = calloc(1, sizeof *f);
+    int r = f ? 0 : -ENOMEM;
+    if (f) {
+        *f = (struct shim_file){ .mount_idx = idx, .oflags = oflags, .owner = shim_pid(),
+                                 .ino = ino, .mem = mem };
+        if (mem)
+            mem->file = f;
+        r = fdtable_set(fd, f);
+    }
+    if (r == 0)
+        return fd;
+    real_close()(fd);
+    if (mem)
+        fdtable_free_mem(mem);
+    free(f);
+    shim_inode_close(ino, -1, NULL);
+    shim_inode_put(ino);
+    return r;
+}
+
+/* Another open of a key this process has open: it shares the open file (SPEC). */
+static int open_shared(const struct shim_path *p, struct shim_inode *ino, int oflags)
+{
+    int fd = (oflags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) ? -EEXIST
+                                                                  : shim_inode_open(ino, oflags);
+    if (fd < 0) {
+        shim_inode_close(ino, -1, NULL); /* not its last use: another record holds one */
+        shim_inode_put(ino);
+        return fd;
+    }
+    return record(fd, ino, p->idx, oflags, NULL);
+}
+
 /* Opens a mount path: returns a descriptor or -errno. Call with the guard held. */
 static int open_mount(const struct shim_path *p, int oflags, int how)
 {
@@ -113,6 +151,9 @@ static int open_mount(const struct shim_path *p, int oflags, int how)
         return r;
     if ((oflags & O_TMPFILE) == O_TMPFILE)
         return -EOPNOTSUPP;
+    struct shim_inode *ino = *p->rel ? shim_inode_get(p->idx, p->rel) : NULL;
+    if (ino)
+        return open_shared(p, ino, oflags);
     if (*p->rel == '\0' || (oflags & O_DIRECTORY)) {
         kv_stat ks;
         r = ops->stat(km, p->rel, &ks);
@@ -133,6 +174,10 @@ static int open_mount(const struct shim_path *p, int oflags, int how)
             if (!(oflags & O_CREAT))
                 return -ENOENT;
             created = 1;
+            v.rev = KV_REV_ABSENT;
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            v.mtime_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
         } else if (r < 0) {
             return r;
         } else if ((oflags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) {
@@ -143,37 +188,37 @@ static int open_mount(const struct shim_path *p, int oflags, int how)
     if (oflags & O_TRUNC)
         v.len = 0;
 
-    struct shim_file *f = calloc(1, sizeof *f);
-    char *rel = f ? strdup(p->rel) : NULL;
-    if (!rel) {
-        free(f);
-        ops->release_value(&v);
-        return -ENOMEM;
-    }
-    *f = (struct shim_file){
-        .mount_idx = p->idx, .rel = rel, .oflags = oflags, .owner = shim_pid(),
+    int w = writable(oflags);
+    struct shim_inode_init in = {
+        .mount_idx = p->idx, .rel = p->rel, .owner = shim_pid(), .rev = v.rev,
+        .mtime_ns = v.mtime_ns, .base_len = v.len, .based = w, .writers = w,
+        .base_hash = w ? fdtable_hash(v.data, v.len, FDTABLE_HASH_SEED) : 0,
         .force = created || (oflags & O_TRUNC), .excl = (oflags & O_EXCL) != 0,
-        .rev = v.rev, .mtime_ns = v.mtime_ns, .base_len = v.len,
-        .base_hash = writable(oflags) ? fdtable_hash(v.data, v.len, FDTABLE_HASH_SEED) : 0,
+        .created = created,
     };
+    int raced;
+    ino = shim_inode_add(&in, &raced);
+    if (!ino || raced) { /* raced: another thread opened it meanwhile: share its bytes */
+        ops->release_value(&v);
+        return ino ? open_shared(p, ino, oflags) : -ENOMEM;
+    }
+    struct shim_mem *mem = NULL;
     int fd = shim_mem_enabled() && !(how & SHIM_OPEN_KERNEL)
-                 ? shim_mem_open(&v, ops, oflags, f, &f->mem) : -ENOSYS;
+                 ? shim_mem_open(&v, ops, oflags, NULL, &mem) : -ENOSYS;
     if (fd == -ENOSYS) /* a memfd from the start: asked for, or an in-memory file cannot be */
         fd = shim_buffer_open(v.data, v.len, oflags);
-    r = fd < 0 ? fd : fdtable_set(fd, f);
     ops->release_value(&v); /* an in-memory read-only file took it: then a no-op */
-    if (r < 0) { /* f never made it into the table */
-        if (fd >= 0)
-            real_close()(fd);
-        if (f->mem)
-            fdtable_free_mem(f->mem);
-        free(rel);
-        free(f);
-        return r;
+    if (fd < 0) {
+        pthread_mutex_lock(&ino->mu);
+        ino->force = ino->writers = 0; /* nothing to commit: the open failed */
+        pthread_mutex_unlock(&ino->mu);
+        shim_inode_close(ino, -1, NULL);
+        shim_inode_put(ino);
+        return fd;
     }
     log_at(LOG_DEBUG, "open %s (%s) rev %llu fd %d", p->rel, p->mount->path,
-           (unsigned long long)f->rev, fd);
-    return fd;
+           (unsigned long long)v.rev, fd);
+    return record(fd, ino, p->idx, oflags, mem);
 }
 
 /* shim_open for a path that may be on a mount (kept apart: its frame holds a path buffer). */
@@ -285,138 +330,11 @@ SHIM_EXPORT int creat64(const char *path, mode_t mode)
     return open_body(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
 }
 
-/* The whole buffer behind a descriptor, for a commit: read into a malloc()ed block, or
- * mapped when large. Copying is cheaper than mapping and faulting the pages in up to about
- * 512 KiB (measured on the 2-core development VM: 3.7 vs 12 us at 64 KiB, 27 vs 23 us at
- * 512 KiB). */
-#define VIEW_MAP_MIN (512 * 1024)
-
-struct view {
-    void *data;     /* NULL when len is 0 */
-    size_t len;
-    int mapped;
-    int borrowed;   /* an in-memory file's own bytes */
-};
-
-/* -EBADF when the kernel holds fd write-only (then the caller reopens it read-only). */
-static int view_fd(int fd, struct view *v)
+int shim_commit(int fd, struct shim_file *f)
 {
-    struct stat st;
-    *v = (struct view){ 0 };
-    if (real_fstat()(fd, &st) < 0)
-        return -errno;
-    if (st.st_size == 0)
+    if (f->is_dir || !f->ino)
         return 0;
-    size_t len = (size_t)st.st_size;
-    if (len >= VIEW_MAP_MIN) {
-        void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
-        if (p == MAP_FAILED)
-            return errno == EACCES ? -EBADF : -errno;
-        *v = (struct view){ .data = p, .len = len, .mapped = 1 };
-        return 0;
-    }
-    char *buf = malloc(len);
-    if (!buf)
-        return -ENOMEM;
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = real_pread()(fd, buf + done, len - done, (off_t)done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int r = n < 0 ? -errno : -EIO;
-            free(buf);
-            return r;
-        }
-        done += (size_t)n;
-    }
-    *v = (struct view){ .data = buf, .len = done };
-    return 0;
-}
-
-/* The descriptors the shim makes for writing are readable (see buffer_open); one the kernel
- * holds write-only (freopen through /proc) is read through a read-only reopen of the file. */
-static int view_open(int fd, struct view *v)
-{
-    int r = view_fd(fd, v);
-    if (r != -EBADF)
-        return r;
-    char proc[32];
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-    int rfd = real_openat()(AT_FDCWD, proc, O_RDONLY | O_CLOEXEC);
-    if (rfd < 0)
-        return -errno;
-    r = view_fd(rfd, v);
-    real_close()(rfd); /* a mapping outlives its descriptor */
-    return r;
-}
-
-static void view_close(struct view *v, struct shim_mem *m)
-{
-    if (m)
-        shim_mem_unlock(m);
-    if (v->borrowed)
-        return;
-    if (v->mapped)
-        munmap(v->data, v->len);
-    else
-        free(v->data);
-}
-
-/* The buffer of an in-memory file, locked (*mp; NULL when fd is a kernel file). */
-static int view_of(int fd, const struct shim_file *f, struct view *v, struct shim_mem **mp)
-{
-    struct shim_mem *m = f->mem ? shim_mem_lock(f->mem) : NULL; /* fd may be out of the table */
-    *mp = m;
-    if (!m)
-        return view_open(fd, v);
-    *v = (struct view){ .data = m->data, .len = m->len, .borrowed = 1 };
-    return 0;
-}
-
-int shim_commit(int fd, struct shim_file *f, int final)
-{
-    if (f->is_dir || !writable(f->oflags) || f->owner != shim_pid())
-        return 0;
-    struct view v;
-    struct shim_mem *m; /* held locked while its bytes are committed */
-    shim_enter();       /* first: a fork holds its lock while it takes every buffer's */
-    int r = view_of(fd, f, &v, &m);
-    if (r < 0) {
-        shim_leave();
-        return r;
-    }
-    /* The hash tells whether the bytes changed; a forced final commit needs no answer. */
-    uint64_t hash = f->force && final ? 0 : fdtable_hash(v.data, v.len, FDTABLE_HASH_SEED);
-    if (!f->force && v.len == f->base_len && hash == f->base_hash) {
-        view_close(&v, m);
-        shim_leave();
-        return 0;
-    }
-    const kv_ops *ops;
-    kv_mount *km;
-    uint64_t rev = 0;
-    r = shim_backend(f->mount_idx, &ops, &km);
-    if (r == 0 && f->carried) {
-        /* the revision memory of the program that opened it, carried across exec */
-        ops->remember(km, f->rel, f->carried);
-        f->carried = 0;
-    }
-    if (r == 0)
-        r = ops->commit(km, f->rel, v.data, v.len, f->excl ? KV_COMMIT_EXCL : 0, &rev);
-    view_close(&v, m);
-    shim_leave();
-    if (r == 0) {
-        struct timespec now; /* the new revision's time, as the client sees it */
-        clock_gettime(CLOCK_REALTIME, &now);
-        f->mtime_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-        f->rev = rev;
-        f->base_len = v.len;
-        f->base_hash = hash;
-        f->force = 0;
-        f->excl = 0;
-    }
-    return r;
+    return shim_inode_commit(f->ino, fd, f->mem);
 }
 
 SHIM_SLOW int close_slow(int fd)
@@ -445,7 +363,7 @@ static int sync_body(int fd, int (*real)(int))
     struct shim_file *f = shim_guard ? NULL : fdtable_get(fd);
     if (!f || f->is_dir)
         return real(fd);
-    int r = shim_commit(fd, f, 0);
+    int r = shim_commit(fd, f);
     return r < 0 ? shim_fail(r) : 0;
 }
 

@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "shim/inode.h"
 #include "shim/mem.h"
 
 int shim_mem_live;
@@ -146,9 +147,9 @@ void fdtable_free_mem(struct shim_mem *m)
     free(m);
 }
 
-struct shim_mem *shim_mem_get(int fd)
+static struct shim_mem *mem_get(int fd)
 {
-    if (__atomic_load_n(&shim_mem_live, __ATOMIC_ACQUIRE) == 0 || shim_guard)
+    if (__atomic_load_n(&shim_mem_live, __ATOMIC_ACQUIRE) == 0)
         return NULL;
     struct shim_file *f = fdtable_hold(fd);
     if (!f)
@@ -158,6 +159,11 @@ struct shim_mem *shim_mem_get(int fd)
     if (!m)
         fdtable_unref(f);
     return m;
+}
+
+struct shim_mem *shim_mem_get(int fd)
+{
+    return shim_guard ? NULL : mem_get(fd);
 }
 
 void shim_mem_put(struct shim_mem *m)
@@ -182,9 +188,8 @@ void shim_mem_unlock(struct shim_mem *m)
     pthread_mutex_unlock(&m->mu);
 }
 
-int shim_mem_settle(int fd)
+static int settle(struct shim_mem *m, int fd)
 {
-    struct shim_mem *m = shim_mem_get(fd);
     if (!m)
         return 0;
     int kfd = shim_buffer_open(m->data, m->len, m->flags | O_CLOEXEC);
@@ -202,6 +207,16 @@ int shim_mem_settle(int fd)
         release_locked(m);
     shim_mem_put(m);
     return r;
+}
+
+int shim_mem_settle(int fd)
+{
+    return settle(shim_mem_get(fd), fd);
+}
+
+int shim_mem_settle_own(int fd)
+{
+    return settle(mem_get(fd), fd);
 }
 
 void shim_mem_settle_all(void)
@@ -656,11 +671,44 @@ static int need_kernel(int fd)
     return r < 0 ? shim_fail(r) : 0;
 }
 
+/* A shared writable mapping of a mount file keeps its open file (shim/inode.h) until it is
+ * unmapped: its bytes move into the inode's master first, so what is written through the
+ * mapping after close is still committed, at munmap, msync or exit. */
 SHIM_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    if (!(flags & MAP_ANONYMOUS) && need_kernel(fd) < 0)
+    if (flags & MAP_ANONYMOUS)
+        return real_mmap()(addr, len, prot, flags, fd, off);
+    if (need_kernel(fd) < 0)
         return MAP_FAILED;
-    return real_mmap()(addr, len, prot, flags, fd, off);
+    struct shim_file *f = shim_guard ? NULL : fdtable_get(fd);
+    int track = f && f->ino && (flags & MAP_TYPE) != MAP_PRIVATE && (prot & PROT_WRITE);
+    int r = track ? shim_inode_share(f->ino) : 0;
+    if (r < 0)
+        return errno = -r, MAP_FAILED;
+    void *p = real_mmap()(addr, len, prot, flags, fd, off);
+    if (p != MAP_FAILED && track && (r = shim_inode_mapped(fd, p, len)) < 0) {
+        real_munmap()(p, len);
+        return errno = -r, MAP_FAILED;
+    }
+    return p;
+}
+
+SHIM_EXPORT int munmap(void *addr, size_t len)
+{
+    int r = real_munmap()(addr, len);
+    if (r < 0 || shim_guard || !__atomic_load_n(&shim_inode_maps_live, __ATOMIC_RELAXED))
+        return r;
+    int c = shim_inode_unmapped(addr, len); /* the last use of a file commits it */
+    return c < 0 ? shim_fail(c) : 0;
+}
+
+SHIM_EXPORT int msync(void *addr, size_t len, int flags)
+{
+    int r = real_msync()(addr, len, flags);
+    if (r < 0 || shim_guard || !__atomic_load_n(&shim_inode_maps_live, __ATOMIC_RELAXED))
+        return r;
+    int c = shim_inode_msync(addr, len);
+    return c < 0 ? shim_fail(c) : 0;
 }
 
 SHIM_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)

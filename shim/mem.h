@@ -81,6 +81,10 @@ void shim_mem_unlock(struct shim_mem *m);
  * descriptor that is not one) or -errno (the file stays in memory then). */
 int shim_mem_settle(int fd);
 
+/* shim_mem_settle for the shim's own callers, inside the guard (where the hooks' calls,
+ * shim_mem_settle among them, leave every descriptor alone). */
+int shim_mem_settle_own(int fd);
+
 /* Settles every in-memory file of the process (before fork, exec, spawn). */
 void shim_mem_settle_all(void);
 

@@ -7,12 +7,22 @@
  * nothing on a mount is a link). tmpfile() has no name and stays local. */
 #include "shim/shim.h"
 
+#include "shim/inode.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+
+int shim_remove_value(const kv_ops *ops, kv_mount *km, int idx, const char *rel)
+{
+    /* an open file of that name is discarded at its last close, never resurrected */
+    int fresh = shim_inode_unlink(idx, rel);
+    int r = ops->remove(km, rel);
+    return r == -ENOENT && fresh ? 0 : r; /* created here, never committed: gone now */
+}
 
 /* Renames a value within one mount. 0 or -errno. */
 static int rename_mount(const struct shim_path *from, const struct shim_path *to,
@@ -28,21 +38,45 @@ static int rename_mount(const struct shim_path *from, const struct shim_path *to
     kv_value v = { 0 };
     shim_enter();
     int r = shim_backend(from->idx, &ops, &km);
+    if (r == 0 && strcmp(from->rel, to->rel) == 0) {
+        r = shim_mount_stat(from->idx, from->rel, &ks);
+        shim_leave();
+        return r; /* the same name: nothing to do, as rename(2) */
+    }
+    /* a file created by an open still open here is not on the server: it is renamed here,
+     * and commits under its new name, replacing what the destination holds then */
+    struct shim_inode *ino = r == 0 ? shim_inode_find(from->idx, from->rel) : NULL;
+    int fresh = 0;
+    if (ino) {
+        pthread_mutex_lock(&ino->mu);
+        fresh = ino->created;
+        pthread_mutex_unlock(&ino->mu);
+        shim_inode_put(ino);
+    }
+    if (fresh) {
+        r = ops->stat(km, to->rel, &ks);
+        if (r == 0 && ks.is_dir)
+            r = -EISDIR;
+        else if (r == 0 && (flags & RENAME_NOREPLACE))
+            r = -EEXIST;
+        else if (r == 0 || r == -ENOENT)
+            r = shim_inode_rename(from->idx, from->rel, to->rel,
+                                  r == 0 ? ks.rev : KV_REV_ABSENT);
+        shim_leave();
+        return r < 0 ? r : 0;
+    }
     if (r == 0)
         r = ops->stat(km, from->rel, &ks);
     if (r == 0 && ks.is_dir)
         r = -EXDEV; /* key by key is the program's copy fallback (mv, shutil.move) */
-    if (r == 0 && strcmp(from->rel, to->rel) == 0) {
-        shim_leave();
-        return 0; /* the same name: nothing to do, as rename(2) */
-    }
     if (r == 0 && ops->stat(km, to->rel, &ks) == 0 && ks.is_dir)
         r = -EISDIR;
     if (r == 0)
         r = ops->get(km, from->rel, &v);
+    uint64_t rev = 0;
     if (r == 0) {
         r = ops->commit(km, to->rel, v.data, v.len,
-                        (flags & RENAME_NOREPLACE) ? KV_COMMIT_EXCL : 0, NULL);
+                        (flags & RENAME_NOREPLACE) ? KV_COMMIT_EXCL : 0, &rev);
         ops->release_value(&v);
     }
     if (r == 0) {
@@ -50,8 +84,10 @@ static int rename_mount(const struct shim_path *from, const struct shim_path *to
         if (r == -ENOENT)
             r = 0; /* deleted meanwhile by another writer: the destination holds the value */
     }
+    if (r == 0) /* an open file follows its name; one open as the destination is replaced */
+        r = shim_inode_rename(from->idx, from->rel, to->rel, rev);
     shim_leave();
-    return r;
+    return r < 0 ? r : 0;
 }
 
 /* The one body of rename, renameat and renameat2. */
@@ -113,7 +149,7 @@ SHIM_EXPORT int remove(const char *path)
             if (r == 0)
                 r = ops->stat(km, p.rel, &ks);
             if (r == 0)
-                r = ks.is_dir ? ops->rmdir(km, p.rel) : ops->remove(km, p.rel);
+                r = ks.is_dir ? ops->rmdir(km, p.rel) : shim_remove_value(ops, km, p.idx, p.rel);
             shim_leave();
             return r < 0 ? shim_fail(r) : 0;
         }

@@ -27,11 +27,12 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "shim/inode.h"
 #include "shim/mem.h"
 
 #define HANDOFF_VAR "ASYA_STATE_HANDOFF"
 #define CWD_VAR "ASYA_STATE_CWD" /* read by shim/cwd.c at start-up */
-#define HANDOFF_MAGIC 0x4153594148464631ULL /* "ASYAHFF1" */
+#define HANDOFF_MAGIC 0x4153594148464632ULL /* "ASYAHFF2" */
 
 extern char **environ;
 
@@ -41,7 +42,7 @@ struct handoff_rec {
     int32_t fd;
     int32_t oflags;
     int32_t owner;
-    int32_t is_dir, force, excl;
+    int32_t is_dir, force, excl, based, writers, created;
     uint64_t ino;           /* the memfd's inode: finds the descriptor after a dup2 */
     uint64_t rev, carried, base_len, base_hash;
     int64_t mtime_ns;
@@ -67,13 +68,14 @@ static int write_all(int fd, const void *buf, size_t len)
 /* The revision memory of f's key, to carry across exec (0: nothing remembered). */
 static uint64_t memory_of(const struct shim_file *f)
 {
-    if (f->carried || !shim_backend_loaded())
-        return f->carried;
+    if (!f->ino || f->ino->carried || f->ino->rev || !shim_backend_loaded())
+        return f->ino ? f->ino->carried : 0;
     const kv_ops *ops;
     kv_mount *km;
     uint64_t rev = 0;
     shim_enter();
-    if (shim_backend(f->mount_idx, &ops, &km) == 0 && ops->recall(km, f->rel, &rev) < 0)
+    if (shim_backend(f->mount_idx, &ops, &km) == 0 &&
+        ops->recall(km, shim_file_rel(f), &rev) < 0)
         rev = 0;
     shim_leave();
     return rev;
@@ -94,9 +96,10 @@ static int handoff_prepare(int in_parent)
         if (!f || fdflags < 0)
             continue;
         if (fdflags & FD_CLOEXEC) {
-            int r = in_parent ? 0 : shim_commit(fd, f, 0);
+            int r = in_parent ? 0 : shim_commit(fd, f);
             if (r < 0)
-                log_at(LOG_WARN, "commit of %s before exec failed: %s", f->rel, strerror(-r));
+                log_at(LOG_WARN, "commit of %s before exec failed: %s", shim_file_rel(f),
+                       strerror(-r));
             continue;
         }
         struct stat st;
@@ -111,15 +114,29 @@ static int handoff_prepare(int in_parent)
             real_fcntl()(hfd, F_SETFD, NULL); /* inherited by our exec only */
         }
         const struct mount *m = shim_mount(f->mount_idx);
+        const char *rel = shim_file_rel(f);
         struct handoff_rec rec = {
             .magic = HANDOFF_MAGIC, .fd = fd, .oflags = f->oflags, .owner = f->owner,
-            .is_dir = f->is_dir, .force = f->force, .excl = f->excl, .ino = st.st_ino,
-            .rev = f->rev, .carried = memory_of(f), .base_len = f->base_len,
-            .base_hash = f->base_hash, .mtime_ns = f->mtime_ns,
-            .pathlen = (uint32_t)m->pathlen, .rellen = (uint32_t)strlen(f->rel),
+            .is_dir = f->is_dir, .ino = st.st_ino, .carried = memory_of(f),
+            .pathlen = (uint32_t)m->pathlen, .rellen = (uint32_t)strlen(rel),
         };
+        struct shim_inode *ino = f->ino;
+        if (ino) {
+            pthread_mutex_lock(&ino->mu);
+            rec.owner = ino->owner;
+            rec.force = ino->force;
+            rec.excl = ino->excl;
+            rec.rev = ino->rev;
+            rec.base_len = ino->base_len;
+            rec.base_hash = ino->base_hash;
+            rec.mtime_ns = ino->mtime_ns;
+            rec.based = ino->based;
+            rec.writers = ino->writers;
+            rec.created = ino->created;
+            pthread_mutex_unlock(&ino->mu);
+        }
         if (write_all(hfd, &rec, sizeof rec) < 0 || write_all(hfd, m->path, rec.pathlen) < 0 ||
-            write_all(hfd, f->rel, rec.rellen) < 0) {
+            write_all(hfd, rel, rec.rellen) < 0) {
             real_close()(hfd);
             return -EIO;
         }
@@ -320,11 +337,15 @@ static void commit_owned(void)
         struct shim_file *f = fdtable_get(fd);
         if (!f || f->owner != me)
             continue;
-        log_at(LOG_DEBUG, "commit of %s at exit", f->rel);
+        log_at(LOG_DEBUG, "commit of %s at exit", shim_file_rel(f));
         int r = shim_drop(fd);
         if (r < 0)
             log_at(LOG_ERROR, "a state file's commit at exit failed: %s", strerror(-r));
     }
+    int r = __atomic_load_n(&shim_inode_maps_live, __ATOMIC_ACQUIRE) ? shim_inode_commit_mapped()
+                                                                    : 0;
+    if (r < 0)
+        log_at(LOG_ERROR, "a mapped state file's commit at exit failed: %s", strerror(-r));
 }
 
 SHIM_EXPORT void _exit(int status)
@@ -345,7 +366,8 @@ SHIM_EXPORT void _Exit(int status)
 
 __attribute__((destructor)) static void at_exit(void)
 {
-    if (shim_guard || fdtable_next(0) < 0)
+    if (shim_guard ||
+        (fdtable_next(0) < 0 && !__atomic_load_n(&shim_inode_maps_live, __ATOMIC_ACQUIRE)))
         return;
     fflush(NULL); /* a stream left open at exit is flushed into its buffer first */
     commit_owned();
@@ -384,16 +406,29 @@ static void adopt_one(const struct handoff_rec *rec, const char *path, const cha
         return;
     }
     struct shim_file *f = calloc(1, sizeof *f);
-    char *r = f ? strdup(rel) : NULL;
-    if (!r) {
+    char *r = f && rec->is_dir ? strdup(rel) : NULL;
+    struct shim_inode *ino = NULL;
+    if (f && !rec->is_dir) {
+        struct shim_inode_init in = {
+            .mount_idx = p.idx, .rel = p.rel, .owner = rec->owner, .rev = rec->rev,
+            .mtime_ns = rec->mtime_ns, .base_len = rec->base_len, .base_hash = rec->base_hash,
+            .based = rec->based, .writers = rec->writers, .force = rec->force,
+            .excl = rec->excl, .created = rec->created, .carried = rec->carried,
+        };
+        ino = shim_inode_adopt(&in);
+    }
+    if (!f || (rec->is_dir ? !r : !ino)) {
+        if (ino) {
+            shim_inode_close(ino, -1, NULL);
+            shim_inode_put(ino);
+        }
+        free(r);
         free(f);
         return;
     }
     *f = (struct shim_file){
         .mount_idx = p.idx, .rel = r, .oflags = rec->oflags, .owner = rec->owner,
-        .is_dir = rec->is_dir, .force = rec->force, .excl = rec->excl, .rev = rec->rev,
-        .carried = rec->carried, .base_len = rec->base_len, .base_hash = rec->base_hash,
-        .mtime_ns = rec->mtime_ns,
+        .is_dir = rec->is_dir, .ino = ino,
     };
     f->refs = 1; /* held while adopting, so the record outlives a failed set */
     for (int i = 0; i < nfds; i++)

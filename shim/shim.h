@@ -130,10 +130,13 @@ int shim_open(int dirfd, const char *path, int oflags, mode_t mode, int how);
  * The descriptor or -errno. */
 int shim_buffer_open(const void *data, size_t len, int oflags);
 
-/* Commits f's buffer (descriptor fd) by the contract's rules when it is owned by this
- * process and changed (or forced). final: the file's last descriptor is going away (no
- * later commit will compare against this one). 0 or -errno. */
-int shim_commit(int fd, struct shim_file *f, int final);
+/* Commits the open file of record f (descriptor fd) now, by the contract's rules, when it
+ * is owned by this process and changed (or forced): fsync, exec. 0 or -errno. */
+int shim_commit(int fd, struct shim_file *f);
+
+/* Unlinks value rel of mount idx (guard held): the server's key, and this process's open
+ * file of that name, which is discarded at its last close. 0 or -errno. */
+int shim_remove_value(const kv_ops *ops, kv_mount *km, int idx, const char *rel);
 
 /* Grows the descriptor table up to where shim_fd_high puts descriptors, while the process
  * may still be single-threaded (called before the backend is loaded). */

@@ -7,6 +7,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "shim/inode.h"
 #include "shim/mem.h"
 
 _Static_assert(sizeof(struct stat) == sizeof(struct stat64), "stat and stat64 differ");
@@ -25,17 +26,18 @@ static int stat_mount(const struct shim_path *p, struct stat *st)
 static void fixup(const struct shim_file *f, struct stat *st)
 {
     st->st_dev = shim_dev(f->mount_idx);
-    st->st_ino = shim_ino(f->mount_idx, f->rel);
+    st->st_ino = shim_ino(f->mount_idx, shim_file_rel(f));
     st->st_mode = f->is_dir ? (S_IFDIR | 0755) : (S_IFREG | 0644);
     st->st_nlink = f->is_dir ? 2 : 1;
     struct stat mine;
     shim_owner(&mine); /* the kernel answered for a memfd or for "/" */
     st->st_uid = mine.st_uid;
     st->st_gid = mine.st_gid;
-    if (f->mtime_ns) {
+    int64_t mtime_ns = f->ino ? __atomic_load_n(&f->ino->mtime_ns, __ATOMIC_RELAXED) : 0;
+    if (mtime_ns) {
         /* the revision's time, as stat of the path gives (until the next commit) */
-        st->st_mtim.tv_sec = f->mtime_ns / 1000000000;
-        st->st_mtim.tv_nsec = f->mtime_ns % 1000000000;
+        st->st_mtim.tv_sec = mtime_ns / 1000000000;
+        st->st_mtim.tv_nsec = mtime_ns % 1000000000;
         st->st_atim = st->st_mtim;
         st->st_ctim = st->st_mtim;
     }

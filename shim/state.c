@@ -6,6 +6,7 @@
  * into the backend that may reach the network (mount() only builds a handle). */
 #include "shim/shim.h"
 
+#include "shim/inode.h"
 #include "shim/mem.h"
 
 #include <dlfcn.h>
@@ -54,6 +55,7 @@ void shim_fork_lock(void)
     /* No open can run now (opens hold fork_lock shared): the child inherits kernel files
      * only, shared with the parent, offsets included. */
     shim_mem_settle_all();
+    shim_inode_fork_lock();
     fdtable_fork_lock();
     pthread_mutex_lock(&cwd_lock);
     shim_dirs_fork_lock();
@@ -63,6 +65,7 @@ void shim_fork_unlock(int child)
 {
     shim_dirs_fork_unlock(child);
     fdtable_fork_unlock(child);
+    shim_inode_fork_unlock(child);
     /* In the child the locks' owner (a thread id) no longer exists: start afresh. */
     if (child) {
         shim_mem_after_fork_child();
@@ -495,6 +498,20 @@ int shim_mount_stat(int idx, const char *rel, kv_stat *ks)
     const kv_ops *o;
     kv_mount *km;
     shim_enter();
+    struct shim_inode *ino = *rel ? shim_inode_find(idx, rel) : NULL;
+    if (ino) {
+        /* open in this process: its bytes as they are now (a created file is not on the
+         * server until its commit) */
+        size_t len = 0;
+        int r = shim_inode_size(ino, &len);
+        pthread_mutex_lock(&ino->mu);
+        *ks = (kv_stat){ .size = len, .mtime_ns = ino->mtime_ns,
+                         .rev = ino->rev == KV_REV_ABSENT ? 0 : ino->rev };
+        pthread_mutex_unlock(&ino->mu);
+        shim_inode_put(ino);
+        shim_leave();
+        return r;
+    }
     int r = shim_backend(idx, &o, &km);
     if (r == 0)
         r = o->stat(km, rel, ks);

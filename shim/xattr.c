@@ -3,6 +3,8 @@
  * changes what the next commit expects). It is read-only; no other name exists. */
 #include "shim/shim.h"
 
+#include "shim/inode.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <sys/xattr.h>
@@ -27,7 +29,7 @@ static int target_of(const char *path, int fd, struct target *t)
         if (!f)
             return 0;
         t->idx = f->mount_idx;
-        t->rel = f->rel;
+        t->rel = shim_file_rel(f);
         return 1;
     }
     int r = shim_resolve(AT_FDCWD, path, &t->p);
@@ -50,9 +52,13 @@ static int version_of(const struct target *t, uint64_t *rev)
     if (r == 0)
         r = ops->version(km, t->rel, rev);
     if (r == -ENOENT) {
+        /* a file created by an open still open here, not committed yet: no revision yet */
+        struct shim_inode *ino = shim_inode_find(t->idx, t->rel);
         kv_stat ks;
-        if (ops->stat(km, t->rel, &ks) == 0 && ks.is_dir)
+        if (ino || (ops->stat(km, t->rel, &ks) == 0 && ks.is_dir))
             r = -ENODATA;
+        if (ino)
+            shim_inode_put(ino);
     }
     shim_leave();
     return r;

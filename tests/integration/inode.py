@@ -1,0 +1,242 @@
+"""inode.py DIR: one open file per key in a process (shim/inode.h, issue 11), run under the
+shim with DIR a mount directory and, for comparison, on a local directory. Each check prints
+one line, "NAME|RESULT"; t_inode.sh compares the two outputs line by line, so a result is
+right when it is what the kernel gives for a local file. Every case here lost data or hid an
+error before the shared open file."""
+import errno
+import mmap
+import os
+import sys
+import tempfile
+
+D = sys.argv[1]
+
+
+def p(name):
+    return os.path.join(D, name)
+
+
+def put(name, data):
+    with open(p(name), "wb") as f:
+        f.write(data)
+
+
+def get(name):
+    with open(p(name), "rb") as f:
+        return f.read()
+
+
+def check(name, fn):
+    try:
+        r = fn()
+    except OSError as e:
+        r = "OSError " + errno.errorcode.get(e.errno, str(e.errno))
+    print(f"{name}|{r!r}", flush=True)
+
+
+def exists(name):
+    return os.path.exists(p(name))
+
+
+# 1. Two descriptors of one file in one thread: both writes are kept.
+def two_appends():
+    put("ap", b"orig\n")
+    a = os.open(p("ap"), os.O_WRONLY | os.O_APPEND)
+    b = os.open(p("ap"), os.O_WRONLY | os.O_APPEND)
+    os.write(a, b"A\n")
+    os.write(b, b"B\n")
+    os.close(a)
+    os.close(b)
+    return get("ap")
+
+
+def write_then_read_other():
+    put("wr", b"0123456789")
+    r = os.open(p("wr"), os.O_RDONLY)
+    w = os.open(p("wr"), os.O_RDWR)
+    os.pwrite(w, b"xyz", 2)
+    seen = os.pread(r, 20, 0)
+    size = os.fstat(r).st_size
+    os.close(w)
+    os.close(r)
+    return seen, size, get("wr")
+
+
+def truncate_by_second_open():
+    put("tr", b"old bytes")
+    a = os.open(p("tr"), os.O_RDWR)
+    b = os.open(p("tr"), os.O_WRONLY | os.O_TRUNC)
+    size = os.fstat(a).st_size
+    os.write(b, b"new")
+    os.close(b)
+    rest = os.read(a, 10)
+    os.close(a)
+    return size, rest, get("tr")
+
+
+def offsets_are_separate():
+    put("off", b"abcdef")
+    a = os.open(p("off"), os.O_RDONLY)
+    b = os.open(p("off"), os.O_RDONLY)
+    x = os.read(a, 2)
+    y = os.read(b, 3)
+    z = os.read(a, 2)
+    os.close(a)
+    os.close(b)
+    return x, y, z
+
+
+def readonly_second_is_readonly():
+    put("ro", b"abc")
+    w = os.open(p("ro"), os.O_RDWR)
+    r = os.open(p("ro"), os.O_RDONLY)
+    try:
+        os.write(r, b"x")
+        out = "wrote"
+    except OSError as e:
+        out = errno.errorcode[e.errno]
+    os.close(r)
+    os.close(w)
+    return out, get("ro")
+
+
+# 3. Writes through a shared mapping made before close(fd).
+def mmap_after_close():
+    fd = os.open(p("mm"), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.ftruncate(fd, 8)
+    m = mmap.mmap(fd, 8, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    os.close(fd)
+    m[0:8] = b"mapped!!"
+    m.flush()
+    after_msync = get("mm")
+    m[0:3] = b"MAP"
+    m.close()
+    return after_msync, get("mm")
+
+
+# 4. Rename or unlink of an open file.
+def rename_open():
+    put("rn", b"before")
+    fd = os.open(p("rn"), os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, b"after")
+    os.rename(p("rn"), p("rn2"))
+    os.close(fd)
+    return exists("rn"), get("rn2")
+
+
+def unlink_open():
+    put("ul", b"before")
+    fd = os.open(p("ul"), os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, b"after")
+    os.unlink(p("ul"))
+    os.close(fd)
+    return exists("ul")
+
+
+def replaced_by_rename():
+    put("dst", b"dst")
+    put("src", b"src")
+    fd = os.open(p("dst"), os.O_WRONLY | os.O_APPEND)
+    os.rename(p("src"), p("dst"))
+    os.write(fd, b" orphan")
+    os.close(fd)
+    return get("dst"), exists("src")
+
+
+# 5. O_CREAT creates, even read-only and without a write.
+def creat_rdonly():
+    os.close(os.open(p("lock1"), os.O_CREAT | os.O_RDONLY, 0o644))
+    os.close(os.open(p("lock2"), os.O_CREAT | os.O_EXCL | os.O_RDONLY, 0o644))
+    return exists("lock1"), get("lock1"), exists("lock2")
+
+
+def creat_again_excl():
+    try:
+        os.close(os.open(p("lock2"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        return "created"
+    except FileExistsError:
+        return "EEXIST"
+
+
+# 6. A created file exists while it is open.
+def created_is_there():
+    fd = os.open(p("fresh"), os.O_CREAT | os.O_WRONLY, 0o644)
+    os.write(fd, b"12345")
+    out = [os.stat(p("fresh")).st_size, os.path.isfile(p("fresh")), os.access(p("fresh"), os.R_OK),
+           "fresh" in os.listdir(D)]
+    os.chmod(p("fresh"), 0o600)
+    with open(p("fresh"), "rb") as f:
+        out.append(f.read())
+    try:
+        os.open(p("fresh"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        out.append("created twice")
+    except FileExistsError:
+        out.append("EEXIST")
+    os.close(fd)
+    out.append(get("fresh"))
+    return out
+
+
+def created_renamed():
+    fd = os.open(p("c1"), os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644)
+    os.write(fd, b"lockdata")
+    os.rename(p("c1"), p("c2"))
+    os.close(fd)
+    return exists("c1"), get("c2")
+
+
+def created_unlinked():
+    fd = os.open(p("c3"), os.O_CREAT | os.O_WRONLY, 0o644)
+    os.write(fd, b"x")
+    os.unlink(p("c3"))
+    st = exists("c3")
+    os.close(fd)
+    return st, exists("c3"), "c3" in os.listdir(D)
+
+
+def tempfiles():
+    before = sorted(os.listdir(D))
+    with tempfile.TemporaryFile(dir=D) as f:
+        f.write(b"temp")
+        f.seek(0)
+        a = f.read()
+    with tempfile.NamedTemporaryFile(dir=D) as f:
+        f.write(b"named")
+        f.flush()
+        name = os.path.basename(f.name)
+        listed = name in os.listdir(D)
+        with open(f.name, "rb") as g:
+            b = g.read()
+    return a, listed, b, sorted(os.listdir(D)) == before
+
+
+def mkstemp_then_stat():
+    fd, name = tempfile.mkstemp(dir=D)
+    try:
+        st = os.stat(name).st_size
+        os.write(fd, b"abc")
+        return st, os.stat(name).st_size
+    finally:
+        os.close(fd)
+        os.unlink(name)
+
+
+for name, fn in [
+    ("two_appends", two_appends),
+    ("write_then_read_other", write_then_read_other),
+    ("truncate_by_second_open", truncate_by_second_open),
+    ("offsets_are_separate", offsets_are_separate),
+    ("readonly_second_is_readonly", readonly_second_is_readonly),
+    ("mmap_after_close", mmap_after_close),
+    ("rename_open", rename_open),
+    ("unlink_open", unlink_open),
+    ("replaced_by_rename", replaced_by_rename),
+    ("creat_rdonly", creat_rdonly),
+    ("creat_again_excl", creat_again_excl),
+    ("created_is_there", created_is_there),
+    ("created_renamed", created_renamed),
+    ("created_unlinked", created_unlinked),
+    ("tempfiles", tempfiles),
+    ("mkstemp_then_stat", mkstemp_then_stat),
+]:
+    check(name, fn)

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# t_inode.sh: one open file per key in a process (shim/inode.h, issue 11). inode.py runs on a
+# local directory and on a mount: every answer must be the local file's (two descriptors of
+# one file, shared mappings after close, rename and unlink of an open file, O_CREAT without a
+# write, a created file seen before its first close, temporary files). The bytes that land
+# are then read by an independent client (kvtool), and real programs (bash, git) run in a
+# mount.
+. "$(dirname "$0")/lib.sh"
+
+B=$(new_bucket)
+export NATS_KV_BUCKET=$B STATE_MOUNT=/state/ino STATE_PREFIX=in
+PY=$(python3 -c 'import sys; print(sys.executable)')
+run() { timeout -k 5 120 env LD_PRELOAD="$SHIM" "$@"; }
+
+mkdir -p "$TMP/local"
+"$PY" "$ROOT/tests/integration/inode.py" "$TMP/local" >"$TMP/local.out" 2>&1
+run "$PY" "$ROOT/tests/integration/inode.py" /state/ino >"$TMP/mount.out" 2>"$TMP/mount.err"
+n=$(wc -l <"$TMP/local.out")
+if [ "$n" -ge 16 ]; then
+    ok "inode: the local run printed all $n checks"
+else
+    fail "inode: the local run printed every check" "$n lines: $(head -c 300 "$TMP/local.out")"
+fi
+while IFS='|' read -r name want; do
+    got=$(grep -m1 "^$name|" "$TMP/mount.out" | cut -d'|' -f2-)
+    expect_eq "inode: $name on a mount answers as on a local file" "$want" "$got"
+done <"$TMP/local.out"
+check "inode: nothing on stderr" test ! -s "$TMP/mount.err"
+
+# The bytes in the bucket, read by another client.
+expect_eq "inode: two appending descriptors: the bucket holds both writes" \
+    "$(printf 'orig\nA\nB\n' | od -c)" "$($KVTOOL get "$B" in.ap | od -c)"
+expect_eq "inode: a shared mapping written after close: the bucket holds what munmap left" \
+    "MAPped!!" "$($KVTOOL get "$B" in.mm)"
+expect_eq "inode: an open file renamed: its bytes land under the new name only" \
+    "after|" "$($KVTOOL get "$B" in.rn2)|$($KVTOOL get "$B" in.rn 2>/dev/null)"
+expect_eq "inode: an open file unlinked is not resurrected at close" \
+    "" "$($KVTOOL get "$B" in.ul 2>/dev/null)"
+expect_eq "inode: close(open(p, O_CREAT|O_RDONLY)) creates an empty value" \
+    "0" "$($KVTOOL get "$B" in.lock1 | wc -c)"
+expect_eq "inode: temporary files leave no key behind" \
+    "" "$($KVTOOL keys "$B" 2>/dev/null | grep -E '^in\.tmp' | head -3)"
+
+# bash: two appending redirections of one file in one shell.
+out=$(run bash -c 'echo orig >/state/ino/sh; exec 3>>/state/ino/sh 4>>/state/ino/sh
+    echo A >&3; echo B >&4; exec 3>&- 4>&-; cat /state/ino/sh' | paste -sd,)
+expect_eq "inode: bash: exec 3>>f 4>>f keeps both lines, as a local disk does" "orig,A,B" "$out"
+expect_eq "inode: bash: ... and the bucket holds them" \
+    "orig,A,B" "$($KVTOOL get "$B" in.sh | paste -sd,)"
+
+# git: init, add and commit inside a mount (lock files are created, chmod-ed and renamed
+# while open).
+if command -v git >/dev/null; then
+    out=$(cd / && run bash -c 'set -e; mkdir -p /state/ino/repo; cd /state/ino/repo
+        git init -q . && git config user.email t@example.com && git config user.name t
+        echo hello >README && git add README && git commit -qm first && git log --format=%s' 2>&1)
+    expect_eq "inode: git init, add and commit in a mount" "first" "$out"
+fi
