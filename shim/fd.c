@@ -89,6 +89,8 @@ SHIM_EXPORT int dup3(int fd, int fd2, int flags)
 static int fcntl_body(int fd, int cmd, void *arg)
 {
     int r;
+    if (shim_lock_fcntl(fd, cmd, arg, &r))
+        return r;
     if (!shim_guard && shim_mem_fcntl(fd, cmd, arg, &r))
         return r;
     r = real_fcntl()(fd, cmd, arg);

@@ -1,6 +1,6 @@
 /* mem.c: mount files served from memory until something needs a kernel file (see mem.h),
  * and the hooks that serve them: read, write, seek, truncate and their variants. The calls
- * that settle a file first (mmap, sendfile, locks, ioctl, fdopen, system, popen, sendmsg with
+ * that settle a file first (mmap, sendfile, ioctl, fdopen, system, popen, sendmsg with
  * descriptors) are here too. Each hook's foreign path is one atomic load (shim_mem_live) on
  * top of libc's call. */
 #include "shim/shim.h"
@@ -742,21 +742,6 @@ SHIM_EXPORT ssize_t splice(int in, off_t *inoff, int out, off_t *outoff, size_t 
     if (need_kernel(out) < 0 || need_kernel(in) < 0)
         return -1;
     return real_splice()(in, inoff, out, outoff, n, flags);
-}
-
-SHIM_EXPORT int flock(int fd, int op)
-{
-    return need_kernel(fd) < 0 ? -1 : real_flock()(fd, op);
-}
-
-SHIM_EXPORT int lockf(int fd, int cmd, off_t len)
-{
-    return need_kernel(fd) < 0 ? -1 : real_lockf()(fd, cmd, len);
-}
-
-SHIM_EXPORT int lockf64(int fd, int cmd, off_t len)
-{
-    return lockf(fd, cmd, len);
 }
 
 SHIM_EXPORT int fallocate(int fd, int mode, off_t off, off_t len)

@@ -6,7 +6,7 @@
  * open() is first held in memory: the program gets a real descriptor number, an O_PATH
  * descriptor of an empty sealed memfd (the placeholder), and every call that reads, writes,
  * seeks or stats it is served by the hooks from the buffer. Any other call on it (mmap, dup,
- * fdopen, locks, ioctl, sendfile, a fork, exec or spawn, a reopen through /proc/self/fd)
+ * fdopen, ioctl, sendfile, a fork, exec or spawn, a reopen through /proc/self/fd)
  * first settles it: the buffer moves into a memfd that replaces the placeholder under the
  * same number, and from then on the descriptor is an ordinary kernel file. A call the shim
  * does not hook (a raw system call) meets the placeholder and fails with EBADF: never a

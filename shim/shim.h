@@ -148,6 +148,11 @@ void shim_fd_reserve_high(void);
  * dup2 onto it, close_range). */
 int shim_drop(int fd);
 
+/* fcntl's lock commands (shim/lock.c): 1 when cmd takes, tests or releases a lock on a
+ * mount descriptor of the program's, answered in *res (0, or -1 with errno: ENOLCK for a
+ * lock or a test, an unlock succeeds); 0 for everything else, which is not touched. */
+int shim_lock_fcntl(int fd, int cmd, void *arg, int *res);
+
 /* Moves fd to a close-on-exec descriptor high above the program's range; returns it (or fd
  * itself, close-on-exec, when there is no room). */
 int shim_fd_high(int fd);

@@ -1,12 +1,13 @@
 /* sys.c: syscall(), the raw entry point. Node's libuv closes and stats files through
- * syscall(SYS_close) and syscall(SYS_statx): those, and the open and stat calls, go to the
- * hooks (which hand local paths and descriptors to libc unchanged); every other number goes
- * to the real syscall() with its six arguments untouched, after settling an in-memory file
- * (shim/mem.h) among its descriptor arguments: read, write, copy_file_range... then work on
- * the memfd. */
+ * syscall(SYS_close) and syscall(SYS_statx): those, the open and stat calls, flock and
+ * fcntl's lock commands go to the hooks (which hand local paths and descriptors to libc
+ * unchanged); every other number goes to the real syscall() with its six arguments
+ * untouched, after settling an in-memory file (shim/mem.h) among its descriptor arguments:
+ * read, write, copy_file_range... then work on the memfd. */
 #include "shim/shim.h"
 
 #include <stdarg.h>
+#include <sys/file.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -21,7 +22,7 @@ static void settle_args(long number, const long *a)
     case SYS_read: case SYS_write: case SYS_pread64: case SYS_pwrite64: case SYS_readv:
     case SYS_writev: case SYS_preadv: case SYS_pwritev: case SYS_preadv2: case SYS_pwritev2:
     case SYS_lseek: case SYS_ftruncate: case SYS_fallocate: case SYS_fadvise64:
-    case SYS_readahead: case SYS_flock: case SYS_fcntl: case SYS_ioctl: case SYS_fstatfs:
+    case SYS_readahead: case SYS_fcntl: case SYS_ioctl: case SYS_fstatfs:
     case SYS_fsync: case SYS_fdatasync:
         shim_mem_settle((int)a[0]);
         break;
@@ -57,7 +58,14 @@ SHIM_EXPORT long syscall(long number, ...)
     if (!shim_guard && __atomic_load_n(&shim_mem_live, __ATOMIC_RELAXED))
         settle_args(number, a);
     if (!shim_guard) {
+        int r;
         switch (number) {
+        case SYS_flock: /* the hooks: locks on mount files fail with ENOLCK (shim/lock.c) */
+            return flock((int)a[0], (int)a[1]);
+        case SYS_fcntl:
+            if (shim_lock_fcntl((int)a[0], (int)a[1], (void *)a[2], &r))
+                return r;
+            break;
         case SYS_close:
             return close((int)a[0]);
         case SYS_close_range:
