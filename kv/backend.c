@@ -173,6 +173,22 @@ static int be_rmdir(kv_mount *m, const char *rel)
     return call_end(&c, "rmdir", m, rel, 0, r);
 }
 
+static int be_parent(kv_mount *m, const char *rel)
+{
+    struct call c;
+    call_begin(&c);
+    int r = dirs_parent(m, rel);
+    return call_end(&c, "parent", m, rel, 0, r);
+}
+
+static int be_mkparents(kv_mount *m, const char *rel)
+{
+    struct call c;
+    call_begin(&c);
+    int r = dirs_mkparents(m, rel);
+    return call_end(&c, "mkparents", m, rel, 0, r);
+}
+
 static int be_version(kv_mount *m, const char *rel, uint64_t *rev)
 {
     struct call c;
@@ -227,6 +243,7 @@ static void be_after_fork_child(void)
 {
     int saved = errno;
     conn_after_fork_child();
+    dirs_after_fork_child();
     errno = saved;
 }
 
@@ -247,6 +264,8 @@ static const kv_ops table = {
     .release_value = be_release_value,
     .release_list = be_release_list,
     .after_fork_child = be_after_fork_child,
+    .parent = be_parent,
+    .mkparents = be_mkparents,
 };
 
 __attribute__((visibility("default"))) const kv_ops *kv_backend(void)

@@ -1,19 +1,30 @@
-/* dirs.c: directories over a flat key space: key scans, list, mkdir, rmdir.
+/* dirs.c: directories over a flat key space: key scans, list, mkdir, rmdir, and the
+ * directory markers this process knows.
  *
- * A directory rel exists when its marker key "key(rel)/" or any key starting with
- * "key(rel)/" exists (SPEC "Paths and keys"). '/' is not a NATS subject token separator,
- * so keys below a directory cannot be selected by a subject filter: a scan watches every
- * key under the mount's prefix ("<prefix>.>", or the whole bucket without a prefix) with
- * MetaOnly + IgnoreDeletes, collects until the watcher's "initial values done" marker (a
- * NULL entry) and filters client-side. A scan costs one ordered consumer and is O(keys
- * under the prefix).
+ * A directory rel exists when its marker key "key(rel)/" exists (SPEC "Paths and keys"):
+ * stat answers with two Gets at most. '/' is not a NATS subject token separator, so keys
+ * below a directory cannot be selected by a subject filter: listings and rmdir's emptiness
+ * test scan every key under the mount's prefix ("<prefix>.>", or the whole bucket without
+ * a prefix) with a MetaOnly watcher until its "initial values done" marker (a NULL entry),
+ * filtering client-side: one ordered consumer, O(keys under the prefix). Delete markers are
+ * skipped here, not by nats.c: 3.4.1's watcher deducts the elapsed time again for every
+ * delete it skips itself, and times out after a few thousand.
  *
  * Listing: names one level below, decoded with key_decode, each once, sorted; marker keys
  * are never files. A name that is both a value and a directory ("a" and "a/x") is listed as
  * a file, as stat reports it. Keys that do not decode (written by another client without
- * our escaping) are skipped.
+ * our escaping) are skipped. A directory a listing finds only through the keys below it
+ * (written by another client without markers) gets its marker, create-only, so stat agrees
+ * afterwards.
+ *
+ * Known markers: a set of (mount, marker key) this process has seen or written, so a
+ * create in a known directory sends nothing (dirs_parent). Another process's rmdir is not
+ * seen: a file created then lands in a directory without a marker, which the next listing
+ * repairs. Guarded by known_mu (made afresh in a forked child).
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uthash.h>
@@ -21,6 +32,58 @@
 #include "common/log.h"
 #include "kv/internal.h"
 #include "kv/keycodec.h"
+
+/* ---- known markers ---- */
+
+typedef struct known_ent {
+    UT_hash_handle hh;
+    char key[]; /* "<mount address> <marker key>" */
+} known_ent;
+
+static known_ent *known;
+static pthread_mutex_t known_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int known_key(const kv_mount *m, const char *marker, char *out, size_t outsz)
+{
+    int n = snprintf(out, outsz, "%p %s", (const void *)m, marker);
+    return n > 0 && (size_t)n < outsz ? n : -1;
+}
+
+int dirs_known(const kv_mount *m, const char *marker)
+{
+    char k[KV_KEY_MAX + 40];
+    if (known_key(m, marker, k, sizeof k) < 0)
+        return 0;
+    known_ent *e = NULL;
+    pthread_mutex_lock(&known_mu);
+    HASH_FIND_STR(known, k, e);
+    pthread_mutex_unlock(&known_mu);
+    return e != NULL;
+}
+
+void dirs_note(const kv_mount *m, const char *marker, int is_known)
+{
+    char k[KV_KEY_MAX + 40];
+    int n = known_key(m, marker, k, sizeof k);
+    if (n < 0)
+        return;
+    known_ent *e = NULL;
+    pthread_mutex_lock(&known_mu);
+    HASH_FIND_STR(known, k, e);
+    if (e && !is_known) {
+        HASH_DEL(known, e);
+        free(e);
+    } else if (!e && is_known && (e = malloc(sizeof *e + (size_t)n + 1))) {
+        memcpy(e->key, k, (size_t)n + 1);
+        HASH_ADD_STR(known, key, e); /* out of memory: simply not known */
+    }
+    pthread_mutex_unlock(&known_mu);
+}
+
+void dirs_after_fork_child(void)
+{
+    pthread_mutex_init(&known_mu, NULL);
+}
 
 int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *base,
               int (*fn)(const char *key, void *arg), void *arg)
@@ -30,7 +93,6 @@ int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *ba
     kvWatchOptions wo;
     kvWatchOptions_Init(&wo);
     wo.MetaOnly = true;
-    wo.IgnoreDeletes = true;
     wo.Timeout = kv_timeout_ms();
     kvWatcher *w = NULL;
     kv_guard g;
@@ -56,7 +118,7 @@ int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *ba
         if (r < 0 || !e)
             break;
         const char *k = kvEntry_Key(e);
-        if (k && strncmp(k, base, blen) == 0)
+        if (k && kvEntry_Operation(e) == kvOp_Put && strncmp(k, base, blen) == 0)
             r = fn(k, arg);
         kvEntry_Destroy(e);
     }
@@ -95,10 +157,13 @@ int dirs_has_below(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char
 typedef struct name_ent {
     UT_hash_handle hh;
     int is_dir;
+    int has_marker;         /* its marker key was among the keys */
+    char *marker;           /* its marker key, kept for a repair when it is a directory */
     char name[];
 } name_ent;
 
 typedef struct list_arg {
+    const kv_mount *m;
     size_t blen;
     name_ent *names;
     size_t n;
@@ -121,24 +186,46 @@ static int list_fn(const char *key, void *arg)
         log_at(LOG_DEBUG, "%s: not listed: not a key this connector writes", key);
         return 0;
     }
+    int is_marker = slash && slash[1] == '\0';
     name_ent *e = NULL;
     HASH_FIND_STR(a->names, name, e);
-    if (e) {
-        if (!slash)
-            e->is_dir = 0;  /* a value wins over a directory of the same name */
-        return 0;
-    }
-    size_t nl = strlen(name);
-    e = malloc(sizeof *e + nl + 1);
     if (!e) {
-        a->err = -ENOMEM;
-        return -ENOMEM;
+        size_t nl = strlen(name);
+        e = calloc(1, sizeof *e + nl + 1);
+        if (!e) {
+            a->err = -ENOMEM;
+            return -ENOMEM;
+        }
+        memcpy(e->name, name, nl + 1);
+        e->is_dir = slash != NULL;
+        HASH_ADD_KEYPTR(hh, a->names, e->name, nl, e);
+        a->n++;
+    } else if (!slash) {
+        e->is_dir = 0; /* a value wins over a directory of the same name */
     }
-    memcpy(e->name, name, nl + 1);
-    e->is_dir = slash != NULL;
-    HASH_ADD_KEYPTR(hh, a->names, e->name, nl, e);
-    a->n++;
+    if (is_marker) {
+        e->has_marker = 1;
+        dirs_note(a->m, key, 1); /* a child directory: known from now on */
+    }
+    else if (slash && !e->marker)
+        e->marker = strndup(key, (size_t)(slash - key) + 1); /* NULL: no repair, no harm */
     return 0;
+}
+
+/* Writes the markers of the directories a listing found only through keys below them. */
+static void repair(kv_conn *c, const kv_bucket *b, const kv_mount *m, name_ent *names)
+{
+    for (name_ent *e = names; e; e = e->hh.next) {
+        if (!e->is_dir || e->has_marker || !e->marker)
+            continue;
+        uint64_t rev = 0;
+        int r = ops_publish(c, b, e->marker, "", 0, KV_REV_ABSENT, 0, &rev);
+        if (r == 0 || r == -EEXIST)
+            dirs_note(m, e->marker, 1);
+        log_at(r == 0 || r == -EEXIST ? LOG_INFO : LOG_WARN,
+               "%s: directory without a marker: %s", e->marker,
+               r == 0 ? "marker written" : r == -EEXIST ? "marker found" : strerror(-r));
+    }
 }
 
 static int by_name(const void *x, const void *y)
@@ -153,6 +240,7 @@ static void free_names(name_ent **names)
         /* HASH_DEL then free of the iterated entry is uthash's idiom (the analyzer loses
          * track of tmp): NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
         HASH_DEL(*names, e);
+        free(e->marker);
         free(e);
     }
 }
@@ -175,7 +263,7 @@ int dirs_list(kv_mount *m, const char *rel, kv_list *out)
     const kv_bucket *b;
     if (r < 0 || (r = ops_open(m, base, &c, &b)) < 0)
         return r;
-    list_arg a = { .blen = strlen(base) };
+    list_arg a = { .m = m, .blen = strlen(base) };
     r = dirs_scan(c, b, m->prefix, base, list_fn, &a);
     if (r == 0 && a.err)
         r = a.err;
@@ -184,6 +272,12 @@ int dirs_list(kv_mount *m, const char *rel, kv_list *out)
         r = ops_stat_on(c, b, m, rel, &st);
         r = r == 0 ? -ENOTDIR : r;
         log_at(LOG_INFO, "%s: list: %s", base, r == -ENOTDIR ? "not a directory" : "no such directory");
+    }
+    if (r == 0) {
+        name_ent self = { .is_dir = 1, .has_marker = !*rel || a.marker_seen,
+                          .marker = base };
+        repair(c, b, m, &self); /* the listed directory itself, found by its keys */
+        repair(c, b, m, a.names);
     }
     conn_release(c);
     out->v = NULL;
@@ -258,6 +352,8 @@ int dirs_mkdir(kv_mount *m, const char *rel)
     if (r == 0)
         r = ops_publish(c, b, marker, "", 0, KV_REV_ABSENT, 0, &rev);
     conn_release(c);
+    if (r == 0)
+        dirs_note(m, marker, 1);
     if (r < 0)
         log_at(r == -EEXIST || r == -ENOENT ? LOG_INFO : LOG_WARN, "%s: mkdir: %s", marker,
                strerror(-r));
@@ -295,7 +391,79 @@ int dirs_rmdir(kv_mount *m, const char *rel)
             break;
     }
     conn_release(c);
+    if (r == 0 || r == -ENOENT)
+        dirs_note(m, marker, 0);
     if (r < 0)
         log_at(r == -ENOENT ? LOG_INFO : LOG_WARN, "%s: rmdir: %s", marker, strerror(-r));
+    return r;
+}
+
+/* ---- parents ---- */
+
+/* rel's parent directory into out ("" for the mount root). */
+static int parent_of(const char *rel, char *out, size_t outsz)
+{
+    const char *slash = strrchr(rel, '/');
+    size_t pl = slash ? (size_t)(slash - rel) : 0;
+    if (pl >= outsz)
+        return -ENAMETOOLONG;
+    memcpy(out, rel, pl);
+    out[pl] = '\0';
+    return 0;
+}
+
+int dirs_parent(kv_mount *m, const char *rel)
+{
+    char parent[KV_KEY_MAX + 1], marker[KV_KEY_MAX + 2];
+    if (ops_key(m, rel, 1, marker, sizeof marker) == 0 && dirs_known(m, marker))
+        return -EISDIR; /* rel itself is a directory this process knows */
+    int r = parent_of(rel, parent, sizeof parent);
+    if (r < 0 || !*parent)
+        return r; /* the mount root always exists */
+    if ((r = ops_key(m, parent, 1, marker, sizeof marker)) < 0)
+        return r;
+    if (dirs_known(m, marker))
+        return 0;
+    kv_conn *c;
+    const kv_bucket *b;
+    if ((r = ops_open(m, marker, &c, &b)) < 0)
+        return r;
+    kv_stat st;
+    r = ops_stat_on(c, b, m, parent, &st); /* notes the marker when it is one */
+    if (r == 0 && !st.is_dir)
+        r = -ENOTDIR;
+    /* a directory not known yet: rel itself may be one (one Get more, until it is known) */
+    char self[KV_KEY_MAX + 2];
+    kvEntry *e = NULL;
+    if (r == 0 && ops_key(m, rel, 1, self, sizeof self) == 0 && ops_entry(b, self, &e) == 0) {
+        kvEntry_Destroy(e);
+        dirs_note(m, self, 1);
+        r = -EISDIR;
+    }
+    conn_release(c);
+    return r;
+}
+
+int dirs_mkparents(kv_mount *m, const char *rel)
+{
+    char parent[KV_KEY_MAX + 1], marker[KV_KEY_MAX + 2];
+    int r = parent_of(rel, parent, sizeof parent);
+    if (r < 0 || !*parent)
+        return r;
+    if ((r = ops_key(m, parent, 1, marker, sizeof marker)) < 0 || dirs_known(m, marker))
+        return r;
+    if ((r = dirs_mkparents(m, parent)) < 0) /* outermost first */
+        return r;
+    kv_conn *c;
+    const kv_bucket *b;
+    if ((r = ops_open(m, marker, &c, &b)) < 0)
+        return r;
+    uint64_t rev = 0;
+    r = ops_publish(c, b, marker, "", 0, KV_REV_ABSENT, 0, &rev);
+    conn_release(c);
+    if (r == -EEXIST)
+        r = 0; /* another writer made it: what we wanted */
+    if (r == 0)
+        dirs_note(m, marker, 1);
     return r;
 }

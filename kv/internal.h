@@ -205,6 +205,13 @@ int dirs_has_below(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char
 int dirs_list(kv_mount *m, const char *rel, kv_list *out);
 int dirs_mkdir(kv_mount *m, const char *rel);
 int dirs_rmdir(kv_mount *m, const char *rel);
+int dirs_parent(kv_mount *m, const char *rel);
+int dirs_mkparents(kv_mount *m, const char *rel);
+/* Directory markers this process has seen or written (a set per process, by mount and
+ * marker key): noted by stat, mkdir and listings, forgotten by rmdir. */
+int dirs_known(const kv_mount *m, const char *marker);
+void dirs_note(const kv_mount *m, const char *marker, int known);
+void dirs_after_fork_child(void);
 void dirs_release_list(kv_list *l);
 
 #endif

@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_ABI 2
+#define KV_ABI 3
 #define KV_KEY_MAX 1024          /* longest key (prefix + '.' + escaped rel) we send */
 
 typedef struct kv_mount kv_mount; /* one bucket + prefix, bound lazily; opaque */
@@ -46,7 +46,7 @@ typedef struct kv_value {
 
 /* What stat needs; no value is transferred when possible. */
 typedef struct kv_stat {
-    int is_dir;         /* 1: a directory (marker key or keys below); 0: a value */
+    int is_dir;         /* 1: a directory (its marker key exists); 0: a value */
     uint64_t size;      /* value length; 0 for a directory */
     uint64_t rev;       /* 0 for a directory without a marker */
     int64_t mtime_ns;
@@ -140,6 +140,17 @@ typedef struct kv_ops {
     /* In a forked child: drop the parent's connection without touching it (no request, no
      * thread join); the next operation connects again. */
     void (*after_fork_child)(void);
+
+    /* The directory that would hold rel exists: 0 (always for the mount root), -ENOENT
+     * when it does not, -ENOTDIR when it is a value; -EISDIR when rel itself is a directory
+     * this process knows. Directory markers this process has seen or written are
+     * remembered, so a create in a known directory sends nothing. */
+    int (*parent)(kv_mount *m, const char *rel);
+
+    /* Writes the missing markers of rel's ancestor directories, create-only (concurrent
+     * writers do not conflict) and remembered: for writers that never make directories
+     * (the sidecar's PUT). 0 or -errno. */
+    int (*mkparents)(kv_mount *m, const char *rel);
 } kv_ops;
 
 /* The backend's only exported symbol. */

@@ -347,14 +347,12 @@ int ops_stat_on(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *r
         return r;                       /* a value, or a failure */
     if (r != -ENOENT || (r = ops_key(m, rel, 1, key, sizeof key)) < 0)
         return r;
-    if ((r = entry_stat(b, key, 1, out)) != -ENOENT)
-        return r;                       /* a directory marker, or a failure */
-    r = dirs_has_below(c, b, m, key, NULL);
-    if (r == 1) {
-        out->is_dir = 1;
-        return 0;
-    }
-    return r < 0 ? r : -ENOENT;
+    /* A directory is its marker (SPEC "Paths and keys"): two Gets at most, never a scan. */
+    (void)c;
+    r = entry_stat(b, key, 1, out);
+    if (r == 0)
+        dirs_note(m, key, 1);
+    return r;
 }
 
 int ops_stat(kv_mount *m, const char *rel, kv_stat *out)

@@ -104,6 +104,9 @@ static int dir_open(const struct shim_path *p, int oflags)
     return fd;
 }
 
+/* open_mount's own how flag, beside SHIM_OPEN_KERNEL: the path ended in '/'. */
+#define OPEN_SLASH 0x100
+
 /* Records fd (a new open file description of ino) in the descriptor table. On failure the
  * record's use of ino ends without a commit and fd is closed. */
 static int record(int fd, struct shim_inode *ino, int idx, int oflags, struct shim_mem *mem)
@@ -151,10 +154,17 @@ static int open_mount(const struct shim_path *p, int oflags, int how)
         return r;
     if ((oflags & O_TMPFILE) == O_TMPFILE)
         return -EOPNOTSUPP;
+    if ((how & OPEN_SLASH) && (writable(oflags) || (oflags & O_CREAT)))
+        return -EISDIR; /* "name/" for writing: a directory, or nothing a file can be */
     struct shim_inode *ino = *p->rel ? shim_inode_get(p->idx, p->rel) : NULL;
+    if (ino && (how & OPEN_SLASH)) {
+        shim_inode_close(ino, -1, NULL);
+        shim_inode_put(ino);
+        return -ENOTDIR;
+    }
     if (ino)
         return open_shared(p, ino, oflags);
-    if (*p->rel == '\0' || (oflags & O_DIRECTORY)) {
+    if (*p->rel == '\0' || (oflags & O_DIRECTORY) || (how & OPEN_SLASH)) {
         kv_stat ks;
         r = ops->stat(km, p->rel, &ks);
         if (r < 0)
@@ -164,15 +174,20 @@ static int open_mount(const struct shim_path *p, int oflags, int how)
 
     kv_value v = { 0 };
     int created = 0;
-    int need_get = !(oflags & O_TRUNC) || (oflags & O_EXCL);
+    int need_get = !(oflags & O_TRUNC) || (oflags & (O_EXCL | O_CREAT)) != O_CREAT;
+    if (!need_get && (r = ops->parent(km, p->rel)) < 0)
+        return r; /* a create where a local disk refuses it (no get tells us) */
     if (need_get) {
         r = ops->get(km, p->rel, &v);
         if (r == -ENOENT) {
             kv_stat ks;
             if (ops->stat(km, p->rel, &ks) == 0 && ks.is_dir)
-                return dir_open(p, oflags);
+                return (oflags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) ? -EEXIST
+                                                                        : dir_open(p, oflags);
             if (!(oflags & O_CREAT))
                 return -ENOENT;
+            if ((r = ops->parent(km, p->rel)) < 0)
+                return r;
             created = 1;
             v.rev = KV_REV_ABSENT;
             struct timespec now;
@@ -230,6 +245,9 @@ static __attribute__((noinline)) int open_resolved(int dirfd, const char *path, 
     if (r < 0)
         return r;
     if (r == 1) {
+        size_t n = strlen(path);
+        if (n > 1 && path[n - 1] == '/')
+            how |= OPEN_SLASH; /* resolution dropped the slash that names a directory */
         shim_enter();
         r = open_mount(&p, oflags, how);
         shim_leave();
