@@ -319,6 +319,19 @@ void dirs_release_list(kv_list *l)
 
 /* ---- mkdir, rmdir ---- */
 
+/* rel's parent directory into out ("" for the mount root). */
+static int parent_of(const char *rel, char *out, size_t outsz)
+{
+    const char *slash = strrchr(rel, '/');
+    size_t pl = slash ? (size_t)(slash - rel) : 0;
+    if (pl >= outsz)
+        return -ENAMETOOLONG;
+    memcpy(out, rel, pl);
+    out[pl] = '\0';
+    return 0;
+}
+
+
 int dirs_mkdir(kv_mount *m, const char *rel)
 {
     if (!*rel)
@@ -330,23 +343,23 @@ int dirs_mkdir(kv_mount *m, const char *rel)
     if (r < 0)
         return r;
     kv_stat st;
-    const char *slash = strrchr(rel, '/');
-    if (slash) {
-        char parent[KV_KEY_MAX + 1];
-        size_t pl = (size_t)(slash - rel);
-        if (pl >= sizeof parent) {
-            r = -ENAMETOOLONG;
-        } else {
-            memcpy(parent, rel, pl);
-            parent[pl] = '\0';
-            r = ops_stat_on(c, b, m, parent, &st);
-            if (r == 0 && !st.is_dir)
-                r = -ENOTDIR;
-        }
+    char parent[KV_KEY_MAX + 1], pmarker[KV_KEY_MAX + 2];
+    r = parent_of(rel, parent, sizeof parent);
+    if (r == 0 && *parent && !(ops_key(m, parent, 1, pmarker, sizeof pmarker) == 0 &&
+                               dirs_known(m, pmarker))) {
+        r = ops_stat_on(c, b, m, parent, &st);
+        if (r == 0 && !st.is_dir)
+            r = -ENOTDIR;
     }
-    if (r == 0) {
-        r = ops_stat_on(c, b, m, rel, &st);
-        r = r == 0 ? -EEXIST : r == -ENOENT ? 0 : r;
+    /* a value of that name: EEXIST; a marker: the create-only write below says EEXIST */
+    char key[KV_KEY_MAX + 2];
+    kvEntry *e = NULL;
+    if (r == 0 && (r = ops_key(m, rel, 0, key, sizeof key)) == 0 &&
+        (r = ops_entry(b, key, &e)) == 0) {
+        kvEntry_Destroy(e);
+        r = -EEXIST;
+    } else if (r == -ENOENT) {
+        r = 0;
     }
     uint64_t rev = 0;
     if (r == 0)
@@ -399,18 +412,6 @@ int dirs_rmdir(kv_mount *m, const char *rel)
 }
 
 /* ---- parents ---- */
-
-/* rel's parent directory into out ("" for the mount root). */
-static int parent_of(const char *rel, char *out, size_t outsz)
-{
-    const char *slash = strrchr(rel, '/');
-    size_t pl = slash ? (size_t)(slash - rel) : 0;
-    if (pl >= outsz)
-        return -ENAMETOOLONG;
-    memcpy(out, rel, pl);
-    out[pl] = '\0';
-    return 0;
-}
 
 int dirs_parent(kv_mount *m, const char *rel)
 {

@@ -83,6 +83,9 @@ for n, name in enumerate(NAMES):
     value = b"value %d of " % n + name[:40]
     why = None
     try:
+        parent_rel = rel.rpartition(b"/")[0]
+        if parent_rel and not too_long(rel, key):  # as on a local disk: the directory first
+            os.makedirs(MOUNT + b"/" + parent_rel, exist_ok=True)
         with open(path, "wb") as f:
             f.write(value)
         if too_long(rel, key):

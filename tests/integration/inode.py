@@ -221,6 +221,32 @@ def mkstemp_then_stat():
         os.unlink(name)
 
 
+# 8. Directories at open, as a local disk checks them.
+def dir_errors():
+    os.makedirs(p("dd/src"), exist_ok=True)
+    put("dd/file", b"x")
+    out = []
+    for path, flags in [("dd/src", os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                        ("dd/src/new/", os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                        ("dd/file/x", os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                        ("dd/nodir/x", os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                        ("dd/nodir/x", os.O_WRONLY | os.O_CREAT),
+                        ("dd/src", os.O_WRONLY | os.O_CREAT | os.O_EXCL),
+                        ("dd/file/", os.O_RDONLY),
+                        ("dd/nope", os.O_WRONLY | os.O_TRUNC)]:
+        try:
+            os.close(os.open(p(path), flags, 0o644))
+            out.append("opened")
+        except OSError as e:
+            out.append(errno.errorcode[e.errno])
+    try:
+        tempfile.mkstemp(dir=p("dd/nodir"))
+        out.append("made")
+    except OSError as e:
+        out.append(errno.errorcode[e.errno])
+    return out, os.path.isdir(p("dd/src")), sorted(os.listdir(p("dd")))
+
+
 for name, fn in [
     ("two_appends", two_appends),
     ("write_then_read_other", write_then_read_other),
@@ -238,5 +264,6 @@ for name, fn in [
     ("created_unlinked", created_unlinked),
     ("tempfiles", tempfiles),
     ("mkstemp_then_stat", mkstemp_then_stat),
+    ("dir_errors", dir_errors),
 ]:
     check(name, fn)

@@ -234,6 +234,36 @@ static int cmd_del(kvStore *kv, int argc, char **argv)
     return s == NATS_OK ? 0 : nats_die("del", s);
 }
 
+/* fill BUCKET FORMAT N SIZE: puts N keys named by FORMAT (a printf pattern with one %d,
+ * e.g. "p.users/u%d.json"), each SIZE bytes, asynchronously (a scale test's key space in
+ * seconds). */
+static int cmd_fill(jsCtx *js, const char *bucket, int argc, char **argv)
+{
+    if (argc != 3)
+        return die("usage: fill BUCKET FORMAT N SIZE");
+    int n = atoi(argv[1]), size = atoi(argv[2]);
+    char *val = malloc((size_t)size + 1);
+    if (!val)
+        return die("out of memory");
+    memset(val, 'v', (size_t)size);
+    char subj[1200], key[1100];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, argv[0], i);
+        snprintf(subj, sizeof subj, "$KV.%s.%s", bucket, key);
+        natsStatus s = js_PublishAsync(js, subj, val, size, NULL);
+        if (s != NATS_OK) {
+            free(val);
+            return nats_die("fill", s);
+        }
+    }
+    free(val);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 60000;
+    natsStatus s = js_PublishAsyncComplete(js, &po);
+    return s == NATS_OK ? 0 : nats_die("fill", s);
+}
+
 static int cmd_history(kvStore *kv, int argc, char **argv)
 {
     if (argc != 1)
@@ -282,7 +312,7 @@ static int connect_to(const char *url, int wait, natsConnection **nc)
 
 static int usage(void)
 {
-    return die("usage: kvtool [-s URL] [--wait] bucket-add|bucket-del|put|put-stdin|create|"
+    return die("usage: kvtool [-s URL] [--wait] bucket-add|bucket-del|put|put-stdin|create|fill|"
                "update|get|rev|keys|del|history ...");
 }
 
@@ -347,6 +377,8 @@ int main(int argc, char **argv)
         rc = cmd_del(kv, nargs, args);
     else if (strcmp(cmd, "history") == 0)
         rc = cmd_history(kv, nargs, args);
+    else if (strcmp(cmd, "fill") == 0)
+        rc = cmd_fill(js, args[-1], nargs, args);
     else
         rc = usage();
 out:

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# t_scale.sh: every single-name lookup costs the same requests whatever the key space holds
+# (issue 12): a directory is its marker, never a scan. requests.py counts the messages the
+# shim's connection sends (nats-server's monitoring /connz) for each operation, at 100 and at
+# 10,000 keys under the mount's prefix, flat and nested; the counts must be equal. Then the
+# directory rules: a listing repairs a directory written without markers, rmdir after it,
+# concurrent creators of one directory, and listings after 5,000 unlinks (nats.c's watcher
+# timed out after a few thousand delete markers).
+. "$(dirname "$0")/lib.sh"
+
+MPORT=$(free_port)
+start_server -m "$MPORT" || { fail "scale: a server with monitoring starts" "no server"; exit 1; }
+export NATS_URL=$SERVER_URL
+MON=http://127.0.0.1:$MPORT
+PY=$(python3 -c 'import sys; print(sys.executable)')
+run() { timeout -k 5 120 env LD_PRELOAD="$SHIM" "$@"; }
+
+for layout in flat nested; do
+    for n in 100 10000; do
+        B=$(new_bucket)
+        if [ "$layout" = flat ]; then fmt='sc.u%d.json'; else fmt='sc.users/u%d/state.json'; fi
+        $KVTOOL fill "$B" "$fmt" "$n" 1024 || fail "scale: fill $n keys" "kvtool fill failed"
+        NATS_KV_BUCKET=$B STATE_MOUNT=/state/sc STATE_PREFIX=sc \
+            run "$PY" "$ROOT/tests/integration/requests.py" "$MON" /state/sc \
+            >"$TMP/req-$layout-$n.out" 2>"$TMP/req-$layout-$n.err"
+    done
+    a=$(cat "$TMP/req-$layout-100.out")
+    b=$(cat "$TMP/req-$layout-10000.out")
+    if [ "$(echo "$a" | wc -l)" -ge 7 ]; then
+        ok "scale: $layout: requests.py counted every operation ($(echo "$a" | paste -sd' '))"
+    else
+        fail "scale: $layout: requests.py counted every operation" "$a $(cat "$TMP/req-$layout-100.err")"
+    fi
+    expect_eq "scale: $layout: the same requests per operation at 100 and at 10,000 keys" "$a" "$b"
+    while read -r op c; do
+        case $op in
+        create-in-seen-dir|create-at-root) max=1 ;;  # the commit only
+        makedirs-new) max=8 ;; # Python: exists(head) for each level, then mkdir: 2 + 2 each
+        *) max=3 ;;
+        esac
+        if [ "$c" -le "$max" ]; then
+            ok "scale: $layout: $op costs $c requests (at most $max)"
+        else
+            fail "scale: $layout: $op costs at most $max requests" "$c"
+        fi
+    done <<<"$b"
+done
+
+# A directory written by another client without markers: invisible to stat until a listing
+# finds it and writes its marker; then rmdir works once it is empty.
+B=$(new_bucket)
+export NATS_KV_BUCKET=$B STATE_MOUNT=/state/mk STATE_PREFIX=mk
+$KVTOOL put "$B" 'mk.users/1.json' '{}' >/dev/null
+out=$(run "$PY" -c '
+import os
+r = "/state/mk"
+a = os.path.isdir(r + "/users")
+b = os.listdir(r)
+c = os.path.isdir(r + "/users")
+os.unlink(r + "/users/1.json")
+os.rmdir(r + "/users")
+print(a, b, c, os.path.exists(r + "/users"))' 2>&1)
+expect_eq "scale: a marker-less directory: not a directory, listed, repaired, removable" \
+    "False ['users'] True False" "$out"
+expect_eq "scale: ... and the listing wrote its marker (rmdir removed it again)" \
+    "" "$($KVTOOL get "$B" 'mk.users/' 2>/dev/null)"
+
+# Concurrent creators of one directory: one mkdir wins, every makedirs(exist_ok) succeeds.
+out=$(run "$PY" -c '
+import os, threading, errno
+res = []
+def mk():
+    try:
+        os.mkdir("/state/mk/race"); res.append("made")
+    except FileExistsError:
+        res.append("EEXIST")
+ts = [threading.Thread(target=mk) for _ in range(8)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(res.count("made"), res.count("EEXIST"))' 2>&1)
+expect_eq "scale: 8 threads mkdir one directory: one makes it, 7 get EEXIST" "1 7" "$out"
+pids=()
+for i in 1 2 3 4; do
+    run "$PY" -c 'import os; os.makedirs("/state/mk/p/q/r", exist_ok=True); open("/state/mk/p/q/r/f'$i'", "w").close()' &
+    pids+=($!)
+done
+rc=0
+for p in "${pids[@]}"; do wait "$p" || rc=1; done
+expect_eq "scale: 4 processes makedirs(exist_ok) one tree and create in it" \
+    "0|f1 f2 f3 f4" "$rc|$(run "$PY" -c 'import os; print(*sorted(os.listdir("/state/mk/p/q/r")))')"
+
+# 5,000 unlinks, then listings, mkdir and rmdir still work (delete markers are skipped by us).
+B=$(new_bucket)
+export NATS_KV_BUCKET=$B STATE_MOUNT=/state/del STATE_PREFIX=del
+$KVTOOL fill "$B" 'del.t/f%d' 5000 16
+$KVTOOL put "$B" 'del.t/' '' >/dev/null
+out=$(run "$PY" -c '
+import os, time
+d = "/state/del/t"
+for n in os.listdir(d):
+    os.unlink(os.path.join(d, n))
+t = time.time()
+left = os.listdir(d)
+os.mkdir(d + "/sub"); os.rmdir(d + "/sub")
+os.rmdir(d)
+print(len(left), os.path.exists(d))' 2>&1)
+expect_eq "scale: after 5,000 unlinks: listdir, mkdir, rmdir work" "0 False" "$out"
