@@ -141,6 +141,10 @@ int conn_current(kv_conn **out);
 int revmem_init(int per_process);
 int revmem_recall(const void *mount, const char *key, uint64_t *rev);
 void revmem_remember(const void *mount, const char *key, uint64_t rev); /* 0 forgets */
+/* A read found rev (or KV_REV_ABSENT); a commit that expected `expected` settled: rev is the
+ * new revision, 0 for a conflict (see revmem.c for the two layers). */
+void revmem_read(const void *mount, const char *key, uint64_t rev);
+void revmem_settled(const void *mount, const char *key, uint64_t expected, uint64_t rev);
 
 /* ---- mounts (backend.c) ---- */
 typedef struct kv_cache kv_cache;

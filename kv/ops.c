@@ -288,7 +288,7 @@ int ops_get(kv_mount *m, const char *rel, kv_value *out)
         /* The read cache (cache.c): served only when caught up on this connection. */
         r = cache_get(m, key, out);
         if (r == 0 || r == -ENOENT) {
-            revmem_remember(m, key, r == 0 ? out->rev : KV_REV_ABSENT);
+            revmem_read(m, key, r == 0 ? out->rev : KV_REV_ABSENT);
             return r;
         }
         r = 0;
@@ -308,9 +308,9 @@ int ops_get(kv_mount *m, const char *rel, kv_value *out)
         out->rev = kvEntry_Revision(e);
         out->mtime_ns = kvEntry_Created(e);
         out->owner = e;
-        revmem_remember(m, key, out->rev);
+        revmem_read(m, key, out->rev);
     } else if (r == -ENOENT) {
-        revmem_remember(m, key, KV_REV_ABSENT);
+        revmem_read(m, key, KV_REV_ABSENT);
         log_at(LOG_DEBUG, "%s: get: no such key", key);
     }
     conn_release(c);
@@ -391,12 +391,12 @@ int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsig
     r = ops_publish(c, b, key, data, len, expect, 0, &rev);
     conn_release(c);
     if (r == 0) {
-        revmem_remember(m, key, rev);
+        revmem_settled(m, key, expect, rev);
         cache_note(m, key, data, len, rev, 0);
         if (rev_out)
             *rev_out = rev;
     } else if (r == -EEXIST) {
-        revmem_remember(m, key, 0);
+        revmem_settled(m, key, expect, 0);
     }
     return r;
 }

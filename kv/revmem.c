@@ -1,15 +1,30 @@
 /* revmem.c: the revision memory of the compare-and-set rules (SPEC "Compare-and-set"),
- * a uthash table keyed by (mount handle, key).
+ * uthash tables keyed by (mount handle, key).
  *
- * Scope chosen once by revmem_init: per thread (the shim: a __thread table, freed by a
- * pthread key destructor when the thread exits) or per process (the sidecar: one table
- * guarded by proc_mu, a leaf lock). Values: a revision, or KV_REV_ABSENT for "read and
- * found absent". A forked child keeps its copy of the forking thread's table.
+ * Two layers. The process layer (always) keeps, per key, the revision last read and how many
+ * reads of it have not been followed by a commit or a conflict yet ("readers"); the thread
+ * layer (the shim only: a __thread table, freed by a pthread key destructor when the thread
+ * exits) keeps each thread's own last read or commit, as before.
+ *
+ * A commit expects the thread's revision when the thread has one, else the process layer's
+ * revision read. Why the process layer: a read in one thread and the write in another (an
+ * asyncio task whose write runs in an executor thread), or two clients of one sidecar, must
+ * not turn into a blind put. Why "readers": when two readers of revision r commit, the first
+ * succeeds and the layer keeps expecting r while readers of it remain, so the second gets
+ * EEXIST and re-reads (a lost update otherwise). While reads are outstanding, a commit
+ * without a revision of its own thread expects the oldest one; a commit or a conflict
+ * consumes one reader of the revision it expected. A read that no commit follows within
+ * READ_TTL_NS is forgotten, so read-only readers cause false conflicts for at most that
+ * long. An open file's own revision (remember: pinned) outweighs all of this.
+ *
+ * proc_mu guards the process layer (a leaf lock). Values: a revision, or KV_REV_ABSENT for
+ * "read and found absent". A forked child keeps its copy of both.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* uthash must never exit() the host program: on allocation failure the add is dropped
  * (the memory then simply does not remember; the next commit is an unconditional put). */
@@ -20,9 +35,22 @@ static __thread int add_failed;
 
 #include "kv/internal.h"
 
+/* Reads of one revision not yet followed by a commit or conflict (the process layer). */
+#define READS_MAX 8
+#define READ_TTL_NS (10 * 1000000000LL)
+typedef struct rev_reads {
+    uint64_t rev;
+    uint32_t n;
+    int64_t at;                 /* the last read's time (CLOCK_MONOTONIC, ns) */
+} rev_reads;
+
 typedef struct rev_entry {
     UT_hash_handle hh;
-    uint64_t rev;
+    uint64_t rev;               /* the last revision read or committed */
+    rev_reads reads[READS_MAX]; /* the process layer: outstanding reads, by revision */
+    int nreads;
+    int pinned;                 /* the thread layer: set by remember (an open file's own
+                                   revision), which outweighs the process layer's readers */
     size_t klen;
     char k[];                   /* mount pointer bytes, then the key */
 } rev_entry;
@@ -60,23 +88,9 @@ int revmem_init(int proc)
     return 0;
 }
 
-/* The table to use, locked when per process (unlock with table_done). */
-static rev_entry **table_begin(void)
+static void thread_done(void)
 {
-    if (per_process == 1) {
-        pthread_mutex_lock(&proc_mu);
-        return &proc_table;
-    }
-    pthread_once(&key_once, make_key);
-    return &thread_table;
-}
-
-static void table_done(rev_entry **t)
-{
-    if (per_process == 1)
-        pthread_mutex_unlock(&proc_mu);
-    else if (t == &thread_table)
-        pthread_setspecific(thread_key, thread_table);
+    pthread_setspecific(thread_key, thread_table);
 }
 
 static size_t build(char *buf, size_t bufsz, const void *mount, const char *key)
@@ -89,46 +103,202 @@ static size_t build(char *buf, size_t bufsz, const void *mount, const char *key)
     return sizeof mount + kl;
 }
 
+static rev_entry *find(rev_entry *t, const char *k, size_t kl)
+{
+    rev_entry *e = NULL;
+    HASH_FIND(hh, t, k, kl, e);
+    return e;
+}
+
+/* The entry of k in *t, made (rev 0) when missing; NULL when out of memory. */
+static rev_entry *get_or_add(rev_entry **t, const char *k, size_t kl)
+{
+    rev_entry *e = find(*t, k, kl);
+    if (e || !(e = calloc(1, sizeof *e + kl)))
+        return e;
+    e->klen = kl;
+    memcpy(e->k, k, kl);
+    add_failed = 0;
+    HASH_ADD_KEYPTR(hh, *t, e->k, kl, e);
+    if (add_failed) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+static void drop(rev_entry **t, const char *k, size_t kl)
+{
+    rev_entry *e = find(*t, k, kl);
+    if (e) {
+        HASH_DEL(*t, e);
+        free(e);
+    }
+}
+
+/* Sets the thread layer's entry (0 forgets). Shim mode only. */
+static void thread_set(const char *k, size_t kl, uint64_t rev, int pinned)
+{
+    pthread_once(&key_once, make_key);
+    if (rev == 0) {
+        drop(&thread_table, k, kl);
+    } else {
+        rev_entry *e = get_or_add(&thread_table, k, kl);
+        if (e) {
+            e->rev = rev;
+            e->pinned = pinned;
+        }
+    }
+    thread_done();
+}
+
+/* Each entry point below builds its table key first: (mount, key) into k. */
+#define KBUF (sizeof(void *) + KV_KEY_MAX + 2)
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* "Read and found absent" is older than any revision. */
+static int older(uint64_t a, uint64_t b)
+{
+    return a == KV_REV_ABSENT ? b != KV_REV_ABSENT : b != KV_REV_ABSENT && a < b;
+}
+
+/* Forgets reads older than READ_TTL_NS: a read no commit followed for that long was a read
+ * only, and must not keep other writers conflicting. */
+static void expire(rev_entry *e)
+{
+    int64_t limit = now_ns() - READ_TTL_NS;
+    for (int i = 0; i < e->nreads;)
+        if (e->reads[i].at < limit)
+            e->reads[i] = e->reads[--e->nreads];
+        else
+            i++;
+}
+
+/* The oldest revision with outstanding reads, or NULL. */
+static rev_reads *oldest(rev_entry *e)
+{
+    expire(e);
+    rev_reads *o = NULL;
+    for (int i = 0; i < e->nreads; i++)
+        if (!o || older(e->reads[i].rev, o->rev))
+            o = &e->reads[i];
+    return o;
+}
+
+void revmem_read(const void *mount, const char *key, uint64_t rev)
+{
+    char k[KBUF];
+    size_t kl = build(k, sizeof k, mount, key);
+    if (kl == 0)
+        return;
+    if (!per_process)
+        thread_set(k, kl, rev, 0);
+    pthread_mutex_lock(&proc_mu);
+    rev_entry *e = get_or_add(&proc_table, k, kl);
+    if (e) {
+        e->rev = rev;
+        expire(e);
+        rev_reads *r = NULL;
+        for (int i = 0; i < e->nreads && !r; i++)
+            if (e->reads[i].rev == rev)
+                r = &e->reads[i];
+        if (!r && e->nreads < READS_MAX)
+            *(r = &e->reads[e->nreads++]) = (rev_reads){ .rev = rev };
+        if (!r)
+            r = oldest(e); /* full: counted with the oldest, which only adds conflicts */
+        r->n++;
+        r->at = now_ns();
+    }
+    pthread_mutex_unlock(&proc_mu);
+}
+
 int revmem_recall(const void *mount, const char *key, uint64_t *rev)
 {
-    char k[sizeof(void *) + KV_KEY_MAX + 2];
+    char k[KBUF];
     size_t kl = build(k, sizeof k, mount, key);
     if (kl == 0)
         return -ENAMETOOLONG;
-    rev_entry **t = table_begin();
-    rev_entry *e = NULL;
-    HASH_FIND(hh, *t, k, kl, e);
-    int r = e ? 0 : -ENOENT;
-    if (e)
+    rev_entry *t = NULL;
+    if (!per_process) {
+        pthread_once(&key_once, make_key);
+        t = find(thread_table, k, kl);
+        if (t && t->pinned) {
+            *rev = t->rev;
+            return 0;
+        }
+    }
+    /* Reads not yet followed by a commit outweigh this thread's own last revision: the
+     * commit may be one of those readers' (read in another thread), and its own revision
+     * may come from a commit newer than what that reader saw. The oldest such read is
+     * expected: of two readers of r, only the first to commit succeeds. */
+    pthread_mutex_lock(&proc_mu);
+    rev_entry *e = find(proc_table, k, kl);
+    rev_reads *o = e ? oldest(e) : NULL;
+    int r = 0;
+    if (o)
+        *rev = o->rev;
+    else if (t)
+        *rev = t->rev;
+    else if (e)
         *rev = e->rev;
-    table_done(t);
+    else
+        r = -ENOENT;
+    pthread_mutex_unlock(&proc_mu);
     return r;
+}
+
+void revmem_settled(const void *mount, const char *key, uint64_t expected, uint64_t rev)
+{
+    char k[KBUF];
+    size_t kl = build(k, sizeof k, mount, key);
+    if (kl == 0)
+        return;
+    if (!per_process)
+        thread_set(k, kl, rev, 0);
+    pthread_mutex_lock(&proc_mu);
+    rev_entry *e = find(proc_table, k, kl);
+    for (int i = 0; e && expected && i < e->nreads; i++) {
+        if (e->reads[i].rev != expected)
+            continue;
+        if (--e->reads[i].n == 0) /* one reader of that revision done with it */
+            e->reads[i] = e->reads[--e->nreads];
+        break;
+    }
+    if (rev == 0 && e && !e->nreads) {
+        HASH_DEL(proc_table, e); /* a conflict, nobody else reading: start clean */
+        free(e);
+    } else if (rev && (e || (e = get_or_add(&proc_table, k, kl)))) {
+        e->rev = rev;
+    }
+    pthread_mutex_unlock(&proc_mu);
 }
 
 void revmem_remember(const void *mount, const char *key, uint64_t rev)
 {
-    char k[sizeof(void *) + KV_KEY_MAX + 2];
+    char k[KBUF];
     size_t kl = build(k, sizeof k, mount, key);
     if (kl == 0)
         return;
-    rev_entry **t = table_begin();
-    rev_entry *e = NULL;
-    HASH_FIND(hh, *t, k, kl, e);
-    if (rev == 0) {
-        if (e) {
-            HASH_DEL(*t, e);
-            free(e);
-        }
-    } else if (e) {
-        e->rev = rev;
-    } else if ((e = malloc(sizeof *e + kl)) != NULL) {
-        e->rev = rev;
-        e->klen = kl;
-        memcpy(e->k, k, kl);
-        add_failed = 0;
-        HASH_ADD_KEYPTR(hh, *t, e->k, kl, e);
-        if (add_failed)
-            free(e);
+    if (!per_process) {
+        thread_set(k, kl, rev, 1);
+        if (rev)
+            return; /* the thread's own expectation (exec, an open file's revision) */
     }
-    table_done(t);
+    pthread_mutex_lock(&proc_mu);
+    if (rev == 0) {
+        drop(&proc_table, k, kl);
+    } else {
+        rev_entry *e = get_or_add(&proc_table, k, kl);
+        if (e) {
+            e->rev = rev;
+            e->nreads = 0;
+        }
+    }
+    pthread_mutex_unlock(&proc_mu);
 }

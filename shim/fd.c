@@ -16,8 +16,18 @@
 
 int shim_drop(int fd)
 {
+    /* A file's descriptor leaves the table under its inode's lock, so an open sharing the
+     * inode never moves a descriptor the program is closing (shim_inode_open). */
+    struct shim_file *held = fdtable_hold(fd);
+    struct shim_inode *ino = held ? held->ino : NULL;
+    if (ino)
+        pthread_mutex_lock(&ino->mu);
     int last = 0;
     struct shim_file *f = fdtable_take(fd, &last);
+    if (ino)
+        pthread_mutex_unlock(&ino->mu);
+    if (held)
+        fdtable_unref(held);
     if (!f)
         return 0;
     int r = 0;

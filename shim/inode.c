@@ -22,61 +22,81 @@ static int add_failed;
 #define uthash_nonfatal_oom(obj) (add_failed = 1)
 #include <uthash.h>
 
+/* One entry per name, holding the open file of each thread that has the name open. */
 struct entry {
     UT_hash_handle hh;
-    struct shim_inode *ino;
+    struct shim_inode **v;
+    int n;
     char key[]; /* "idx/rel" */
 };
 
 static struct entry *table;
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static struct entry *entry_new(int idx, const char *rel, struct shim_inode *ino)
-{
-    size_t n = strlen(rel) + 16;
-    struct entry *e = malloc(sizeof *e + n);
-    if (e) {
-        snprintf(e->key, n, "%d/%s", idx, rel);
-        e->ino = ino;
-    }
-    return e;
-}
-
 static struct entry *find_locked(int idx, const char *rel)
 {
     char key[PATH_MAX + 16];
-    if ((size_t)snprintf(key, sizeof key, "%d/%s", idx, rel) >= sizeof key)
+    if (!table || (size_t)snprintf(key, sizeof key, "%d/%s", idx, rel) >= sizeof key)
         return NULL;
     struct entry *e = NULL;
     HASH_FIND_STR(table, key, e);
     return e;
 }
 
+/* The calling thread's open file of (idx, rel), else (any) another thread's, else NULL. */
+static struct shim_inode *pick_locked(int idx, const char *rel, int any)
+{
+    struct entry *e = find_locked(idx, rel);
+    for (int i = 0; e && i < e->n; i++)
+        if (pthread_equal(e->v[i]->tid, pthread_self()))
+            return e->v[i];
+    return e && any && e->n ? e->v[0] : NULL;
+}
+
 /* Takes ino out of the table (table_lock held). */
 static void unhash_locked(struct shim_inode *ino)
 {
-    struct entry *e = ino->hh_owner;
-    if (!ino->hashed || !e)
-        return;
-    HASH_DEL(table, e);
-    free(e);
-    ino->hh_owner = NULL;
+    struct entry *e = ino->hashed ? find_locked(ino->mount_idx, ino->rel) : NULL;
+    for (int i = 0; e && i < e->n; i++) {
+        if (e->v[i] != ino)
+            continue;
+        e->v[i] = e->v[--e->n];
+        if (e->n == 0) {
+            HASH_DEL(table, e);
+            free(e->v);
+            free(e);
+        }
+        break;
+    }
     ino->hashed = 0;
 }
 
 /* Puts ino into the table under its rel (table_lock held). 0 or -ENOMEM. */
 static int hash_locked(struct shim_inode *ino)
 {
-    struct entry *e = entry_new(ino->mount_idx, ino->rel, ino);
-    if (!e)
-        return -ENOMEM;
-    add_failed = 0;
-    HASH_ADD_STR(table, key, e);
-    if (add_failed) {
-        free(e);
+    struct entry *e = find_locked(ino->mount_idx, ino->rel);
+    if (!e) {
+        size_t n = strlen(ino->rel) + 16;
+        if (!(e = calloc(1, sizeof *e + n)))
+            return -ENOMEM;
+        snprintf(e->key, n, "%d/%s", ino->mount_idx, ino->rel);
+        add_failed = 0;
+        HASH_ADD_STR(table, key, e);
+        if (add_failed) {
+            free(e);
+            return -ENOMEM;
+        }
+    }
+    struct shim_inode **v = realloc(e->v, (size_t)(e->n + 1) * sizeof *v);
+    if (!v) {
+        if (e->n == 0) {
+            HASH_DEL(table, e);
+            free(e);
+        }
         return -ENOMEM;
     }
-    ino->hh_owner = e;
+    e->v = v;
+    v[e->n++] = ino;
     ino->hashed = 1;
     return 0;
 }
@@ -84,8 +104,7 @@ static int hash_locked(struct shim_inode *ino)
 struct shim_inode *shim_inode_get(int idx, const char *rel)
 {
     pthread_mutex_lock(&table_lock);
-    struct entry *e = table ? find_locked(idx, rel) : NULL;
-    struct shim_inode *ino = e ? e->ino : NULL;
+    struct shim_inode *ino = pick_locked(idx, rel, 0);
     if (ino) {
         ino->refs++;
         ino->users++;
@@ -97,8 +116,7 @@ struct shim_inode *shim_inode_get(int idx, const char *rel)
 struct shim_inode *shim_inode_find(int idx, const char *rel)
 {
     pthread_mutex_lock(&table_lock);
-    struct entry *e = table ? find_locked(idx, rel) : NULL;
-    struct shim_inode *ino = e ? e->ino : NULL;
+    struct shim_inode *ino = pick_locked(idx, rel, 1);
     if (ino)
         ino->refs++;
     pthread_mutex_unlock(&table_lock);
@@ -118,7 +136,7 @@ static struct shim_inode *inode_new(const struct shim_inode_init *in)
         .rev = in->rev, .mtime_ns = in->mtime_ns, .base_len = in->base_len,
         .base_hash = in->base_hash, .based = in->based, .writers = in->writers,
         .force = in->force, .excl = in->excl, .created = in->created,
-        .carried = in->carried, .kfd = -1,
+        .carried = in->carried, .kfd = -1, .tid = pthread_self(),
     };
     pthread_mutex_init(&ino->mu, NULL);
     return ino;
@@ -143,15 +161,15 @@ struct shim_inode *shim_inode_add(const struct shim_inode_init *in, int *raced)
     if (!ino)
         return NULL;
     pthread_mutex_lock(&table_lock);
-    struct entry *e = table ? find_locked(in->mount_idx, in->rel) : NULL;
-    if (e) {
-        /* another thread opened the key meanwhile: share its open file */
-        e->ino->refs++;
-        e->ino->users++;
+    struct shim_inode *had = pick_locked(in->mount_idx, in->rel, 0);
+    if (had) {
+        /* this thread opened the key meanwhile (a signal handler): share its open file */
+        had->refs++;
+        had->users++;
         pthread_mutex_unlock(&table_lock);
         inode_free(ino);
         *raced = 1;
-        return e->ino;
+        return had;
     }
     int r = hash_locked(ino);
     pthread_mutex_unlock(&table_lock);
@@ -380,6 +398,8 @@ struct fds_of {
     int n, more;
 };
 
+/* fdtable_each's callback. The descriptors found stay the inode's while ino->mu is held:
+ * a close takes them out of the table under it (shim_drop). */
 static void collect(int fd, struct shim_file *f, void *arg)
 {
     struct fds_of *c = arg;
@@ -554,59 +574,75 @@ int shim_inode_size(struct shim_inode *ino, size_t *len)
 
 /* ---- names ---- */
 
+/* Detaches every open file of (idx, rel): 1 when one of them was never committed. */
+static int detach_all(int idx, const char *rel)
+{
+    int created = 0;
+    for (;;) {
+        pthread_mutex_lock(&table_lock);
+        struct shim_inode *ino = pick_locked(idx, rel, 1);
+        if (ino) {
+            unhash_locked(ino);
+            ino->refs++;
+        }
+        pthread_mutex_unlock(&table_lock);
+        if (!ino)
+            return created;
+        pthread_mutex_lock(&ino->mu);
+        created |= ino->created;
+        ino->unlinked = 1;
+        pthread_mutex_unlock(&ino->mu);
+        shim_inode_put(ino);
+    }
+}
+
 int shim_inode_unlink(int idx, const char *rel)
 {
-    pthread_mutex_lock(&table_lock);
-    struct entry *e = table ? find_locked(idx, rel) : NULL;
-    struct shim_inode *ino = e ? e->ino : NULL;
-    if (ino)
-        unhash_locked(ino);
-    pthread_mutex_unlock(&table_lock);
-    if (!ino)
-        return 0;
-    pthread_mutex_lock(&ino->mu);
-    int created = ino->created;
-    ino->unlinked = 1;
-    pthread_mutex_unlock(&ino->mu);
-    return created;
+    return detach_all(idx, rel);
+}
+
+/* Moves one open file to its new name (table_lock held). 0 or -ENOMEM. */
+static int move_locked(struct shim_inode *ino, char *name)
+{
+    char **old = realloc(ino->old_names, (size_t)(ino->n_old + 1) * sizeof *old);
+    if (!old)
+        return -ENOMEM;
+    unhash_locked(ino);
+    ino->old_names = old;
+    old[ino->n_old++] = ino->rel; /* a reader may still hold it */
+    __atomic_store_n(&ino->rel, name, __ATOMIC_RELEASE);
+    hash_locked(ino); /* on failure it is simply not found by name */
+    return 0;
 }
 
 int shim_inode_rename(int idx, const char *from, const char *to, uint64_t rev_to)
 {
-    shim_inode_unlink(idx, to); /* replaced: an open file of that name is orphaned */
-    char *name = strdup(to);
-    if (!name)
-        return -ENOMEM;
-    pthread_mutex_lock(&table_lock);
-    struct entry *e = table ? find_locked(idx, from) : NULL;
-    struct shim_inode *ino = e ? e->ino : NULL;
-    if (!ino) {
+    detach_all(idx, to); /* replaced: an open file of that name is orphaned */
+    int created = 0;
+    for (;;) {
+        char *name = strdup(to);
+        if (!name)
+            return -ENOMEM;
+        pthread_mutex_lock(&table_lock);
+        struct shim_inode *ino = pick_locked(idx, from, 1);
+        int r = ino ? move_locked(ino, name) : 0;
+        if (ino && r == 0)
+            ino->refs++;
         pthread_mutex_unlock(&table_lock);
-        free(name);
-        return 0;
-    }
-    unhash_locked(ino);
-    char **old = realloc(ino->old_names, (size_t)(ino->n_old + 1) * sizeof *old);
-    if (old) {
-        ino->old_names = old;
-        old[ino->n_old++] = ino->rel; /* a reader may still hold it */
-        __atomic_store_n(&ino->rel, name, __ATOMIC_RELEASE);
-        hash_locked(ino); /* on failure it is simply not found by name */
-    } else {
-        free(name);
-    }
-    pthread_mutex_unlock(&table_lock);
-    pthread_mutex_lock(&ino->mu);
-    int created = ino->created;
-    if (old) {
+        if (!ino || r < 0) {
+            free(name);
+            return r < 0 ? r : created;
+        }
+        pthread_mutex_lock(&ino->mu);
+        created |= ino->created;
         ino->rev = rev_to;
         ino->carried = 0;
         ino->excl = 0;
         ino->force = 1; /* its bytes are the new name's now, changed or not */
-        ino->created = created && rev_to == KV_REV_ABSENT;
+        ino->created = ino->created && rev_to == KV_REV_ABSENT;
+        pthread_mutex_unlock(&ino->mu);
+        shim_inode_put(ino);
     }
-    pthread_mutex_unlock(&ino->mu);
-    return old ? created : -ENOMEM;
 }
 
 void shim_inode_each_created(int idx, const char *dir,
@@ -615,10 +651,12 @@ void shim_inode_each_created(int idx, const char *dir,
     size_t dl = strlen(dir);
     pthread_mutex_lock(&table_lock);
     for (struct entry *e = table; e; e = e->hh.next) {
-        struct shim_inode *ino = e->ino;
-        const char *rel = ino->rel;
-        if (!ino->created || ino->mount_idx != idx)
+        int created = 0;
+        for (int i = 0; i < e->n; i++)
+            created |= e->v[i]->created && e->v[i]->mount_idx == idx;
+        if (!created)
             continue;
+        const char *rel = e->v[0]->rel;
         if (dl && (strncmp(rel, dir, dl) != 0 || rel[dl] != '/'))
             continue;
         const char *name = dl ? rel + dl + 1 : rel;
@@ -644,10 +682,12 @@ void shim_inode_fork_unlock(int child)
     struct entry *e, *tmp;
     HASH_ITER(hh, table, e, tmp)
     {
-        e->ino->hashed = 0;
-        e->ino->hh_owner = NULL;
-        pthread_mutex_init(&e->ino->mu, NULL);
+        for (int i = 0; i < e->n; i++) {
+            e->v[i]->hashed = 0;
+            pthread_mutex_init(&e->v[i]->mu, NULL);
+        }
         HASH_DEL(table, e);
+        free(e->v);
         free(e);
     }
     pthread_mutex_init(&table_lock, NULL);

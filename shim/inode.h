@@ -28,12 +28,12 @@
 struct shim_mem;
 
 struct shim_inode {
-    void *hh_owner;         /* the table's entry (inode.c) */
     int refs;               /* references to the struct: records, mappings, callers; table
                                lock. Freed at 0 */
     int users;              /* records with descriptors, and mappings; table lock. Committed,
                                and no longer found by name, at 0 */
     int hashed;             /* found by name (0 once unlinked, replaced, or inherited by fork) */
+    pthread_t tid;          /* the thread that opened it: shared by that thread's opens */
     int mount_idx;
     char *rel;              /* its current name: rename moves it (old names kept till free) */
     pid_t owner;            /* the process that commits it */

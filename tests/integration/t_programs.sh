@@ -29,7 +29,17 @@ shimmed() {
 sh_in() { shimmed bash -c "$1"; }        # a bash script under the shim
 py() { shimmed python3 -c "$@"; }         # py SCRIPT ARGS... (sys.argv[1:] = ARGS)
 kv() { "$KVTOOL" "$@" 2>/dev/null; }
-put() { kv put "$B" "$P.$1" "$2" >/dev/null; }
+# put KEY VALUE: as a well-behaved other client: the markers of KEY's directories first
+# (a directory is its marker); put_bare leaves them out, as clients unaware of them do.
+put_bare() { kv put "$B" "$P.$1" "$2" >/dev/null; }
+put() {
+    local d=$1
+    while [ "${d%/*}" != "$d" ]; do
+        d=${d%/*}
+        kv get "$B" "$P.$d/" >/dev/null || kv put "$B" "$P.$d/" "" >/dev/null
+    done
+    put_bare "$1" "$2"
+}
 # val KEY: the value, each newline shown as \n (so a trailing one counts), "<missing>" when
 # the key is absent.
 val() {
@@ -165,6 +175,7 @@ else
 fi
 
 # --- Python --------------------------------------------------------------------------------
+shimmed mkdir -p "$M/py"
 py 'import pathlib, sys; pathlib.Path(sys.argv[1]).write_text("via pathlib")' "$M/py/pl.txt"
 expect_eq "python: pathlib write_text" "via pathlib" "$(val py/pl.txt)"
 put py/other "put by kvtool"
@@ -184,11 +195,13 @@ py 'import sys
 with open(sys.argv[1], "r+") as f:
     f.seek(2); f.write("XY")' "$M/py/rplus"
 expect_eq "python: r+ overwrites in place" "01XY456789" "$(val py/rplus)"
-put py/implied/deep/k "v"
-expect_eq "python: os.path.isdir (mount root, mkdir'd dir, implied dir, file, missing)" \
-    "True True True False False" \
+put_bare py/implied/deep/k "v"
+expect_eq "python: os.path.isdir (root, mkdir'd dir, marker-less dir before and after a listing, file, missing)" \
+    "True True False True False False" \
     "$(py 'import os, sys; m = sys.argv[1]
-print(*[os.path.isdir(p) for p in (m, m + "/p/q", m + "/py/implied", m + "/py/other", m + "/nope")])' "$M")"
+a = [os.path.isdir(p) for p in (m, m + "/p/q", m + "/py/implied")]
+os.listdir(m + "/py")
+print(*a, *[os.path.isdir(p) for p in (m + "/py/implied", m + "/py/other", m + "/nope")])' "$M")"
 py 'import os, sys
 d = sys.argv[1]
 with open(d + "/target.tmp", "w") as f:
@@ -246,6 +259,7 @@ expect_eq "python: a forked child writes a file while a parent thread reads stat
 
 # --- Node.js -------------------------------------------------------------------------------
 if command -v node >/dev/null; then
+    shimmed mkdir -p "$M/nd"
     shimmed node -e 'require("fs").writeFileSync(process.argv[1], "from node")' "$M/nd/w"
     expect_eq "node: fs.writeFileSync" "from node" "$(val nd/w)"
     put nd/r "node reads this"
