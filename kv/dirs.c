@@ -182,23 +182,28 @@ static int list_fn(const char *key, void *arg)
     const char *slash = strchr(rest, '/');
     size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
     char name[KV_KEY_MAX + 1];
-    if (n == 0 || key_decode(rest, n, name, sizeof name) < 0) {
+    int nl = n ? key_decode(rest, n, name, sizeof name) : -EINVAL;
+    if (nl < 0) {
         log_at(LOG_DEBUG, "%s: not listed: not a key this connector writes", key);
+        return 0;
+    }
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || memchr(name, '/', (size_t)nl)) {
+        /* written by another client: joined into a path it would leave the directory */
+        log_at(LOG_WARN, "%s: not listed: its name decodes to '.', '..' or a '/'", key);
         return 0;
     }
     int is_marker = slash && slash[1] == '\0';
     name_ent *e = NULL;
     HASH_FIND_STR(a->names, name, e);
     if (!e) {
-        size_t nl = strlen(name);
-        e = calloc(1, sizeof *e + nl + 1);
+        e = calloc(1, sizeof *e + (size_t)nl + 1);
         if (!e) {
             a->err = -ENOMEM;
             return -ENOMEM;
         }
-        memcpy(e->name, name, nl + 1);
+        memcpy(e->name, name, (size_t)nl + 1);
         e->is_dir = slash != NULL;
-        HASH_ADD_KEYPTR(hh, a->names, e->name, nl, e);
+        HASH_ADD_KEYPTR(hh, a->names, e->name, (size_t)nl, e);
         a->n++;
     } else if (!slash) {
         e->is_dir = 0; /* a value wins over a directory of the same name */

@@ -121,7 +121,10 @@ static int mounts_add(struct mount_table *t, const struct mount_spec *s, const c
 {
     size_t plen = strlen(s->path);
     if (t->n >= MOUNTS_MAX) {
-        log_at(LOG_ERROR, "%s: more than %d mounts; %s is ignored", var, MOUNTS_MAX, s->path);
+        if (!t->too_many)
+            log_at(LOG_ERROR, "%s: more than %d mounts: the configuration is refused; "
+                   "operations under every mount fail with EIO", var, MOUNTS_MAX);
+        t->too_many = 1;
         return 1;
     }
     size_t size = s->name.n + 1 + plen + 1 + s->bucket_n + 1 + s->prefix_n + 1;
@@ -398,7 +401,10 @@ int mounts_parse(const struct mount_env *env, struct mount_table *t)
                " fail with EIO");
         return problems + 1 + mounts_add(t, &s, MOUNTS_VAR);
     }
-    return problems + mounts_check_overlaps(t);
+    problems += mounts_check_overlaps(t);
+    for (int i = 0; t->too_many && i < t->n; i++)
+        t->m[i].err = -EIO; /* never some served and one silently local */
+    return problems;
 }
 
 void mounts_free(struct mount_table *t)

@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#define MOUNTS_MAX 16
+#define MOUNTS_MAX 64
 
 struct mount {
     char *name;        /* Asya mount name ("" for STATE_MOUNT) */
@@ -26,6 +26,7 @@ struct mount {
 struct mount_table {
     struct mount m[MOUNTS_MAX];
     int n;
+    int too_many;       /* more than MOUNTS_MAX were given: every mount fails with EIO */
 };
 
 struct mount_env {     /* the environment's values; NULL when unset */
