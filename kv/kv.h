@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_ABI 2
+#define KV_ABI 3
 #define KV_KEY_MAX 1024          /* longest key (prefix + '.' + escaped rel) we send */
 
 typedef struct kv_mount kv_mount; /* one bucket + prefix, bound lazily; opaque */
@@ -140,6 +140,19 @@ typedef struct kv_ops {
     /* In a forked child: drop the parent's connection without touching it (no request, no
      * thread join); the next operation connects again. */
     void (*after_fork_child)(void);
+
+    /* Every value whose rel starts with rel_prefix (a plain string prefix: "run-" matches
+     * "run-1/result"; "" is every value of the mount), directory markers and deleted keys
+     * left out, handed to fn one at a time in no particular order: rel decoded, data valid
+     * only during the call (NULL when len is 0). fn returns 0 to go on or a negative errno,
+     * which stops the scan and is returned. Served from the read cache's mirror when the mount has one
+     * and it is fresh (no request; the mirror's lock is held during the whole scan, so fn
+     * must not call kv), else from one ordered-consumer pass over the mount's keys (values
+     * included, filtered here: a cost in the number and size of the mount's values, not the
+     * prefix's). Remembers no revision. -ECONNREFUSED, -ETIMEDOUT, -EIO as for get. */
+    int (*scan)(kv_mount *m, const char *rel_prefix,
+                int (*fn)(void *arg, const char *rel, const void *data, size_t len),
+                void *arg);
 } kv_ops;
 
 /* The backend's only exported symbol. */
