@@ -283,6 +283,8 @@ static void keys_delete(struct serve_ctx *ctx, struct serve_req *q, const char *
     /* A directory is no object: 404, as Asya's S3 connector answers (and nothing is
      * deleted; rmdir of an empty directory is the shim's, not the protocol's). */
     int r = is_dir ? -ENOENT : ctx->ops->remove(ctx->mount, rel);
+    if (r == -EISDIR || r == -ENOTDIR)
+        r = -ENOENT;
     if (r < 0)
         return reply_kv_error(&q->reply, r, "delete", q->key);
     reply_empty(&q->reply, 204);
@@ -546,6 +548,9 @@ enum MHD_Result serve_access(void *cls, struct MHD_Connection *c, const char *ur
         atomic_fetch_add(&ctx->in_flight, 1);
         q->method = method_of(method);
         snprintf(q->method_name, sizeof q->method_name, "%s", method);
+        if (atomic_load(&ctx->stopping)) /* begun after SIGTERM; earlier ones finish */
+            serve_reply_error(&q->reply, 503, "unavailable", "shutting down");
+        q->has_reply = atomic_load(&ctx->stopping);
         const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                       MHD_HTTP_HEADER_IF_NONE_MATCH);
         q->excl = inm && strcmp(inm, "*") == 0;
@@ -566,10 +571,6 @@ enum MHD_Result serve_access(void *cls, struct MHD_Connection *c, const char *ur
         return queue_reply(c, q);
     if (q->queued)
         return MHD_YES; /* still with its worker */
-    if (atomic_load(&ctx->stopping)) {
-        serve_reply_error(&q->reply, 503, "unavailable", "shutting down");
-        return queue_reply(c, q);
-    }
     route(q);
     if (log_enabled(LOG_DEBUG))
         log_at(LOG_DEBUG, "serve: %s %s (%zu bytes in)", method, q->uri, q->len);
