@@ -1,14 +1,21 @@
 /* serve.c: `asya-state serve`, the sidecar mode. Owns the process-level life of the
- * connector: reading its configuration, the one kv mount (revision memory per process), the
- * Unix socket CONNECTOR_SOCKET (a stale one replaced, a live one left alone), the
- * libmicrohttpd daemon (a thread per connection, so a blocking kv call delays only its own
- * connection) and the clean stop on SIGTERM/SIGINT: stop accepting, let requests in flight
- * finish (new ones on open connections get 503), then close and remove the socket.
+ * connector: reading its configuration, the one kv mount (revision memory per process,
+ * STATE_READ_CACHE=watch for the read cache), readiness (a probe at start, retried in the
+ * background until the server and the bucket answer; /healthz says 503 until then), the
+ * Unix socket CONNECTOR_SOCKET (a stale one replaced, a live one left alone; mode 0666 or
+ * CONNECTOR_SOCKET_MODE so the runtime container's user can connect), the libmicrohttpd
+ * daemon and the clean stop on SIGTERM/SIGINT: stop accepting, let requests in flight finish
+ * (new ones on open connections get 503), then close and remove the socket.
  * The requests themselves are serve_http.c's.
  *
+ * Threads: one libmicrohttpd thread (epoll) accepts, parses and answers every connection;
+ * requests that call kv are suspended and run on serve_pool.c's workers, which resume them.
+ * No thread is created per connection (that was the old latency tail: a pthread_create, a
+ * new stack and a join for every request of a runtime that opens a connection per request).
+ *
  * Signals: SIGTERM, SIGINT and SIGHUP are blocked before any thread exists, so every thread
- * (MHD's, nats.c's) inherits the mask and only the main thread's sigwait() sees them.
- * SIGPIPE is ignored: a client that hangs up must not kill the server.
+ * (MHD's, the pool's, nats.c's) inherits the mask and only the main thread's sigwait() sees
+ * them. SIGPIPE is ignored: a client that hangs up must not kill the server.
  */
 #include "cli/cli.h"
 #include "cli/serve.h"
@@ -73,9 +80,10 @@ static int serve_args(int argc, char **argv, size_t *max_body, int *help)
     return CLI_OK;
 }
 
-/* Binds and listens on path. An existing socket nobody answers on is stale and replaced; a
+/* Binds and listens on path, made mode (connecting to a Unix socket needs write
+ * permission on it). An existing socket nobody answers on is stale and replaced; a
  * live one is -EADDRINUSE; anything else at path is -EEXIST (never deleted). */
-static int serve_listen(const char *path, int *fd_out)
+static int serve_listen(const char *path, mode_t mode, int *fd_out)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     struct stat st;
@@ -107,9 +115,11 @@ static int serve_listen(const char *path, int *fd_out)
         if (fd < 0)
             return -errno;
     }
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, SOMAXCONN) != 0) {
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || chmod(path, mode) != 0 ||
+        listen(fd, SOMAXCONN) != 0) {
         int e = -errno;
         close(fd);
+        unlink(path);
         return e;
     }
     *fd_out = fd;
@@ -158,12 +168,73 @@ static int serve_setup_kv(struct serve_ctx *ctx)
     int r = ctx->ops->init(KV_REVS_PER_PROCESS);
     if (r < 0)
         return CLI_FAIL; /* init named the variable */
-    r = ctx->ops->mount(bucket, prefix, 0, &ctx->mount);
+    const char *cache = getenv("STATE_READ_CACHE");
+    unsigned flags = cache && strcmp(cache, "watch") == 0 ? KV_MOUNT_WATCH : 0;
+    if (cache && cache[0] && !flags)
+        log_at(LOG_WARN, "serve: STATE_READ_CACHE=%s ignored (only watch)", cache);
+    r = ctx->ops->mount(bucket, prefix, flags, &ctx->mount);
     if (r < 0) {
         log_at(LOG_ERROR, "serve: cannot use bucket %s: %s", bucket, strerror(-r));
         return CLI_FAIL;
     }
     return CLI_OK;
+}
+
+#define SERVE_PROBE_KEY "asya-state-serve-probe" /* only ever read (its revision) */
+
+/* One readiness probe: the key's revision, read fresh (connects and binds the bucket; a
+ * missing key is the expected answer). 0 when the store answers; else the reason in why. */
+static int serve_probe(struct serve_ctx *ctx, char *why, size_t n)
+{
+    uint64_t rev;
+    int r = ctx->ops->version(ctx->mount, SERVE_PROBE_KEY, &rev);
+    if (r == 0 || r == -ENOENT)
+        return 0;
+    const char *bucket = getenv("NATS_KV_BUCKET");
+    if (r == -ECONNREFUSED)
+        snprintf(why, n, "cannot reach the NATS server (%s)", strerror(-r));
+    else if (r == -ETIMEDOUT)
+        snprintf(why, n, "the NATS server does not answer in time");
+    else if (r == -EACCES)
+        snprintf(why, n, "the NATS server refused the login");
+    else
+        snprintf(why, n, "cannot use bucket %s (%s: missing?)", bucket, strerror(-r));
+    return r;
+}
+
+/* Retries the probe every second until it passes, then marks the sidecar ready. */
+static void *serve_ready_main(void *arg)
+{
+    struct serve_ctx *ctx = arg;
+    char why[sizeof ctx->not_ready];
+    struct timespec sec = { 1, 0 };
+    while (!atomic_load(&ctx->stopping)) {
+        nanosleep(&sec, NULL);
+        if (serve_probe(ctx, why, sizeof why) == 0) {
+            atomic_store(&ctx->ready, 1);
+            log_at(LOG_WARN, "serve: ready: the NATS server and the bucket answer now");
+            return NULL;
+        }
+        memcpy(ctx->not_ready, why, sizeof why);
+    }
+    return NULL;
+}
+
+/* CONNECTOR_SOCKET_MODE (octal) or 0666. -1 after a message when malformed. */
+static int serve_socket_mode(mode_t *mode)
+{
+    const char *s = getenv("CONNECTOR_SOCKET_MODE");
+    *mode = 0666;
+    if (!s || !s[0])
+        return 0;
+    char *end;
+    unsigned long v = strtoul(s, &end, 8);
+    if (*end || v > 0777) {
+        log_at(LOG_ERROR, "serve: CONNECTOR_SOCKET_MODE '%s' is not an octal mode", s);
+        return -1;
+    }
+    *mode = (mode_t)v;
+    return 0;
 }
 
 int cmd_serve(int argc, char **argv)
@@ -191,9 +262,19 @@ int cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (serve_setup_kv(&ctx) != CLI_OK)
+    mode_t mode;
+    if (serve_socket_mode(&mode) < 0 || serve_setup_kv(&ctx) != CLI_OK)
         return CLI_FAIL;
-    int r = serve_listen(path, &fd);
+    if (serve_probe(&ctx, ctx.not_ready, sizeof ctx.not_ready) == 0) {
+        atomic_store(&ctx.ready, 1);
+    } else {
+        pthread_t t;
+        log_at(LOG_ERROR, "serve: not ready: %s; /healthz answers 503 until it can, retrying",
+               ctx.not_ready);
+        if (pthread_create(&t, NULL, serve_ready_main, &ctx) == 0)
+            pthread_detach(t);
+    }
+    int r = serve_listen(path, mode, &fd);
     if (r < 0) {
         log_at(LOG_ERROR, "serve: cannot listen on %s: %s", path,
                r == -EEXIST ? "a file that is not a socket is there" : strerror(-r));
@@ -201,7 +282,7 @@ int cmd_serve(int argc, char **argv)
     }
 
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
             MHD_USE_ITC | MHD_USE_ERROR_LOG,
         0, NULL, NULL, serve_access, &ctx,
         MHD_OPTION_EXTERNAL_LOGGER, serve_mhd_log, NULL, /* first, so it sees everything */

@@ -1,9 +1,12 @@
 /* serve.h: the parts of `asya-state serve` shared between cli/serve*.c (not a public API).
  *
- *   serve.c        the command: configuration, the kv mount, the Unix socket, the daemon,
- *                  signals and the graceful stop;
- *   serve_http.c   one HTTP request: body accumulation, routing, responses, errno -> HTTP;
- *   serve_keys.c   wire keys and query strings (URL decoding, validation) and listings.
+ *   serve.c        the command: configuration, the kv mount, readiness, the Unix socket, the
+ *                  daemon (one epoll thread), signals and the graceful stop;
+ *   serve_pool.c   the worker threads that make the blocking kv calls;
+ *   serve_http.c   one HTTP request: body accumulation, routing (the raw path, as Asya's
+ *                  server takes it), responses, errno -> HTTP, the /keys and /meta routes;
+ *   serve_query.c  POST /query over the JSON values under a prefix;
+ *   serve_keys.c   query strings (decoded as Python's parse_qs does), key validation, listings.
  *
  * Every function returns 0 or a negative errno unless it says otherwise; none sets errno.
  */
@@ -18,14 +21,24 @@
 
 #include "kv/kv.h"
 
-/* Shared by every connection thread. ops, mount and max_body are set before the daemon starts
- * and never change; stopping and in_flight are atomics (no lock). */
+/* Shared by every thread. ops, mount and max_body are set before the daemon starts and never
+ * change; stopping, ready and in_flight are atomics; not_ready is written by the readiness
+ * thread before it sets ready, and only read while ready is 0 (a stale message at worst). */
 struct serve_ctx {
     const kv_ops *ops;
     kv_mount *mount;
     size_t max_body;        /* largest PUT body accepted before kv is asked (413 beyond) */
     atomic_int stopping;    /* 1 once SIGTERM/SIGINT arrived: new requests get 503 */
+    atomic_int ready;       /* 1 once the server and the bucket answered (healthz 200) */
+    char not_ready[256];    /* why not ready yet, for /healthz */
     atomic_long in_flight;  /* requests begun and not yet completed */
+};
+
+/* One request's answer: the JSON error body of the protocol, in Asya's bytes
+ * ({"error": code, "message": ...}, Python json.dumps separators). */
+struct serve_reply {
+    unsigned status;
+    struct MHD_Response *resp; /* NULL: out of memory, the connection is dropped */
 };
 
 /* serve_http.c: the libmicrohttpd callbacks; cls is the struct serve_ctx. */
@@ -36,17 +49,32 @@ enum MHD_Result serve_access(void *cls, struct MHD_Connection *c, const char *ur
 void serve_req_done(void *cls, struct MHD_Connection *c, void **req_cls,
                     enum MHD_RequestTerminationCode why);
 
+/* serve_http.c: building answers (for serve_query.c too). */
+void serve_reply_json(struct serve_reply *r, unsigned status, json_t *j); /* steals j */
+void serve_reply_error(struct serve_reply *r, unsigned status, const char *error,
+                       const char *message);
+/* The contract's errno -> status table; message is the whole message. */
+void serve_reply_errno(struct serve_reply *r, int err, const char *message);
+
+/* serve_pool.c: runs fn(arg) on a worker thread (started on demand, then kept). */
+int serve_pool_submit(void (*fn)(void *), void *arg);
+
+/* serve_query.c: POST /query with body[0..len) into *r. */
+void serve_query(struct serve_ctx *ctx, const char *body, size_t len, struct serve_reply *r);
+
 /* serve_keys.c */
 
-/* Percent-decodes n bytes of s into a new NUL-terminated string *out (caller frees); '+' is
- * a space when plus_is_space (query strings). -EINVAL for a bad escape or a NUL byte. */
-int serve_url_decode(const char *s, size_t n, int plus_is_space, char **out);
+/* Decodes n bytes of s as Python's urllib.parse.unquote_plus does for query strings: '+' is
+ * a space, %XX a byte, a '%' not followed by two hex digits stays as it is. Into a new
+ * NUL-terminated string *out (caller frees). -EINVAL when the result would hold a NUL. */
+int serve_url_decode(const char *s, size_t n, char **out);
 
-/* Finds parameter name in the raw query string q (may be NULL) and decodes its value into
- * *out (caller frees). -ENOENT when absent, -EINVAL when badly encoded. */
+/* Finds parameter name in the raw query string q (may be NULL) as parse_qs does (pairs split
+ * on '&', a blank value counts as absent, the first one wins) and decodes its value into
+ * *out (caller frees). -ENOENT when absent or blank, -EINVAL when it decodes to a NUL. */
 int serve_query_get(const char *q, const char *name, char **out);
 
-/* Turns a decoded wire key into a kv rel, in place: a single trailing '/' is removed and
+/* Turns a raw wire key into a kv rel, in place: a single trailing '/' is removed and
  * *is_dir set (1: the key names a directory); the rest must be non-empty '/'-separated
  * segments, none empty, "." or "..". -EINVAL otherwise. */
 int serve_key_rel(char *key, int *is_dir);

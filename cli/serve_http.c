@@ -1,20 +1,26 @@
 /* serve_http.c: one request of Asya's state-proxy connector protocol, on libmicrohttpd.
  *
- * A request's life: serve_req_begin (URI log callback) keeps the raw URI, before MHD's own
- * unescaping, so keys are decoded exactly once and a %00 is refused; serve_access is called
- * for the headers, for each piece of body, and once more at the end, when the request is
- * dispatched to the kv operations; serve_req_done frees it, whether it completed or not, so
- * a truncated body never reaches kv. Each connection has its own thread (serve.c), so a
- * blocking kv call holds up only its own connection.
+ * A request's life: serve_req_begin (URI log callback) keeps the raw request target, before
+ * MHD's own unescaping; serve_access is called for the headers, for each piece of body, and
+ * once more at the end. Then the request is routed on its raw path, as Asya's server
+ * (asya_state_proxy/server.py, urllib.parse.urlparse) takes it: '#...' and '?...' split off,
+ * and ';...' in the last segment, no percent-decoding: the key is the path after "/keys/"
+ * byte for byte. Answers that need no kv call are built at once; the others suspend the
+ * connection and go to a pool worker (serve_pool.c), which builds the answer and resumes
+ * it; MHD then calls serve_access again and the answer is queued. serve_req_done frees the
+ * request whether it completed or not, so a truncated body never reaches kv.
  *
- * Routes (SPEC "Sidecar mode", shaped like Asya's connector server):
- *   GET /healthz                      200 {"status": "ready"}
- *   GET /keys/?prefix=P&delimiter=D   200 {"keys": [...], "prefixes": [...]}
- *   GET|HEAD|PUT|DELETE /keys/{key}   200 value | 200 Content-Length, X-Is-File | 204 | 204
+ * Routes (SPEC "Sidecar mode"):
+ *   GET /healthz                      200 {"status": "ready"} | 503 until the store answered
+ *   GET /keys/?prefix=P&delimiter=D   200 {"keys": [...], "prefixes": [...]} (D default "/")
+ *   GET|PUT|DELETE /keys/{key}        200 value | 204 | 204
+ *   HEAD /keys/{key}                  204 Content-Length, X-Is-File | 404 without a body
  *   GET /meta/{key}[?attr=version]    200 {"attrs": ["version"]} | {"attr", "value"}
  *   PUT /meta/{key}?attr=A            403 for version, 400 unsupported_attribute otherwise
- * A key ending in "/" names a directory: PUT creates its marker (and its parents'), DELETE
- * removes it, HEAD stats it. Errors are JSON {"error", "message"}.
+ *   POST /query                       serve_query.c
+ * Anything else: 404 {"error": "not_found"}; a method other than these five: 501.
+ * A key ending in "/" names a directory: PUT creates its marker (and its parents'), HEAD
+ * stats it, DELETE answers 404 (as Asya's S3 connector: no object has that name).
  */
 #include "cli/serve.h"
 
@@ -23,28 +29,45 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 
-enum serve_method { M_GET, M_HEAD, M_PUT, M_DELETE, M_OTHER };
+enum serve_method { M_GET, M_HEAD, M_PUT, M_DELETE, M_POST, M_OTHER };
 
 struct serve_req {
+    struct serve_ctx *ctx;
+    struct MHD_Connection *conn;
     char *uri;          /* raw request target, as sent */
+    char method_name[16];
     int started;        /* the header call of serve_access has happened */
     int counted;        /* counted in ctx->in_flight */
+    int queued;         /* handed to a worker: the answer arrives with the resume */
     enum serve_method method;
-    char *body;         /* PUT body so far */
+    int excl;           /* If-None-Match: * */
+    int if_match;       /* If-Match: <revision> was given: update expecting if_rev */
+    uint64_t if_rev;
+    char *body;         /* PUT/POST body so far */
     size_t len, cap;
     int too_large;      /* the body passed ctx->max_body: kept reading, not stored */
+    struct serve_reply reply;
+    int has_reply;
+    /* the route, from route() */
+    int route;          /* one of enum route */
+    char *key;          /* the raw key after /keys/ or /meta/ (malloc'ed) */
+    char *query;        /* the raw query string, or NULL (malloc'ed) */
 };
+
+enum route { R_NOT_FOUND, R_HEALTH, R_LIST, R_KEY, R_META, R_QUERY, R_BAD_METHOD };
 
 void *serve_req_begin(void *cls, const char *uri, struct MHD_Connection *c)
 {
-    (void)cls;
-    (void)c;
     struct serve_req *r = calloc(1, sizeof *r);
-    if (r)
+    if (r) {
+        r->ctx = cls;
+        r->conn = c;
         r->uri = strdup(uri ? uri : "");
+    }
     return r; /* NULL (out of memory) is answered 500 by serve_access */
 }
 
@@ -61,123 +84,143 @@ void serve_req_done(void *cls, struct MHD_Connection *c, void **req_cls,
                r->uri ? r->uri : "?", (int)why);
     if (r->counted)
         atomic_fetch_sub(&ctx->in_flight, 1);
+    if (r->reply.resp)
+        MHD_destroy_response(r->reply.resp);
     free(r->uri);
     free(r->body);
+    free(r->key);
+    free(r->query);
     free(r);
     *req_cls = NULL;
 }
 
-/* ---- responses ---------------------------------------------------------------------- */
+/* ---- answers ------------------------------------------------------------------------ */
 
-static enum MHD_Result send_and_free(struct MHD_Connection *c, unsigned status,
-                                     struct MHD_Response *resp)
+static void reply_set(struct serve_reply *r, unsigned status, struct MHD_Response *resp)
 {
-    if (!resp)
-        return MHD_NO; /* out of memory: MHD closes the connection */
-    enum MHD_Result ret = MHD_queue_response(c, status, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    if (r->resp)
+        MHD_destroy_response(r->resp);
+    r->status = status;
+    r->resp = resp;
 }
 
-static enum MHD_Result respond_json(struct MHD_Connection *c, unsigned status, json_t *j)
+void serve_reply_json(struct serve_reply *r, unsigned status, json_t *j)
 {
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    /* Python's json.dumps: ", " and ": " separators, non-ASCII as \uXXXX, insertion order */
+    char *s = j ? json_dumps(j, JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER) : NULL;
     json_decref(j);
-    if (!s)
-        return MHD_NO;
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
+        s ? MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!resp)
         free(s);
-        return MHD_NO;
+    else
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    reply_set(r, status, resp);
+}
+
+void serve_reply_error(struct serve_reply *r, unsigned status, const char *error,
+                       const char *message)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "error", json_string(error));
+    if (message && message[0]) {
+        json_t *m = json_string(message);
+        if (!m) /* a key that is not UTF-8 */
+            m = json_string("(message not shown: not UTF-8)");
+        json_object_set_new(j, "message", m);
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    return send_and_free(c, status, resp);
+    serve_reply_json(r, status, j);
 }
 
-static enum MHD_Result respond_error(struct MHD_Connection *c, unsigned status,
-                                     const char *error, const char *message)
+static void reply_empty(struct serve_reply *r, unsigned status)
 {
-    json_t *j = json_pack("{s:s, s:s}", "error", error, "message", message);
-    if (!j) /* the message held a key that is not UTF-8: send the error without it */
-        j = json_pack("{s:s, s:s}", "error", error, "message", "(key not shown: not UTF-8)");
-    return respond_json(c, status, j);
+    reply_set(r, status, MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT));
 }
 
-static enum MHD_Result respond_empty(struct MHD_Connection *c, unsigned status)
-{
-    return send_and_free(c, status,
-                         MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT));
-}
-
-/* The table of the contract: a kv errno becomes a status and an error name. */
-static enum MHD_Result respond_errno(struct MHD_Connection *c, int err, const char *what,
-                                     const char *key)
+void serve_reply_errno(struct serve_reply *r, int err, const char *message)
 {
     unsigned status = MHD_HTTP_INTERNAL_SERVER_ERROR;
     const char *name = "internal_error";
     switch (-err) {
     case ENOENT: status = 404; name = "key_not_found"; break;
-    case EEXIST: status = 409; name = "conflict"; break;
-    case ENOTEMPTY: status = 409; name = "conflict"; break;
+    case EEXIST: case ENOTEMPTY: status = 409; name = "conflict"; break;
     case EFBIG: status = 413; name = "too_large"; break;
     case EINVAL: case ENAMETOOLONG: case ENOTDIR: case EISDIR: case ENOTSUP:
         status = 400; name = "bad_request"; break;
     case EACCES: case EPERM: status = 403; name = "permission_denied"; break;
-    case ECONNREFUSED: case EIO: /* the store cannot serve: no server, no bucket, bad config */
-        status = 503; name = "unavailable"; break;
+    case ECONNREFUSED: status = 503; name = "unavailable"; break; /* no server reachable */
     case ETIMEDOUT: status = 504; name = "timeout"; break;
-    default: break;
+    default: break; /* EIO (bucket missing, bad configuration...) and the rest: 500 */
     }
-    char msg[1200];
-    snprintf(msg, sizeof msg, "%s %s: %s", what, key, strerror(-err));
-    log_at(LOG_DEBUG, "serve: %s -> %u", msg, status); /* kv logged the failure itself */
-    return respond_error(c, status, name, msg);
+    log_at(LOG_DEBUG, "serve: %s -> %u", message, status); /* kv logged the failure itself */
+    serve_reply_error(r, status, name, message);
+}
+
+/* "<what> failed: key=<key>: <strerror>", or Asya's words where its tests match them. */
+static void reply_kv_error(struct serve_reply *r, int err, const char *what, const char *key)
+{
+    char msg[1300];
+    if (err == -ENOENT)
+        snprintf(msg, sizeof msg, "Key not found: %s", key);
+    else if (err == -ECONNREFUSED)
+        snprintf(msg, sizeof msg, "NATS server unreachable: %s key=%s", what, key);
+    else if (err == -ETIMEDOUT)
+        snprintf(msg, sizeof msg, "Timed out: %s key=%s (outcome unknown for a write)", what,
+                 key);
+    else
+        snprintf(msg, sizeof msg, "%s failed: key=%s: %s", what, key, strerror(-err));
+    serve_reply_errno(r, err, msg);
+}
+
+/* Last-Modified, from the revision's time (ns since the epoch). */
+static void add_mtime(struct MHD_Response *resp, int64_t ns)
+{
+    char buf[64];
+    time_t t = (time_t)(ns / 1000000000);
+    struct tm tm;
+    if (resp && ns > 0 && gmtime_r(&t, &tm) &&
+        strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LAST_MODIFIED, buf);
 }
 
 /* ---- /keys -------------------------------------------------------------------------- */
 
-static enum MHD_Result keys_get(struct serve_ctx *ctx, struct MHD_Connection *c,
-                                const char *rel)
+static void keys_get(struct serve_ctx *ctx, struct serve_req *q, const char *rel)
 {
     kv_value v = { 0 };
     int r = ctx->ops->get(ctx->mount, rel, &v);
     if (r < 0)
-        return respond_errno(c, r, "get", rel);
+        return reply_kv_error(&q->reply, r, "read", q->key);
     struct MHD_Response *resp =
         /* MUST_COPY: libmicrohttpd copies, so the const cast writes nothing */
         MHD_create_response_from_buffer(v.len, (void *)v.data, MHD_RESPMEM_MUST_COPY);
+    add_mtime(resp, v.mtime_ns);
     ctx->ops->release_value(&v);
-    if (resp)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                "application/octet-stream");
-    return send_and_free(c, MHD_HTTP_OK, resp);
+    reply_set(&q->reply, MHD_HTTP_OK, resp);
 }
 
-/* Never called: a HEAD response carries the length of a body it does not send. */
-static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
-{
-    (void)cls;
-    (void)pos;
-    (void)buf;
-    (void)max;
-    return MHD_CONTENT_READER_END_WITH_ERROR;
-}
-
-static enum MHD_Result keys_head(struct serve_ctx *ctx, struct MHD_Connection *c,
-                                 const char *rel, int want_dir)
+static void keys_head(struct serve_ctx *ctx, struct serve_req *q, const char *rel, int want_dir)
 {
     kv_stat st = { 0 };
     int r = ctx->ops->stat(ctx->mount, rel, &st);
     if (r == 0 && want_dir && !st.is_dir)
-        r = -ENOTDIR;
+        r = -ENOENT;
+    if (r == -ENOENT) /* Asya's server: a bare 404, no body */
+        return reply_empty(&q->reply, MHD_HTTP_NOT_FOUND);
     if (r < 0)
-        return respond_errno(c, r, "stat", rel);
-    struct MHD_Response *resp = MHD_create_response_from_callback(
-        st.is_dir ? 0 : st.size, 4096, no_body, NULL, NULL);
-    if (resp)
+        return reply_kv_error(&q->reply, r, "stat", q->key);
+    /* 204 with the value's length, as Asya's server sends it: MHD would not write a
+     * Content-Length for a 204 by itself. */
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (resp) {
+        char len[24];
+        snprintf(len, sizeof len, "%" PRIu64, st.is_dir ? (uint64_t)0 : st.size);
+        MHD_set_response_options(resp, MHD_RF_INSANITY_HEADER_CONTENT_LENGTH, MHD_RO_END);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_LENGTH, len);
         MHD_add_response_header(resp, "X-Is-File", st.is_dir ? "false" : "true");
-    return send_and_free(c, MHD_HTTP_OK, resp);
+        add_mtime(resp, st.mtime_ns);
+    }
+    reply_set(&q->reply, MHD_HTTP_NO_CONTENT, resp);
 }
 
 /* mkdir -p: the marker of rel and of each parent; an existing directory is fine unless
@@ -196,77 +239,117 @@ static int make_dirs(struct serve_ctx *ctx, char *rel, int excl)
     return (r == -EEXIST && !excl) ? 0 : r;
 }
 
-static enum MHD_Result keys_put(struct serve_ctx *ctx, struct MHD_Connection *c,
-                                struct serve_req *q, char *rel, int is_dir)
+static void keys_put(struct serve_ctx *ctx, struct serve_req *q, char *rel, int is_dir)
 {
-    const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                  MHD_HTTP_HEADER_IF_NONE_MATCH);
-    int excl = inm && strcmp(inm, "*") == 0;
     int r;
     if (q->too_large) {
-        char msg[64];
-        snprintf(msg, sizeof msg, "body over %zu bytes", ctx->max_body);
-        return respond_error(c, 413, "too_large", msg);
+        char msg[128];
+        snprintf(msg, sizeof msg, "Value too large: body over %zu bytes", ctx->max_body);
+        return serve_reply_error(&q->reply, 413, "too_large", msg);
     }
     if (is_dir) {
         if (q->len)
-            return respond_error(c, 400, "bad_request", "a directory key takes no body");
-        r = make_dirs(ctx, rel, excl);
-        return r < 0 ? respond_errno(c, r, "mkdir", rel) : respond_empty(c, 204);
+            return serve_reply_error(&q->reply, 400, "bad_request",
+                                     "a directory key takes no body");
+        r = make_dirs(ctx, rel, q->excl);
+        if (r == -EEXIST) {
+            char msg[1300];
+            snprintf(msg, sizeof msg, "Exclusive create failed: key=%s already exists", q->key);
+            return serve_reply_errno(&q->reply, r, msg);
+        }
+        return r < 0 ? reply_kv_error(&q->reply, r, "mkdir", q->key)
+                     : reply_empty(&q->reply, 204);
     }
-    r = ctx->ops->commit(ctx->mount, rel, q->body, q->len, excl ? KV_COMMIT_EXCL : 0, NULL);
-    return r < 0 ? respond_errno(c, r, "put", rel) : respond_empty(c, 204);
+    /* Asya's handlers never make directories: a key's parents get their markers (once per
+     * process per directory: the markers seen or written are remembered). */
+    r = ctx->ops->mkparents(ctx->mount, rel);
+    if (r < 0)
+        return reply_kv_error(&q->reply, r, "write", q->key);
+    uint64_t remembered = 0;
+    int had = ctx->ops->recall(ctx->mount, rel, &remembered) == 0;
+    uint64_t rev = q->if_rev;
+    unsigned flags = q->excl ? KV_COMMIT_EXCL : q->if_match ? KV_COMMIT_EXPECT : 0;
+    r = q->if_match && !q->excl && !rev ? -EEXIST
+                                         : ctx->ops->commit(ctx->mount, rel, q->body, q->len,
+                                                            flags, &rev);
+    if (r == -EEXIST && q->if_match && !q->excl) {
+        char msg[1300];
+        snprintf(msg, sizeof msg, "Precondition failed: key=%s is not at revision %" PRIu64,
+                 q->key, q->if_rev);
+        return serve_reply_error(&q->reply, 412, "precondition_failed", msg);
+    }
+    if (r == -EEXIST) {
+        char msg[1300], rev[24] = "none";
+        if (had && remembered == KV_REV_ABSENT)
+            snprintf(rev, sizeof rev, "absent");
+        else if (had)
+            snprintf(rev, sizeof rev, "%" PRIu64, remembered);
+        if (q->excl)
+            snprintf(msg, sizeof msg, "Exclusive create failed: key=%s already exists", q->key);
+        else
+            snprintf(msg, sizeof msg, "CAS conflict: key=%s cached_revision=%s", q->key, rev);
+        return serve_reply_errno(&q->reply, r, msg);
+    }
+    if (r < 0)
+        return reply_kv_error(&q->reply, r, "write", q->key);
+    reply_empty(&q->reply, 204);
 }
 
-static enum MHD_Result keys_delete(struct serve_ctx *ctx, struct MHD_Connection *c,
-                                   const char *rel, int is_dir)
+static void keys_delete(struct serve_ctx *ctx, struct serve_req *q, const char *rel, int is_dir)
 {
-    int r = is_dir ? ctx->ops->rmdir(ctx->mount, rel) : ctx->ops->remove(ctx->mount, rel);
-    return r < 0 ? respond_errno(c, r, "delete", rel) : respond_empty(c, 204);
+    /* A directory is no object: 404, as Asya's S3 connector answers (and nothing is
+     * deleted; rmdir of an empty directory is the shim's, not the protocol's). */
+    int r = is_dir ? -ENOENT : ctx->ops->remove(ctx->mount, rel);
+    if (r == -EISDIR || r == -ENOTDIR)
+        r = -ENOENT;
+    if (r < 0)
+        return reply_kv_error(&q->reply, r, "delete", q->key);
+    reply_empty(&q->reply, 204);
 }
 
-static enum MHD_Result keys_list(struct serve_ctx *ctx, struct MHD_Connection *c,
-                                 const char *query)
+static void keys_list(struct serve_ctx *ctx, struct serve_req *q)
 {
     char *prefix = NULL, *delim = NULL;
-    int r = serve_query_get(query, "prefix", &prefix);
+    int r = serve_query_get(q->query, "prefix", &prefix);
     if (r == -ENOENT)
-        r = serve_url_decode("", 0, 0, &prefix);
-    int rd = serve_query_get(query, "delimiter", &delim);
-    enum MHD_Result ret;
+        r = serve_url_decode("", 0, &prefix);
+    int rd = serve_query_get(q->query, "delimiter", &delim);
     if (r < 0 || (rd < 0 && rd != -ENOENT)) {
-        ret = respond_error(c, 400, "bad_request", "badly encoded query");
-    } else if (delim && delim[0] && strcmp(delim, "/") != 0) {
-        ret = respond_error(c, 400, "bad_request", "delimiter must be \"/\" or none");
+        serve_reply_error(&q->reply, 400, "bad_request", "a NUL byte in the query");
+    } else if (delim && strcmp(delim, "/") != 0) {
+        serve_reply_error(&q->reply, 400, "bad_request", "delimiter must be \"/\"");
     } else {
         json_t *out = NULL;
-        r = serve_list(ctx->ops, ctx->mount, prefix, !(delim && delim[0]), &out);
-        ret = r < 0 ? respond_errno(c, r, "list", prefix) : respond_json(c, 200, out);
+        /* parse_qs drops a blank delimiter, so "/" is the only one that reaches here */
+        r = serve_list(ctx->ops, ctx->mount, prefix, 0, &out);
+        if (r < 0)
+            reply_kv_error(&q->reply, r, "list", prefix);
+        else
+            serve_reply_json(&q->reply, 200, out);
     }
     free(prefix);
     free(delim);
-    return ret;
 }
 
 /* ---- /meta -------------------------------------------------------------------------- */
 
-static enum MHD_Result meta_get(struct serve_ctx *ctx, struct MHD_Connection *c,
-                                const char *rel, const char *query)
+static void meta_get(struct serve_ctx *ctx, struct serve_req *q, const char *rel)
 {
     char *attr = NULL;
-    int r = serve_query_get(query, "attr", &attr);
+    int r = serve_query_get(q->query, "attr", &attr);
     if (r == -EINVAL)
-        return respond_error(c, 400, "bad_request", "badly encoded query");
+        return serve_reply_error(&q->reply, 400, "bad_request", "a NUL byte in the query");
     if (attr && strcmp(attr, "version") != 0) {
-        enum MHD_Result ret = respond_error(c, 400, "unsupported_attribute", attr);
+        char msg[300];
+        snprintf(msg, sizeof msg, "'%.200s'", attr);
         free(attr);
-        return ret;
+        return serve_reply_error(&q->reply, 400, "unsupported_attribute", msg);
     }
     uint64_t rev = 0;
     r = ctx->ops->version(ctx->mount, rel, &rev);
     if (r < 0) {
         free(attr);
-        return respond_errno(c, r, "version", rel);
+        return reply_kv_error(&q->reply, r, "version", q->key);
     }
     json_t *j;
     if (attr) {
@@ -277,110 +360,142 @@ static enum MHD_Result meta_get(struct serve_ctx *ctx, struct MHD_Connection *c,
         j = json_pack("{s:[s]}", "attrs", "version");
     }
     free(attr);
-    return respond_json(c, 200, j);
+    serve_reply_json(&q->reply, 200, j);
 }
 
-static enum MHD_Result meta_put(struct MHD_Connection *c, struct serve_req *q,
-                                const char *query)
+static void meta_put(struct serve_req *q)
 {
     char *attr = NULL;
-    int r = serve_query_get(query, "attr", &attr);
-    if (r < 0 || !attr[0]) {
-        free(attr);
-        return respond_error(c, 400, "bad_request", "attr query parameter required");
-    }
+    if (serve_query_get(q->query, "attr", &attr) < 0)
+        return serve_reply_error(&q->reply, 400, "bad_request", "attr query parameter required");
     json_error_t jerr;
-    json_t *body = q->too_large ? NULL : json_loadb(q->body ? q->body : "", q->len, 0, &jerr);
-    enum MHD_Result ret;
-    if (!json_is_object(body))
-        ret = respond_error(c, 400, "bad_request", "invalid JSON body");
+    json_t *body = q->too_large ? NULL : json_loadb(q->body ? q->body : "", q->len,
+                                                    JSON_DECODE_ANY, &jerr);
+    char msg[300];
+    if (!body)
+        serve_reply_error(&q->reply, 400, "bad_request", "invalid JSON body");
     else if (strcmp(attr, "version") == 0)
-        ret = respond_error(c, 403, "permission_denied", "version is read-only");
-    else
-        ret = respond_error(c, 400, "unsupported_attribute", attr);
+        serve_reply_error(&q->reply, 403, "permission_denied", "version is read-only");
+    else if (snprintf(msg, sizeof msg, "'%.200s'", attr) > 0)
+        serve_reply_error(&q->reply, 400, "unsupported_attribute", msg);
     json_decref(body);
     free(attr);
-    return ret;
 }
 
-/* ---- dispatch ----------------------------------------------------------------------- */
+/* ---- routing ------------------------------------------------------------------------ */
 
-/* The key after route ("/keys/", "/meta/") in path, decoded and checked; NULL with *resp
- * set to the answer when there is none or it is malformed. */
-static char *route_key(struct MHD_Connection *c, const char *path, size_t plen, size_t rlen,
-                       int *is_dir, enum MHD_Result *resp)
+/* Splits q->uri as urllib.parse.urlparse does: fragment, query, ';' params of the last
+ * segment; sets q->route, q->key and q->query. */
+static void route(struct serve_req *q)
 {
-    char *key = NULL;
-    if (plen == rlen) {
-        *resp = respond_error(c, 404, "not_found", "no key in the path");
-        return NULL;
+    const char *u = q->uri;
+    size_t n = strcspn(u, "#");
+    size_t plen = strcspn(u, "?#");
+    if (plen < n)
+        q->query = strndup(u + plen + 1, n - plen - 1);
+    const char *last = u;
+    for (size_t i = 0; i < plen; i++)
+        if (u[i] == '/')
+            last = u + i;
+    const char *semi = memchr(last, ';', plen - (size_t)(last - u));
+    if (semi)
+        plen = (size_t)(semi - u);
+
+    int is_keys = plen > 6 && memcmp(u, "/keys/", 6) == 0;
+    int is_meta = plen > 6 && memcmp(u, "/meta/", 6) == 0;
+    int is_list = (plen == 5 && memcmp(u, "/keys", 5) == 0) ||
+                  (plen == 6 && memcmp(u, "/keys/", 6) == 0);
+    int is_health = plen == 8 && memcmp(u, "/healthz", 8) == 0;
+    int is_query = plen == 6 && memcmp(u, "/query", 6) == 0;
+    if (is_keys || is_meta)
+        q->key = strndup(u + 6, plen - 6);
+
+    q->route = R_NOT_FOUND;
+    switch (q->method) {
+    case M_GET:
+        q->route = is_health ? R_HEALTH : is_keys ? R_KEY : is_list ? R_LIST
+                 : is_meta ? R_META : R_NOT_FOUND;
+        break;
+    case M_PUT: q->route = is_meta ? R_META : is_keys ? R_KEY : R_NOT_FOUND; break;
+    case M_HEAD: case M_DELETE: q->route = is_keys ? R_KEY : R_NOT_FOUND; break;
+    case M_POST: q->route = is_query ? R_QUERY : R_NOT_FOUND; break;
+    default: q->route = R_BAD_METHOD; break;
     }
-    if (serve_url_decode(path + rlen, plen - rlen, 0, &key) < 0 ||
-        serve_key_rel(key, is_dir) < 0) {
-        *resp = respond_error(c, 400, "bad_request",
-                              "a key is '/'-separated names, none empty, \".\" or \"..\"");
-        free(key);
-        return NULL;
-    }
-    return key;
 }
 
-static enum MHD_Result dispatch(struct serve_ctx *ctx, struct MHD_Connection *c,
-                                struct serve_req *q)
+/* The answers that need no kv call; 1 when q->reply was set. */
+static int answer_at_once(struct serve_ctx *ctx, struct serve_req *q)
 {
-    const char *path = q->uri;
-    const char *qmark = strchr(path, '?');
-    const char *query = qmark ? qmark + 1 : NULL;
-    size_t plen = qmark ? (size_t)(qmark - path) : strlen(path);
-    enum MHD_Result ret = MHD_NO; /* route_key sets it whenever it returns NULL */
-    int is_dir = 0;
-
-    if (plen == 8 && memcmp(path, "/healthz", 8) == 0) {
-        if (q->method != M_GET && q->method != M_HEAD)
-            return respond_error(c, 400, "bad_request", "method not supported here");
-        return respond_json(c, 200, json_pack("{s:s}", "status", "ready"));
-    }
-    if ((plen == 5 && memcmp(path, "/keys", 5) == 0) ||
-        (plen == 6 && memcmp(path, "/keys/", 6) == 0)) {
-        if (q->method == M_GET)
-            return keys_list(ctx, c, query);
-        return respond_error(c, 404, "not_found", "no key in the path");
-    }
-    if (plen >= 6 && memcmp(path, "/keys/", 6) == 0) {
-        if (q->method == M_OTHER)
-            return respond_error(c, 400, "bad_request", "method not supported here");
-        char *rel = route_key(c, path, plen, 6, &is_dir, &ret);
-        if (!rel)
-            return ret;
-        switch (q->method) {
-        case M_GET:
-            ret = is_dir ? respond_error(c, 400, "bad_request", "a directory has no value")
-                         : keys_get(ctx, c, rel);
-            break;
-        case M_HEAD: ret = keys_head(ctx, c, rel, is_dir); break;
-        case M_PUT: ret = keys_put(ctx, c, q, rel, is_dir); break;
-        default: ret = keys_delete(ctx, c, rel, is_dir); break;
+    char msg[64];
+    switch (q->route) {
+    case R_NOT_FOUND:
+        serve_reply_error(&q->reply, 404, "not_found", NULL);
+        return 1;
+    case R_BAD_METHOD:
+        snprintf(msg, sizeof msg, "Unsupported method ('%.16s')", q->method_name);
+        serve_reply_error(&q->reply, 501, "not_implemented", msg);
+        return 1;
+    case R_HEALTH:
+        if (atomic_load(&ctx->ready))
+            serve_reply_json(&q->reply, 200, json_pack("{s:s}", "status", "ready"));
+        else
+            serve_reply_error(&q->reply, 503, "unavailable", ctx->not_ready);
+        return 1;
+    case R_META:
+        if (q->method == M_PUT) {
+            meta_put(q);
+            return 1;
         }
-        free(rel);
-        return ret;
+        return 0;
+    default:
+        return 0;
     }
-    if (plen >= 6 && memcmp(path, "/meta/", 6) == 0) {
-        if (q->method != M_GET && q->method != M_PUT)
-            return respond_error(c, 400, "bad_request", "method not supported here");
-        char *rel = route_key(c, path, plen, 6, &is_dir, &ret);
-        if (!rel)
-            return ret;
-        ret = q->method == M_GET ? meta_get(ctx, c, rel, query) : meta_put(c, q, query);
+}
+
+/* Runs on a pool worker (or inline): every answer that calls kv. */
+static void answer(struct serve_ctx *ctx, struct serve_req *q)
+{
+    if (q->route == R_LIST)
+        return keys_list(ctx, q);
+    if (q->route == R_QUERY)
+        return serve_query(ctx, q->body, q->too_large ? 0 : q->len, &q->reply);
+    int is_dir = 0;
+    char *rel = q->key ? strdup(q->key) : NULL;
+    if (!rel)
+        return serve_reply_error(&q->reply, 500, "internal_error", "out of memory");
+    if (serve_key_rel(rel, &is_dir) < 0) {
         free(rel);
-        return ret;
+        return serve_reply_error(&q->reply, 400, "bad_request",
+                                 "a key is '/'-separated names, none empty, \".\" or \"..\"");
     }
-    return respond_error(c, 404, "not_found", "no such endpoint");
+    if (q->route == R_META)
+        meta_get(ctx, q, rel);
+    else if (q->method == M_GET && is_dir)
+        serve_reply_error(&q->reply, 400, "bad_request", "a directory has no value");
+    else if (q->method == M_GET)
+        keys_get(ctx, q, rel);
+    else if (q->method == M_HEAD)
+        keys_head(ctx, q, rel, is_dir);
+    else if (q->method == M_PUT)
+        keys_put(ctx, q, rel, is_dir);
+    else
+        keys_delete(ctx, q, rel, is_dir);
+    free(rel);
+}
+
+static void answer_job(void *arg)
+{
+    struct serve_req *q = arg;
+    answer(q->ctx, q);
+    q->has_reply = 1;
+    MHD_resume_connection(q->conn); /* serve_access runs again and queues the reply */
 }
 
 static enum serve_method method_of(const char *m)
 {
     static const struct { const char *name; enum serve_method m; } tab[] = {
         { "GET", M_GET }, { "HEAD", M_HEAD }, { "PUT", M_PUT }, { "DELETE", M_DELETE },
+        { "POST", M_POST },
     };
     for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
         if (strcmp(m, tab[i].name) == 0)
@@ -392,7 +507,7 @@ static enum serve_method method_of(const char *m)
 static void body_append(struct serve_ctx *ctx, struct serve_req *q, const char *data,
                         size_t n)
 {
-    if (q->too_large || q->method != M_PUT)
+    if (q->too_large || (q->method != M_PUT && q->method != M_POST))
         return;
     if (n > ctx->max_body - q->len) {
         q->too_large = 1;
@@ -417,24 +532,56 @@ static void body_append(struct serve_ctx *ctx, struct serve_req *q, const char *
     q->len += n;
 }
 
+static enum MHD_Result queue_reply(struct MHD_Connection *c, struct serve_req *q)
+{
+    if (!q->reply.resp)
+        return MHD_NO; /* out of memory: MHD closes the connection */
+    enum MHD_Result ret = MHD_queue_response(c, q->reply.status, q->reply.resp);
+    MHD_destroy_response(q->reply.resp);
+    q->reply.resp = NULL;
+    return ret;
+}
+
 enum MHD_Result serve_access(void *cls, struct MHD_Connection *c, const char *url,
                              const char *method, const char *version, const char *upload_data,
                              size_t *upload_data_size, void **req_cls)
 {
     struct serve_ctx *ctx = cls;
     struct serve_req *q = *req_cls;
-    (void)url; /* already unescaped by MHD; we decode q->uri ourselves */
+    (void)url; /* already unescaped by MHD; the key is taken from q->uri, raw */
     (void)version;
-    if (!q || !q->uri)
-        return respond_error(c, 500, "internal_error", "out of memory");
+    if (!q || !q->uri) {
+        struct serve_reply r = { 0 };
+        serve_reply_error(&r, 500, "internal_error", "out of memory");
+        if (!r.resp)
+            return MHD_NO;
+        enum MHD_Result ret = MHD_queue_response(c, r.status, r.resp);
+        MHD_destroy_response(r.resp);
+        return ret;
+    }
     if (!q->started) {
         q->started = 1;
         q->counted = 1;
         atomic_fetch_add(&ctx->in_flight, 1);
         q->method = method_of(method);
-        if (atomic_load(&ctx->stopping))
-            return respond_error(c, 503, "unavailable", "shutting down");
-        if (q->method == M_PUT) {
+        snprintf(q->method_name, sizeof q->method_name, "%s", method);
+        if (atomic_load(&ctx->stopping)) /* begun after SIGTERM; earlier ones finish */
+            serve_reply_error(&q->reply, 503, "unavailable", "shutting down");
+        q->has_reply = atomic_load(&ctx->stopping);
+        const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                      MHD_HTTP_HEADER_IF_NONE_MATCH);
+        q->excl = inm && strcmp(inm, "*") == 0;
+        const char *im = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_IF_MATCH);
+        if (im) { /* a revision, bare or as a quoted entity tag; else 0: nothing matches */
+            char *end = NULL;
+            const char *d = im + (*im == '"');
+            uint64_t v = strtoull(d, &end, 10);
+            q->if_match = 1;
+            q->if_rev = end != d && (*end == '\0' || (*end == '"' && !end[1])) &&
+                                v != KV_REV_ABSENT ? v : 0;
+        }
+        if (q->method == M_PUT || q->method == M_POST) {
             const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
             if (cl && strtoull(cl, NULL, 10) > ctx->max_body)
@@ -447,8 +594,21 @@ enum MHD_Result serve_access(void *cls, struct MHD_Connection *c, const char *ur
         *upload_data_size = 0;
         return MHD_YES;
     }
-    enum MHD_Result ret = dispatch(ctx, c, q);
+    if (q->has_reply)
+        return queue_reply(c, q);
+    if (q->queued)
+        return MHD_YES; /* still with its worker */
+    route(q);
     if (log_enabled(LOG_DEBUG))
         log_at(LOG_DEBUG, "serve: %s %s (%zu bytes in)", method, q->uri, q->len);
-    return ret;
+    if (answer_at_once(ctx, q))
+        return queue_reply(c, q);
+    q->queued = 1;
+    MHD_suspend_connection(c);
+    if (serve_pool_submit(answer_job, q) < 0) {
+        MHD_resume_connection(c);
+        serve_reply_error(&q->reply, 500, "internal_error", "out of memory");
+        q->has_reply = 1;
+    }
+    return MHD_YES;
 }

@@ -1,5 +1,6 @@
-/* serve_keys.c: wire keys and query strings of the connector protocol (percent-decoding,
- * validation into kv rels) and the listing endpoint's walk over kv directories.
+/* serve_keys.c: query strings of the connector protocol (decoded as Python's parse_qs does),
+ * validation of raw wire keys into kv rels, and the listing endpoint's walk over kv
+ * directories.
  * Owns no state; every string it returns is malloc()ed and freed by the caller. */
 #include "cli/serve.h"
 #include "kv/keycodec.h"
@@ -8,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int serve_url_decode(const char *s, size_t n, int plus_is_space, char **out)
+int serve_url_decode(const char *s, size_t n, char **out)
 {
     char *d = malloc(n + 1);
     if (!d)
@@ -16,15 +17,15 @@ int serve_url_decode(const char *s, size_t n, int plus_is_space, char **out)
     size_t j = 0;
     for (size_t i = 0; i < n; i++) {
         int c = (unsigned char)s[i];
-        if (c == '%') {
-            int hi = i + 1 < n ? key_hexdigit((unsigned char)s[i + 1]) : -1;
-            int lo = i + 2 < n ? key_hexdigit((unsigned char)s[i + 2]) : -1;
-            c = (hi < 0 || lo < 0) ? 0 : hi * 16 + lo;
+        if (c == '%' && i + 2 < n &&
+            key_hexdigit((unsigned char)s[i + 1]) >= 0 &&
+            key_hexdigit((unsigned char)s[i + 2]) >= 0) {
+            c = key_hexdigit((unsigned char)s[i + 1]) * 16 + key_hexdigit((unsigned char)s[i + 2]);
             i += 2;
-        } else if (c == '+' && plus_is_space) {
+        } else if (c == '+') {
             c = ' ';
         }
-        if (c == 0) { /* a bad escape, or a NUL byte that no key may hold */
+        if (c == 0) { /* no key or prefix may hold a NUL byte */
             free(d);
             return -EINVAL;
         }
@@ -43,11 +44,9 @@ int serve_query_get(const char *q, const char *name, char **out)
         size_t len = end ? (size_t)(end - q) : strlen(q);
         const char *eq = memchr(q, '=', len);
         size_t klen = eq ? (size_t)(eq - q) : len;
-        if (klen == nlen && memcmp(q, name, nlen) == 0) {
-            if (!eq)
-                return serve_url_decode("", 0, 1, out);
-            return serve_url_decode(eq + 1, len - klen - 1, 1, out);
-        }
+        /* parse_qs drops pairs without '=' and pairs with a blank value */
+        if (eq && klen == nlen && memcmp(q, name, nlen) == 0 && len > klen + 1)
+            return serve_url_decode(eq + 1, len - klen - 1, out);
         q = end ? end + 1 : NULL;
     }
     return -ENOENT;

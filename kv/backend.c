@@ -247,6 +247,16 @@ static void be_after_fork_child(void)
     errno = saved;
 }
 
+static int be_scan(kv_mount *m, const char *rel_prefix,
+                   int (*fn)(void *arg, const char *rel, const void *data, size_t len),
+                   void *arg)
+{
+    struct call c;
+    call_begin(&c);
+    int r = scan_values(m, rel_prefix, fn, arg);
+    return call_end(&c, "scan", m, rel_prefix, 0, r);
+}
+
 static const kv_ops table = {
     .abi = KV_ABI,
     .init = be_init,
@@ -266,6 +276,7 @@ static const kv_ops table = {
     .after_fork_child = be_after_fork_child,
     .parent = be_parent,
     .mkparents = be_mkparents,
+    .scan = be_scan,
 };
 
 __attribute__((visibility("default"))) const kv_ops *kv_backend(void)

@@ -359,3 +359,21 @@ void cache_after_fork_child(void)
         k->running = 0;
     }
 }
+
+int cache_each(kv_mount *m, int (*fn)(void *arg, const char *key, const void *data, size_t len),
+               void *arg)
+{
+    kv_cache *k = cache_of(m);
+    if (!k)
+        return 1;
+    int r = 1;
+    pthread_mutex_lock(&k->mu);
+    if (k->ready && k->gen == conn_generation()) {
+        r = 0;
+        for (cache_entry *e = k->table; e && r == 0; e = e->hh.next)
+            if (!e->deleted)
+                r = fn(arg, e->key, e->data, e->len);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return r;
+}

@@ -169,6 +169,15 @@ int cache_get(kv_mount *m, const char *key, kv_value *out);
 void cache_note(kv_mount *m, const char *key, const void *data, size_t len, uint64_t rev,
                 int deleted);
 void cache_after_fork_child(void);
+/* Calls fn(arg, key, data, len) for every live entry of m's mirror, under the mirror's lock
+ * (fn must not call into kv/ or nats.c), when the mirror is fresh: returns 0 or fn's first
+ * non-zero result. 1 when not served (no mirror, or not caught up): scan the server. */
+int cache_each(kv_mount *m, int (*fn)(void *arg, const char *key, const void *data, size_t len),
+               void *arg);
+
+/* ---- scan.c ---- */
+int scan_values(kv_mount *m, const char *rel_prefix,
+                int (*fn)(void *arg, const char *rel, const void *data, size_t len), void *arg);
 
 /* ---- ops.c ---- */
 /* key for rel (marker: with a trailing '/'); -ENAMETOOLONG when over KV_KEY_MAX, logged. */

@@ -77,6 +77,8 @@ enum {
 /* commit flags */
 enum {
     KV_COMMIT_EXCL = 1,      /* create-only, whatever the memory says (O_EXCL, If-None-Match) */
+    KV_COMMIT_EXPECT = 2,    /* update expecting *rev_out exactly, whatever the memory says
+                                (If-Match); *rev_out then gets the new revision */
 };
 
 /* Sentinel revision for kv_ops.remember()/recall(): the key was read and found absent. */
@@ -151,6 +153,19 @@ typedef struct kv_ops {
      * writers do not conflict) and remembered: for writers that never make directories
      * (the sidecar's PUT). 0 or -errno. */
     int (*mkparents)(kv_mount *m, const char *rel);
+
+    /* Every value whose rel starts with rel_prefix (a plain string prefix: "run-" matches
+     * "run-1/result"; "" is every value of the mount), directory markers and deleted keys
+     * left out, handed to fn one at a time in no particular order: rel decoded, data valid
+     * only during the call (NULL when len is 0). fn returns 0 to go on or a negative errno,
+     * which stops the scan and is returned. Served from the read cache's mirror when the mount has one
+     * and it is fresh (no request; the mirror's lock is held during the whole scan, so fn
+     * must not call kv), else from one ordered-consumer pass over the mount's keys (values
+     * included, filtered here: a cost in the number and size of the mount's values, not the
+     * prefix's). Remembers no revision. -ECONNREFUSED, -ETIMEDOUT, -EIO as for get. */
+    int (*scan)(kv_mount *m, const char *rel_prefix,
+                int (*fn)(void *arg, const char *rel, const void *data, size_t len),
+                void *arg);
 } kv_ops;
 
 /* The backend's only exported symbol. */

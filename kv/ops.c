@@ -385,6 +385,8 @@ int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsig
     uint64_t expect = 0;
     if (flags & KV_COMMIT_EXCL)
         expect = KV_REV_ABSENT;
+    else if ((flags & KV_COMMIT_EXPECT) && rev_out)
+        expect = *rev_out;
     else if (revmem_recall(m, key, &expect) < 0)
         expect = 0;
     uint64_t rev = 0;

@@ -46,7 +46,9 @@ def request(sock, method, path, body=None, headers=None, timeout=30):
 
 
 def quote_key(key):
-    return urllib.parse.quote(key, safe="/")
+    """The key as Asya's runtime puts it in the path: raw, no percent-encoding (f"/keys/{key}";
+    http.client refuses a space or control byte there, as it does for the runtime)."""
+    return key
 
 
 def raise_for_status(status, body, key):

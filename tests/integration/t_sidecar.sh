@@ -53,9 +53,17 @@ PID2=$SERVE_PID
 serve_start s3 "$S3" NATS_URL="$NATS_URL" NATS_KV_BUCKET="$SMALL" -- --max-body 4096 || exit 1
 PID3=$SERVE_PID
 
-export SOCK=$S1 SOCK2=$S2 SMALL_SOCK=$S3 BUCKET=$B SMALL_BUCKET=$SMALL PREFIX=$P KVTOOL
+S4=$TMP/s4.sock
+serve_start s4 "$S4" NATS_URL="$NATS_URL" NATS_KV_BUCKET="$B" STATE_PREFIX=$P \
+    STATE_READ_CACHE=watch || exit 1
+PID4=$SERVE_PID
+expect_eq "sidecar: the socket is created mode 0666 (another user in the pod connects)" 666 \
+    "$(stat -c %a "$S1")"
+
+export SOCK=$S1 SOCK2=$S2 SMALL_SOCK=$S3 QSOCK=$S4 BUCKET=$B SMALL_BUCKET=$SMALL PREFIX=$P KVTOOL
 python3 "$HERE/sidecar_protocol.py"
 python3 "$HERE/sidecar_runtime.py"
+python3 "$HERE/sidecar_cas.py"
 
 # ---- the same keys through the shim, both ways ------------------------------------------
 # Each shim run is bounded and writes to a file (no pipe a stray child could hold open), and
@@ -91,14 +99,52 @@ if [ -f "$SHIM" ]; then
         "$("$KVTOOL" get "$B" "$P.bench_counter" 2>&1)"
 fi
 
-# ---- 503 and 504 -------------------------------------------------------------------------
+python3 "$HERE/sidecar_latency.py" "$S1" 200 1 8 | sed 's/^/# /'
+
+# ---- readiness, 503, 500 and 504 ------------------------------------------------------------
+# serve_up NAME SOCK VAR=VALUE...: starts serve, waits for the socket only (not /healthz).
+serve_up() {
+    local name=$1 sock=$2
+    shift 2
+    env CONNECTOR_SOCKET="$sock" "$@" "$ASYA" serve >"$TMP/$name.log" 2>&1 &
+    SERVE_PID=$!
+    _LIB_PIDS+=("$SERVE_PID")
+    for _ in $(seq 200); do [ -S "$sock" ] && return 0; sleep 0.05; done
+    return 1
+}
 dead_port=$(free_port)
-serve_start s_dead "$TMP/dead.sock" NATS_URL="nats://127.0.0.1:$dead_port" \
-    NATS_KV_BUCKET="$B" NATS_TIMEOUT_MS=1000 || exit 1
+serve_up s_dead "$TMP/dead.sock" NATS_URL="nats://127.0.0.1:$dead_port" \
+    NATS_KV_BUCKET="$B" NATS_TIMEOUT_MS=1000 || fail "sidecar: starts without a server" "no socket"
+expect_eq "sidecar: no NATS server: one line at start saying so" 1 \
+    "$(grep -c 'not ready: cannot reach the NATS server' "$TMP/s_dead.log")"
+expect_eq "sidecar: no NATS server: /healthz 503 unavailable" "503 unavailable" \
+    "$(status "$TMP/dead.sock" GET /healthz)"
 expect_eq "sidecar: no NATS server reachable: 503 unavailable" "503 unavailable" \
     "$(status "$TMP/dead.sock" GET /keys/anything)"
 serve_stop "$SERVE_PID"
 expect_eq "sidecar: exits 0 on SIGTERM" 0 "$SERVE_RC"
+
+serve_up s_nobucket "$TMP/nobucket.sock" NATS_URL="$NATS_URL" NATS_KV_BUCKET=no-such-bucket-$$ ||
+    fail "sidecar: starts without its bucket" "no socket"
+expect_eq "sidecar: missing bucket: one line at start naming it" 1 \
+    "$(grep -c "not ready: cannot use bucket no-such-bucket-$$" "$TMP/s_nobucket.log")"
+expect_eq "sidecar: missing bucket: /healthz 503" "503 unavailable" \
+    "$(status "$TMP/nobucket.sock" GET /healthz)"
+expect_eq "sidecar: missing bucket (EIO): 500 internal_error, not 503" "500 internal_error" \
+    "$(status "$TMP/nobucket.sock" GET /keys/anything)"
+"$KVTOOL" bucket-add "no-such-bucket-$$" >/dev/null
+for _ in $(seq 60); do
+    [ "$(status "$TMP/nobucket.sock" GET /healthz)" = "200 -" ] && break
+    sleep 0.1
+done
+expect_eq "sidecar: keeps retrying: /healthz 200 once the bucket exists" "200 -" \
+    "$(status "$TMP/nobucket.sock" GET /healthz)"
+serve_stop "$SERVE_PID"
+serve_up s_mode "$TMP/mode.sock" NATS_URL="$NATS_URL" NATS_KV_BUCKET="$B" \
+    CONNECTOR_SOCKET_MODE=0660 || fail "sidecar: CONNECTOR_SOCKET_MODE" "no socket"
+expect_eq "sidecar: CONNECTOR_SOCKET_MODE=0660 sets the socket's mode" 660 \
+    "$(stat -c %a "$TMP/mode.sock")"
+serve_stop "$SERVE_PID"
 
 if start_server; then
     "$KVTOOL" -s "$SERVER_URL" bucket-add stopme >/dev/null
@@ -164,7 +210,7 @@ check "sidecar: asya-state serve --help" sh -c "'$ASYA' serve --help | grep -q C
 expect_eq "sidecar: unknown command exits 2" 2 "$?"
 
 # ---- the three long-running sidecars stop cleanly -------------------------------------------
-for p in "$PID1" "$PID2" "$PID3"; do
+for p in "$PID1" "$PID2" "$PID3" "$PID4"; do
     serve_stop "$p"
     expect_eq "sidecar: pid $p exits 0 on SIGTERM" 0 "$SERVE_RC"
 done

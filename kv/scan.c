@@ -1,0 +1,114 @@
+/* scan.c: every value under a prefix of a mount, for the sidecar's POST /query (kv.h scan).
+ *
+ * Two sources, chosen per call: the read cache's mirror when the mount has one and it is
+ * fresh (cache_each: no request at all), else one pass of an ordered consumer over the
+ * mount's keys ("<prefix>.>", or the whole bucket without a prefix) with values and without
+ * deletes, read until the watcher's "initial values done" marker. rel prefixes are plain
+ * string prefixes and '/' is not a subject token separator, so the pass covers the whole
+ * mount and filters here, as dirs_scan does for listings. Marker keys ("dir/") and keys this
+ * connector would not have written (they do not decode) are left out.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "kv/internal.h"
+#include "kv/keycodec.h"
+
+typedef struct scan_arg {
+    const char *base;   /* "prefix." or "" */
+    size_t blen;
+    const char *want;   /* rel prefix */
+    size_t wlen;
+    int (*fn)(void *arg, const char *rel, const void *data, size_t len);
+    void *arg;
+} scan_arg;
+
+/* One key: decoded, filtered, handed on. */
+static int scan_one(void *arg, const char *key, const void *data, size_t len)
+{
+    scan_arg *a = arg;
+    if (!key || strncmp(key, a->base, a->blen) != 0)
+        return 0;
+    const char *rest = key + a->blen;
+    size_t n = strlen(rest);
+    char rel[KV_KEY_MAX + 1];
+    if (n == 0 || rest[n - 1] == '/' || key_decode(rest, n, rel, sizeof rel) < 0)
+        return 0; /* a marker, or not a key of ours */
+    if (strncmp(rel, a->want, a->wlen) != 0)
+        return 0;
+    return a->fn(a->arg, rel, len ? data : NULL, len);
+}
+
+/* The ordered-consumer pass: every live value under the mount, once. */
+static int scan_server(kv_mount *m, scan_arg *a)
+{
+    kv_conn *c;
+    const kv_bucket *b;
+    int r = ops_open(m, a->blen ? a->base : "(bucket)", &c, &b);
+    if (r < 0)
+        return r;
+    if (m->flags & KV_MOUNT_WATCH)
+        cache_start(m);
+    kvWatchOptions wo;
+    kvWatchOptions_Init(&wo);
+    wo.IgnoreDeletes = true;
+    wo.Timeout = kv_timeout_ms();
+    kvWatcher *w = NULL;
+    char filter[KV_KEY_MAX + 8];
+    kv_guard g;
+    guard_enter(&g, GUARD_THREADS); /* a subscription: nats.c may start threads */
+    natsStatus s;
+    if (m->prefix) {
+        snprintf(filter, sizeof filter, "%s.>", m->prefix);
+        s = kvStore_Watch(&w, b->kv, filter, &wo);
+    } else {
+        s = kvStore_WatchAll(&w, b->kv, &wo);
+    }
+    guard_leave(&g);
+    const char *why = NULL;
+    r = s == NATS_OK ? 0 : kv_errmap(s, 0, &why);
+    while (r == 0) {
+        kvEntry *e = NULL;
+        guard_enter(&g, GUARD_REQUEST);
+        s = kvWatcher_Next(&e, w, wo.Timeout);
+        if (s != NATS_OK)
+            r = kv_errmap(s, 0, &why);
+        guard_leave(&g);
+        if (r < 0 || !e)
+            break;
+        r = scan_one(a, kvEntry_Key(e), kvEntry_Value(e), (size_t)kvEntry_ValueLen(e));
+        kvEntry_Destroy(e);
+    }
+    if (w) {
+        guard_enter(&g, GUARD_REQUEST);
+        kvWatcher_Destroy(w);
+        guard_leave(&g);
+    }
+    conn_release(c);
+    if (r < 0 && why) {
+        if (r == -ENOENT || r == -EEXIST)
+            r = -EIO;
+        log_at(LOG_WARN, "%s*: scanning values failed: %s", a->base, why);
+    }
+    return r;
+}
+
+int scan_values(kv_mount *m, const char *rel_prefix,
+                int (*fn)(void *arg, const char *rel, const void *data, size_t len), void *arg)
+{
+    char base[KV_KEY_MAX + 2];
+    int n = snprintf(base, sizeof base, "%s%s", m->prefix ? m->prefix : "",
+                     m->prefix ? "." : "");
+    if (n < 0 || (size_t)n >= sizeof base)
+        return -ENAMETOOLONG;
+    scan_arg a = { base, (size_t)n, rel_prefix ? rel_prefix : "",
+                   rel_prefix ? strlen(rel_prefix) : 0, fn, arg };
+    if (m->flags & KV_MOUNT_WATCH) {
+        int r = cache_each(m, scan_one, &a);
+        if (r != 1)
+            return r;
+    }
+    return scan_server(m, &a);
+}
