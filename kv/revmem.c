@@ -6,8 +6,9 @@
  * layer (the shim only: a __thread table, freed by a pthread key destructor when the thread
  * exits) keeps each thread's own last read or commit, as before.
  *
- * A commit expects the thread's revision when the thread has one, else the process layer's
- * revision read. Why the process layer: a read in one thread and the write in another (an
+ * A commit expects the revision of the thread's own last read when there is one (or an open
+ * file's pinned revision), else the process layer's oldest outstanding read, else the
+ * thread's last commit, else the process layer's last revision. Why the process layer: a read in one thread and the write in another (an
  * asyncio task whose write runs in an executor thread), or two clients of one sidecar, must
  * not turn into a blind put. Why "readers": when two readers of revision r commit, the first
  * succeeds and the layer keeps expecting r while readers of it remain, so the second gets
@@ -51,6 +52,7 @@ typedef struct rev_entry {
     int nreads;
     int pinned;                 /* the thread layer: set by remember (an open file's own
                                    revision), which outweighs the process layer's readers */
+    int from_read;              /* the thread layer: set by this thread's own read */
     size_t klen;
     char k[];                   /* mount pointer bytes, then the key */
 } rev_entry;
@@ -137,7 +139,7 @@ static void drop(rev_entry **t, const char *k, size_t kl)
 }
 
 /* Sets the thread layer's entry (0 forgets). Shim mode only. */
-static void thread_set(const char *k, size_t kl, uint64_t rev, int pinned)
+static void thread_set(const char *k, size_t kl, uint64_t rev, int pinned, int from_read)
 {
     pthread_once(&key_once, make_key);
     if (rev == 0) {
@@ -147,6 +149,7 @@ static void thread_set(const char *k, size_t kl, uint64_t rev, int pinned)
         if (e) {
             e->rev = rev;
             e->pinned = pinned;
+            e->from_read = from_read;
         }
     }
     thread_done();
@@ -198,7 +201,7 @@ void revmem_read(const void *mount, const char *key, uint64_t rev)
     if (kl == 0)
         return;
     if (!per_process)
-        thread_set(k, kl, rev, 0);
+        thread_set(k, kl, rev, 0, 1);
     pthread_mutex_lock(&proc_mu);
     rev_entry *e = get_or_add(&proc_table, k, kl);
     if (e) {
@@ -228,14 +231,14 @@ int revmem_recall(const void *mount, const char *key, uint64_t *rev)
     if (!per_process) {
         pthread_once(&key_once, make_key);
         t = find(thread_table, k, kl);
-        if (t && t->pinned) {
+        if (t && (t->pinned || t->from_read)) { /* what this thread's bytes are based on */
             *rev = t->rev;
             return 0;
         }
     }
-    /* Reads not yet followed by a commit outweigh this thread's own last revision: the
-     * commit may be one of those readers' (read in another thread), and its own revision
-     * may come from a commit newer than what that reader saw. The oldest such read is
+    /* Without a read of its own, reads not yet followed by a commit outweigh this thread's
+     * last commit: the commit may be one of those readers' (read in another thread), and
+     * its own revision may be newer than what that reader saw. The oldest such read is
      * expected: of two readers of r, only the first to commit succeeds. */
     pthread_mutex_lock(&proc_mu);
     rev_entry *e = find(proc_table, k, kl);
@@ -260,7 +263,7 @@ void revmem_settled(const void *mount, const char *key, uint64_t expected, uint6
     if (kl == 0)
         return;
     if (!per_process)
-        thread_set(k, kl, rev, 0);
+        thread_set(k, kl, rev, 0, 0);
     pthread_mutex_lock(&proc_mu);
     rev_entry *e = find(proc_table, k, kl);
     for (int i = 0; e && expected && i < e->nreads; i++) {
@@ -286,7 +289,7 @@ void revmem_remember(const void *mount, const char *key, uint64_t rev)
     if (kl == 0)
         return;
     if (!per_process) {
-        thread_set(k, kl, rev, 1);
+        thread_set(k, kl, rev, 1, 0);
         if (rev)
             return; /* the thread's own expectation (exec, an open file's revision) */
     }

@@ -174,9 +174,18 @@ static int open_mount(const struct shim_path *p, int oflags, int how)
 
     kv_value v = { 0 };
     int created = 0;
-    int need_get = !(oflags & O_TRUNC) || (oflags & (O_EXCL | O_CREAT)) != O_CREAT;
-    if (!need_get && (r = ops->parent(km, p->rel)) < 0)
+    int need_get = !(oflags & O_TRUNC) || (oflags & O_EXCL);
+    if ((oflags & (O_TRUNC | O_CREAT)) == O_TRUNC) {
+        /* must exist; asked without a get, whose revision would become the one this
+         * blind write expects (the program's own read is what it is based on) */
+        kv_stat ks;
+        if ((r = ops->stat(km, p->rel, &ks)) < 0)
+            return r;
+        if (ks.is_dir)
+            return dir_open(p, oflags);
+    } else if (!need_get && (r = ops->parent(km, p->rel)) < 0) {
         return r; /* a create where a local disk refuses it (no get tells us) */
+    }
     if (need_get) {
         r = ops->get(km, p->rel, &v);
         if (r == -ENOENT) {
