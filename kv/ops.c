@@ -15,14 +15,15 @@
  *     2.9.10), so if the first copy landed the answer is a duplicate ack carrying its
  *     sequence; if it did not, the resend is an ordinary attempt (applied, or a conflict).
  *     Only done while the stream's duplicate window is at least twice the request timeout.
- *     On a single-replica bucket a conflict is therefore definite: -EEXIST. On a replicated
- *     one it is not: a stream leader elected meanwhile may not know the id yet (seen on a
- *     3-node nats-server 2.9.10 cluster: the resend conflicted with our own landed write).
- *  2. if the resend gets no reply either, or any other failure, or a conflict on a
- *     replicated bucket, the key's last stored message is read: it carries our Nats-Msg-Id
- *     header only if our write landed and was not overwritten since.
- *  Otherwise -ETIMEDOUT. A success is reported only for a write seen on the server, -EEXIST
- *  only for one the server proved absent.
+ *     A conflict on the resend proves nothing: a restarted server rebuilds its duplicate
+ *     window only from messages that still exist, so our landed copy, overwritten since by
+ *     another writer, conflicts like an absent one; a stream leader elected meanwhile may
+ *     not know the id yet (seen on a 3-node nats-server 2.9.10 cluster).
+ *  2. if the resend gets no reply either, or any failure but "too large", the key's last
+ *     stored message is read: it carries our Nats-Msg-Id header only if our write landed
+ *     and was not overwritten since.
+ *  Otherwise -ETIMEDOUT: a success is reported only for a write seen on the server, and a
+ *  conflict never for a commit whose first copy may have landed.
  */
 #include <errno.h>
 #include <limits.h>
@@ -206,9 +207,11 @@ static int resolve_unknown(const kv_bucket *b0, const pub_req *q, const char *ke
      * binding on a new connection, whose limits are not read yet. */
     if (b0->dup_window_ns >= 2 * kv_timeout_ms() * 1000000)
         r = publish_once(c, q, seq, &why);
-    /* Definite answers to the resend: a value too large, and a conflict on a single-replica
-     * bucket (step 1). Anything else says nothing about the first copy but what step 2 finds. */
-    int definite = r == -EFBIG || (r == -EEXIST && b0->replicas <= 1);
+    /* The one definite answer to the resend: a value too large. A conflict proves nothing:
+     * the server that would have recognised our message id may have restarted since (its
+     * duplicate window is rebuilt only from messages that still exist) and another writer
+     * may have written over our first copy. Only step 2 finding our id proves it landed. */
+    int definite = r == -EFBIG;
     if (r == 1 || (r < 0 && !definite)) {
         uint64_t last = 0;
         int tomb = 0, ours = 0;

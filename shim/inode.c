@@ -296,10 +296,19 @@ static int view_of(struct shim_inode *ino, int fd, struct shim_mem *mem, struct 
 }
 
 /* Commits with ino->mu held. final: nothing will compare against this commit again. */
+void shim_inode_poison(struct shim_inode *ino, int err)
+{
+    if (ino)
+        __atomic_store_n(&ino->poison, err, __ATOMIC_RELEASE);
+}
+
 static int commit_locked(struct shim_inode *ino, int fd, struct shim_mem *mem, int final)
 {
     if (ino->owner != shim_pid() || ino->unlinked || (!ino->writers && !ino->force))
         return 0;
+    int poisoned = __atomic_load_n(&ino->poison, __ATOMIC_ACQUIRE);
+    if (poisoned)
+        return poisoned; /* a failed write or commit: nothing more is committed */
     struct view v;
     struct shim_mem *m; /* held locked while its bytes are committed */
     int r = view_of(ino, fd, mem, &v, &m);
@@ -337,8 +346,10 @@ static int commit_locked(struct shim_inode *ino, int fd, struct shim_mem *mem, i
         ino->force = 0;
         ino->excl = 0;
         ino->created = 0;
-    } else if (r == -EEXIST) {
-        ino->rev = 0; /* forgotten, as the thread's memory is: a retry re-reads */
+    } else {
+        /* the file's bytes never become a value now: a later close or fsync would commit
+         * them on a memory the failure changed (a conflict forgets it: a blind put) */
+        shim_inode_poison(ino, r);
     }
     return r;
 }

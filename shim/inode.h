@@ -50,6 +50,8 @@ struct shim_inode {
     int excl;               /* the commit is create-only (O_EXCL) */
     int created;            /* made by an open here and not committed yet: not on the server */
     int unlinked;           /* unlinked or replaced by a rename: discarded, never committed */
+    int poison;             /* -errno of a failed write, truncate or commit: every later
+                               commit returns it and sends nothing (atomic, no lock) */
     uint64_t carried;       /* revision memory carried across exec (see shim_file) */
     int kfd;                /* the master memfd once shared, else -1 */
     int maps;               /* shared writable mappings alive */
@@ -94,6 +96,9 @@ int shim_inode_close(struct shim_inode *ino, int fd, struct shim_mem *mem);
 
 /* Drops a reference; the inode is freed with its last. */
 void shim_inode_put(struct shim_inode *ino);
+
+/* A write, truncate or commit failed with err: the file is never committed now. NULL: no-op. */
+void shim_inode_poison(struct shim_inode *ino, int err);
 
 /* Commits the inode now (fsync, msync, exec) and keeps it open. 0 or -errno. */
 int shim_inode_commit(struct shim_inode *ino, int fd, struct shim_mem *mem);

@@ -358,6 +358,14 @@ static ssize_t mem_io(struct shim_mem *m, const struct iovec *iov, int cnt, off_
 }
 
 /* Serves an I/O call on fd from memory: 1 served (*res set; errno on failure), 0 for libc. */
+/* A write or truncate that failed for want of room (the buffer unchanged) poisons the open
+ * file: its close returns the error and commits nothing, so the old value stays. */
+static void poison(struct shim_mem *m, int err)
+{
+    if (err == -EFBIG || err == -ENOMEM || err == -ENOSPC)
+        shim_inode_poison(m->file ? m->file->ino : NULL, err);
+}
+
 static int mem_call(int fd, const struct iovec *iov, int cnt, off_t off, unsigned how,
                     ssize_t *res)
 {
@@ -365,6 +373,8 @@ static int mem_call(int fd, const struct iovec *iov, int cnt, off_t off, unsigne
     if (!m)
         return 0;
     ssize_t r = mem_io(m, iov, cnt, off, how);
+    if (r < 0 && (how & IO_WRITE))
+        poison(m, (int)r);
     shim_mem_put(m);
     *res = r < 0 ? shim_fail((int)r) : r;
     return 1;
@@ -569,6 +579,8 @@ SHIM_EXPORT int ftruncate(int fd, off_t len)
     if (!m)
         return real_ftruncate()(fd, len);
     int r = (m->flags & O_ACCMODE) == O_RDONLY || len < 0 ? -EINVAL : set_len(m, (size_t)len);
+    if (r < 0)
+        poison(m, r);
     shim_mem_put(m);
     return r < 0 ? shim_fail(r) : 0;
 }

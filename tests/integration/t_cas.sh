@@ -39,3 +39,33 @@ print(acked[0], open(P).read())
 PY
 )
 expect_eq "cas: 8 threads x 50 read-modify-write with r+: none lost" "400 400" "$out"
+
+# A failed write, truncate or commit poisons the open file: its close returns the error and
+# commits nothing; the old value stays (issue 13).
+out=$(run "$PY" - "$KVTOOL" "$B" <<'PY' 2>&1
+import errno, os, subprocess, sys
+kvtool, bucket = sys.argv[1], sys.argv[2]
+P = "/state/cas/poison"
+def err(fn):
+    try:
+        fn(); return "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+with open(P, "w") as f:
+    f.write("old value")
+fd = os.open(P, os.O_WRONLY | os.O_TRUNC)
+a = err(lambda: os.write(fd, b"x" * (65 << 20)))
+b = err(lambda: os.close(fd))
+c = open(P).read()
+fd = os.open(P, os.O_RDWR)
+os.read(fd, 100)
+subprocess.run([kvtool, "put", bucket, "cas.poison", "other"], check=True,
+               stdout=subprocess.DEVNULL, env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
+os.write(fd, b"!")
+d = err(lambda: os.fsync(fd))
+e = err(lambda: os.close(fd))
+print(a, b, c, d, e, open(P).read())
+PY
+)
+expect_eq "cas: a 65 MiB write fails at write() and at close, the old value stays; a conflict at fsync fails the close too, nothing more committed" \
+    "EFBIG EFBIG old value EEXIST EEXIST other" "$out"
