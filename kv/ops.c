@@ -229,6 +229,14 @@ static int resolve_unknown(const kv_bucket *b0, const pub_req *q, const char *ke
     return r;
 }
 
+/* nats-server 2.9.10's file store keeps no message whose record (22 bytes of header, the
+ * subject, the headers, the payload, an 8-byte hash) passes 32 MiB, yet acknowledges it:
+ * the stream's last sequence stays where it was and a later get finds nothing (measured
+ * with max_payload raised: a 33,554,372-byte value under an 18-byte subject is stored,
+ * 33,554,392 is not). Such a commit is refused with -EFBIG before it is sent. */
+#define JS_RECORD_MAX (32u * 1024 * 1024)
+#define JS_RECORD_OVERHEAD 30
+
 int ops_publish(kv_conn *c, const kv_bucket *b, const char *key, const void *data,
                 size_t len, uint64_t expect, int del, uint64_t *rev)
 {
@@ -240,7 +248,8 @@ int ops_publish(kv_conn *c, const kv_bucket *b, const char *key, const void *dat
         return fail(key, limits, del ? "delete" : "commit", "the bucket's limits are unknown");
     if (len > INT_MAX /* nats.c takes an int */ ||
         (b->max_value >= 0 && (int64_t)len > b->max_value) ||
-        (c->max_payload > 0 && (int64_t)len > c->max_payload - 256 /* our headers */))
+        (c->max_payload > 0 && (int64_t)len > c->max_payload - 256 /* our headers */) ||
+        len + strlen(subj) + 256 + JS_RECORD_OVERHEAD > JS_RECORD_MAX)
         return fail(key, -EFBIG, "commit", "value larger than the bucket or server allows");
     pub_req q = { .subj = subj, .data = data, .len = len, .del = del, .expect = expect };
     const char *why = NULL;
