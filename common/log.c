@@ -43,6 +43,9 @@ void log_at(enum log_level lvl, const char *fmt, ...)
     int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
     va_end(ap);
     n = m < 0 ? n : (n + m > (int)sizeof line - 2 ? (int)sizeof line - 2 : n + m);
+    for (int i = 0; i < n; i++) /* a name's control bytes never forge a line of their own */
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+            line[i] = '?';
     line[n++] = '\n';
     if (holding) {
         if (held_len + (size_t)n <= sizeof held) {
@@ -74,22 +77,24 @@ void log_redact_url(const char *url, char *out, size_t outsz)
     out[0] = '\0';
     if (!url)
         return;
+    /* Credentials run from a URL's "://" (or where the text resumes, without a scheme) to
+     * the last '@' before the next "://": a password may hold '@' or ',', so splitting the
+     * list at commas first would print half of it. Everything else is copied. */
     size_t o = 0;
-    while (*url && o + 1 < outsz) {
-        /* one URL of a comma-separated list: scheme://[cred@]host */
-        const char *end = strchr(url, ',');
-        size_t len = end ? (size_t)(end - url) : strlen(url);
-        const char *scheme = strstr(url, "://");
-        const char *hoststart = (scheme && scheme < url + len) ? scheme + 3 : url;
-        /* the last '@': a password may contain one (the URL parser takes the last too) */
-        const char *at = memrchr(hoststart, '@', len - (size_t)(hoststart - url));
-        size_t keep = (size_t)(hoststart - url);
-        int n = snprintf(out + o, outsz - o, "%.*s%s%.*s%s", (int)keep, url, at ? "***@" : "",
-                         (int)(len - (size_t)((at ? at + 1 : hoststart) - url)),
-                         at ? at + 1 : hoststart, end ? "," : "");
+    const char *p = url;
+    while (*p) {
+        const char *scheme = strstr(p, "://");
+        if (scheme && memchr(p, '@', (size_t)(scheme - p)))
+            scheme = NULL; /* a URL without a scheme, with credentials, comes first */
+        const char *start = scheme ? scheme + 3 : p;
+        const char *next = strstr(start, "://");
+        const char *limit = next ? next : start + strlen(start);
+        const char *at = memrchr(start, '@', (size_t)(limit - start));
+        int n = at ? snprintf(out + o, outsz - o, "%.*s***@", (int)(start - p), p)
+                   : snprintf(out + o, outsz - o, "%.*s", (int)(limit - p), p);
         if (n < 0 || (size_t)n >= outsz - o)
-            break;
+            return;
         o += (size_t)n;
-        url += len + (end ? 1 : 0);
+        p = at ? at + 1 : limit;
     }
 }

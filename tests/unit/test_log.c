@@ -30,3 +30,10 @@ Test(log, every_url_of_a_list_is_redacted)
     cr_assert_str_eq(redact("nats://a:b@h1:1,nats://tok@h2:2,nats://h3:3"),
                      "nats://***@h1:1,nats://***@h2:2,nats://h3:3");
 }
+
+Test(log, a_comma_inside_the_password_is_not_the_end_of_it)
+{
+    const char *r = redact("nats://alice:1234,5678@host:4222");
+    cr_assert_str_eq(r, "nats://***@host:4222");
+    cr_assert_str_eq(redact("alice:12,34@h1:1,nats://h2:2"), "***@h1:1,nats://h2:2");
+}
