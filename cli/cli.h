@@ -17,6 +17,8 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 int cmd_serve(int argc, char **argv);
 /* Preload mode: exec a command with the shim preloaded (cli/run.c). */
 int cmd_run(int argc, char **argv);
+/* The sidecar's health check: GET /healthz on CONNECTOR_SOCKET (cli/health.c). */
+int cmd_health(int argc, char **argv);
 /* Diagnosis of the setup (cli/check.c). */
 int cmd_check(int argc, char **argv);
 /* `bucket add NAME ...` (cli/bucket.c). */

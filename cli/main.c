@@ -14,6 +14,7 @@ struct cli_cmd {
 static const struct cli_cmd cli_cmds[] = {
     { "serve", cmd_serve, "sidecar mode: Asya's state-proxy connector on CONNECTOR_SOCKET" },
     { "run", cmd_run, "preload mode: run -- CMD [ARGS] with the shim preloaded" },
+    { "health", cmd_health, "sidecar health check: GET /healthz on CONNECTOR_SOCKET, exit 0 on 200" },
     { "check", cmd_check, "diagnose the configuration, server, buckets and mounts" },
     { "bucket", cmd_bucket, "bucket add NAME [options]: create a KV bucket" },
     { "ls", cmd_ls, "ls [PATH]: list the state below PATH (names decoded)" },
