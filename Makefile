@@ -4,6 +4,8 @@
 #   make test       unit tests (Criterion) and integration tests (real nats-server)
 #   make demo       the demo programs against a local nats-server
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make image      the connector image $(IMAGE):$(VERSION) (scripts/base-image.sh first: a Docker
+#                   engine and the debian:12 base image, made without a registry when missing)
 
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -11,6 +13,10 @@ BUILD   ?= build
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -fPIC -fvisibility=hidden -D_GNU_SOURCE -I.
 LDFLAGS ?=
+# The one version: VERSION, read here for the CLI (--version), the image's tag and label.
+VERSION := $(shell cat VERSION)
+IMAGE   ?= asya-state-proxy-nats-kv-buffered-cas
+CFLAGS  += -DASYA_STATE_VERSION='"$(VERSION)"'
 
 SHIM_LIB    := $(BUILD)/libasya-state-nats-kv.so
 KV_LIB      := $(BUILD)/libasya-state-kv.so
@@ -33,9 +39,9 @@ KV_OBJ      := $(call obj,kv,$(KV_SRC))
 CLI_OBJ     := $(call obj,cli,$(CLI_SRC))
 UNIT_OBJ    := $(call obj,unit,$(PURE_SRC) $(UNIT_SRC))
 
-HEADERS     := $(wildcard */*.h */*.def)
+HEADERS     := $(wildcard */*.h */*.def) VERSION
 
-.PHONY: all test unit integration demo install clean
+.PHONY: all test unit integration demo install install-bundle clean image
 all: $(SHIM_LIB) $(KV_LIB) $(CLI) $(TOOLS)
 
 # One pattern rule per object tree: a single rule with several pattern targets would be a
@@ -56,8 +62,12 @@ $(SHIM_LIB): $(SHIM_OBJ) $(BUILD)/shim.map
 	$(CC) -shared -o $@ $(SHIM_OBJ) -Wl,--version-script=$(BUILD)/shim.map $(LDFLAGS) -ldl -lpthread
 
 # The NATS backend, dlopen()ed by the shim on first use: exports kv_backend only.
+# Its run path is $ORIGIN (DT_RPATH, which also applies to libnats's own dependencies): a
+# libnats.so.3.4 and libprotobuf-c.so.1 beside it (make install-bundle) are found first, so
+# the preload works in actor images without them; without them, the system's as before.
 $(KV_LIB): $(KV_OBJ) kv/exports.map
-	$(CC) -shared -o $@ $(KV_OBJ) -Wl,--version-script=kv/exports.map $(LDFLAGS) -lnats -lpthread
+	$(CC) -shared -o $@ $(KV_OBJ) -Wl,--version-script=kv/exports.map \
+	    -Wl,--disable-new-dtags,-rpath,'$$ORIGIN' $(LDFLAGS) -lnats -lpthread
 
 $(CLI): $(CLI_OBJ)
 	$(CC) -o $@ $(CLI_OBJ) $(LDFLAGS) -lnats -lmicrohttpd -ljansson -lpthread
@@ -85,8 +95,22 @@ install: all
 	install -m 0644 $(SHIM_LIB) $(KV_LIB) $(DESTDIR)$(PREFIX)/lib/asya/
 	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/asya-state
 
+# install, plus the backend's own libraries (the ones it was linked against) beside it in
+# lib/asya/: what the image ships for the preload's init container.
+install-bundle: install
+	for l in $$(ldd $(KV_LIB) | awk '$$1 ~ /^lib(nats|protobuf-c)\.so/ { print $$3 }'); do \
+	    install -m 0644 "$$l" $(DESTDIR)$(PREFIX)/lib/asya/ || exit 1; done
+	ls $(DESTDIR)$(PREFIX)/lib/asya/libnats.so.* $(DESTDIR)$(PREFIX)/lib/asya/libprotobuf-c.so.* >/dev/null
+
 clean:
 	rm -rf $(BUILD)
+
+# The classic builder (no BuildKit plugin needed); --network host: apt inside the build reaches
+# Debian's mirror with no bridge network on the engine.
+image:
+	scripts/base-image.sh
+	DOCKER_BUILDKIT=0 docker build --network host --target runtime --build-arg VERSION=$(VERSION) \
+	    -t $(IMAGE):$(VERSION) .
 
 # ---- fuzz: libFuzzer targets for the pure logic (key codec, mounts parser, paths) ----
 #   make fuzz-build        build/fuzz/fuzz_{keycodec,mounts,path}

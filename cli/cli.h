@@ -8,7 +8,10 @@
 #ifndef ASYA_CLI_H
 #define ASYA_CLI_H
 
-#define ASYA_STATE_VERSION "0.1.0"
+/* The file VERSION, passed by the Makefile (-DASYA_STATE_VERSION=...). */
+#ifndef ASYA_STATE_VERSION
+#define ASYA_STATE_VERSION "unknown"
+#endif
 
 /* Exit statuses shared by the subcommands. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
