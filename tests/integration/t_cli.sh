@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # t_cli.sh: the `asya-state` command (issue 7): make install, run, check, bucket add, ls/cat/rev,
-# --help/--version, and the Docker image build (skipped, and said so, without a Docker engine).
+# --help/--version (the Docker image: t_image.sh).
 . "$(dirname "$0")/lib.sh"
 
 # ---- make install DESTDIR PREFIX: the library, its backend and the command ----
@@ -137,12 +137,4 @@ out=$(NATS_KV_BUCKET=$nb "$ASYA" cat /state/v 2>&1)
 expect_eq "bucket add: the new bucket holds a value" small "$out"
 "$KVTOOL" bucket-del "$nb" >/dev/null 2>&1
 
-# ---- Docker ----
-if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
-    ok "docker: image build skipped (no Docker engine)"
-else
-    check "docker: image builds" docker build -q -t asya-state-nats:test "$ROOT"
-    check "docker: image runs asya-state" docker run --rm asya-state-nats:test asya-state --version
-    check "docker: image carries the preload library" \
-        docker run --rm asya-state-nats:test test -s /usr/lib/asya/libasya-state-nats-kv.so
-fi
+# The Docker image: tests/integration/t_image.sh (it builds, runs and checks it).
