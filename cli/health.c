@@ -112,7 +112,7 @@ int cmd_health(int argc, char **argv)
         }
         sent += (size_t)n;
     }
-    char buf[512];
+    char buf[512] = { 0 };
     size_t got = 0;
     while (got < sizeof buf - 1 && !memchr(buf, '\n', got)) {
         if (health_wait(fd, POLLIN, &deadline) <= 0)
