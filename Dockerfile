@@ -16,7 +16,8 @@
 #            CONNECTOR_SOCKET=/var/run/asya/state/connector.sock (a directory the user owns;
 #            Asya's operator mounts an emptyDir there), HEALTHCHECK `asya-state health`, the
 #            preload library and its backend in /usr/lib/asya/ for an init container to copy
-#   demo     the runtime plus python3 and nats-server, for compose.yaml
+#   demo     the runtime's libraries, user and programs plus python3 and nats-server, for
+#            compose.yaml
 FROM debian:12 AS build
 WORKDIR /src
 COPY scripts/deps.sh scripts/deps.sh
@@ -45,11 +46,15 @@ LABEL org.opencontainers.image.title="asya-state-proxy-nats-kv-buffered-cas" \
       org.opencontainers.image.source="https://github.com/deliveryhero/asya-state-nats" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-# demo: the runtime plus python3 (the demo programs) and nats-server (compose.yaml's server).
-FROM runtime AS demo
-USER root
-RUN apt-get update -qq \
+# demo: the runtime's libraries, user and programs plus python3 (the demo programs) and
+# nats-server (compose.yaml's server). From debian:12-slim rather than the runtime, so that
+# its package layer is kept when only the sources change: a rebuild copies the programs again.
+FROM debian:12-slim AS demo
+COPY scripts/deps.sh /tmp/deps.sh
+RUN /tmp/deps.sh --runtime && apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 nats-server >/dev/null \
-    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /tmp/deps.sh \
+    && groupadd --system --gid 10001 asya \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin asya
+COPY --from=build /out/usr/ /usr/
 USER 10001:10001
-HEALTHCHECK NONE
