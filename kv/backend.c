@@ -257,6 +257,33 @@ static int be_scan(kv_mount *m, const char *rel_prefix,
     return call_end(&c, "scan", m, rel_prefix, 0, r);
 }
 
+static int be_key(kv_mount *m, const char *rel, int marker, char *out, size_t outsz)
+{
+    int saved = errno;
+    ensure_init();
+    int r = watch_key(m, rel, marker, out, outsz);
+    errno = saved;
+    return r;
+}
+
+static int be_history(kv_mount *m, const char *rel,
+                      int (*fn)(void *arg, const kv_event *ev), void *arg)
+{
+    struct call c;
+    call_begin(&c);
+    int r = watch_history(m, rel, fn, arg);
+    return call_end(&c, "history", m, rel, 0, r);
+}
+
+static int be_watch(kv_mount *m, const char *rel, unsigned flags,
+                    int (*fn)(void *arg, const kv_event *ev), void *arg)
+{
+    struct call c;
+    call_begin(&c);
+    int r = watch_run(m, rel, flags, fn, arg);
+    return call_end(&c, "watch", m, rel, 0, r);
+}
+
 static const kv_ops table = {
     .abi = KV_ABI,
     .init = be_init,
@@ -277,6 +304,9 @@ static const kv_ops table = {
     .parent = be_parent,
     .mkparents = be_mkparents,
     .scan = be_scan,
+    .key = be_key,
+    .history = be_history,
+    .watch = be_watch,
 };
 
 __attribute__((visibility("default"))) const kv_ops *kv_backend(void)
