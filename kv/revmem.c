@@ -277,11 +277,23 @@ void revmem_settled(const void *mount, const char *key, uint64_t expected, uint6
         thread_set(k, kl, rev, 0, 0);
     pthread_mutex_lock(&proc_mu);
     rev_entry *e = find(proc_table, k, kl);
-    /* one reader of the expected revision is done with it: this thread's, else another's */
+    /* One reader is done: after a success, a reader of the expected revision (this
+     * thread's, else another's); after a conflict, this thread's reader of that revision,
+     * else the newest reader: the committer's read, when it is not known, was newer than
+     * what it was told to expect (else it would not have conflicted, but for a writer that
+     * got there first), and an older reader left in place keeps its own commit guarded. */
     int hit = -1;
-    for (int i = 0; e && expected && i < e->nreads; i++)
-        if (e->reads[i].rev == expected && (hit < 0 || e->reads[i].reader == self()))
+    for (int i = 0; e && expected && i < e->nreads; i++) {
+        const rev_reads *x = &e->reads[i];
+        int mine = x->reader && x->reader == self();
+        if (x->rev == expected && (hit < 0 || mine))
             hit = i;
+    }
+    if (rev == 0 && e && (hit < 0 || !e->reads[hit].reader || e->reads[hit].reader != self())) {
+        for (int i = 0; i < e->nreads; i++) /* a conflict with no read of its own: newest */
+            if (hit < 0 || older(e->reads[hit].rev, e->reads[i].rev))
+                hit = i;
+    }
     if (hit >= 0 && --e->reads[hit].n == 0)
         e->reads[hit] = e->reads[--e->nreads];
     if (rev == 0 && e && !e->nreads) {
