@@ -115,6 +115,14 @@ static int be_mount(const char *bucket, const char *prefix, unsigned flags, kv_m
     return r;
 }
 
+static int be_bind(kv_mount *m, const char *rel)
+{
+    struct call c;
+    call_begin(&c);
+    int r = ops_bind(m, rel);
+    return call_end(&c, "bind", m, rel, 0, r);
+}
+
 static int be_get(kv_mount *m, const char *rel, kv_value *out)
 {
     struct call c;
@@ -288,6 +296,7 @@ static const kv_ops table = {
     .abi = KV_ABI,
     .init = be_init,
     .mount = be_mount,
+    .bind = be_bind,
     .get = be_get,
     .stat = be_stat,
     .commit = be_commit,

@@ -7,7 +7,7 @@
  *   errmap.c  the one table from nats.c statuses / JetStream codes / texts to errno
  *   revmem.c  the revision memory
  *   cache.c   the watch-fed read cache of KV_MOUNT_WATCH mounts (a mirror per mount)
- *   ops.c     get, stat, commit, remove, version;  dirs.c  list, mkdir, rmdir, key scans
+ *   ops.c     bind, get, stat, commit, remove, version;  dirs.c  list, mkdir, rmdir, key scans
  *   watch.c   key, history, watch (for the CLI)
  *   backend.c the kv_ops table
  *
@@ -203,6 +203,8 @@ int ops_key_open(kv_mount *m, const char *rel, int marker, char *key, size_t key
 /* stat on an acquired connection (dirs.c uses it too). */
 int ops_stat_on(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *rel,
                 kv_stat *out);
+/* ops_key_open and release: the key is valid, the connection up, the bucket bound. */
+int ops_bind(kv_mount *m, const char *rel);
 int ops_get(kv_mount *m, const char *rel, kv_value *out);
 int ops_stat(kv_mount *m, const char *rel, kv_stat *out);
 int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsigned flags,

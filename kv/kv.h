@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_ABI 4
+#define KV_ABI 5
 #define KV_KEY_MAX 1024          /* longest key (prefix + '.' + escaped rel) we send */
 
 typedef struct kv_mount kv_mount; /* one bucket + prefix, bound lazily; opaque */
@@ -116,6 +116,13 @@ typedef struct kv_ops {
     /* A handle for bucket + prefix (prefix NULL or "" for none). Connects nothing; the
      * connection is made and the bucket bound on first use. Handles live until exit. */
     int (*mount)(const char *bucket, const char *prefix, unsigned flags, kv_mount **out);
+
+    /* What a local disk checks at open, without reading rel: rel maps to a valid key
+     * (-ENAMETOOLONG: a segment over NAME_MAX or a key over KV_KEY_MAX, nothing sent), the
+     * connection is up (connecting first if needed: -ECONNREFUSED, -EACCES, -ETIMEDOUT,
+     * -EIO for bad configuration) and m's bucket is bound (-EIO when it is missing, one log
+     * line per process). Once connected and bound it sends nothing. Remembers nothing. */
+    int (*bind)(kv_mount *m, const char *rel);
 
     /* Reads rel whole into out (caller releases out->data). Remembers out->rev, or
      * "absent" on -ENOENT (missing or deleted). */
