@@ -6,7 +6,6 @@ error before the shared open file."""
 import errno
 import mmap
 import os
-import sys
 import tempfile
 
 from localcmp import D, check, get, p, put
