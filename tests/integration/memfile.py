@@ -9,7 +9,6 @@ import mmap
 import os
 import socket
 import subprocess
-import sys
 import threading
 
 from localcmp import D, check, get, p, put
