@@ -91,9 +91,13 @@ demo: all
 	demo/run
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/lib/asya $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/lib/asya $(DESTDIR)$(PREFIX)/bin \
+	    $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 0644 $(SHIM_LIB) $(KV_LIB) $(DESTDIR)$(PREFIX)/lib/asya/
 	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/asya-state
+	install -m 0644 docs/asya-state.1 $(DESTDIR)$(PREFIX)/share/man/man1/asya-state.1
+	install -m 0644 docs/asya-state.bash \
+	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions/asya-state
 
 # install, plus the backend's own libraries (the ones it was linked against) beside it in
 # lib/asya/: what the image ships for the preload's init container.

@@ -2,13 +2,17 @@
  * order a setup fails: configuration, mounts (shim/mounts.c's parser), the server (kv/'s own
  * connection, so the same environment as the shim), each mount's bucket (exists; replicated
  * on a server older than 2.11), and a write/read/delete of a probe key under each mount's
- * prefix through kv/'s operations. One line per check, "ok" or "problem" plus what to do;
- * the exit status is 1 when any check found a problem.
+ * prefix through kv/'s operations (--read-only: a listing of each mount instead, nothing
+ * written). One line per check, "ok" or "problem" plus what to do; the exit status is 3
+ * (a server or configuration problem) when any check found a problem. Settings that the
+ * shim ignores with a warning (unknown mount options, an ASYA_STATE_LOG that is no level)
+ * are problems here: they are typos until proven otherwise.
  */
 #include "cli/cli.h"
 #include "cli/browse.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "kv/internal.h"
 
 static int check_problems;
@@ -37,12 +42,16 @@ static void check_line(int ok, const char *fmt, ...)
 static void check_usage(FILE *out)
 {
     fprintf(out,
-            "usage: asya-state check\n"
+            "usage: asya-state check [--read-only]\n"
             "\n"
             "Checks the setup with the environment the shim and the sidecar use: the\n"
             "configuration, the mounts, the server, each bucket, and a write/read/delete of a\n"
-            "probe key under each mount's prefix. Prints one line per check; exits 1 when any\n"
-            "found a problem.\n");
+            "probe key under each mount's prefix. Prints one line per check; exits 3 when any\n"
+            "found a problem.\n"
+            "\n"
+            "  -r, --read-only   list each mount instead of writing a probe key\n"
+            "  -h, --help        this help\n");
+    cli_help_footer(out);
 }
 
 /* Same lookup as kv/conn.c: nats.c 3.4 exports no public accessor for the server version.
@@ -87,6 +96,26 @@ static int check_bucket(kv_conn *c, const char *bucket)
     return 0;
 }
 
+/* A listing of the mount's root: what --read-only checks instead of the probe. */
+static void check_list(const kv_ops *ops, const struct mount *mt)
+{
+    kv_mount *m;
+    kv_list l = { 0 };
+    int r = ops->mount(mt->bucket, mt->prefix, 0, &m);
+    if (r == 0)
+        r = ops->list(m, "", &l);
+    if (r == 0) {
+        check_line(1, "mount %s: listed %zu entr%s in %s%s%s (read-only: nothing written)",
+                   mt->path, l.n, l.n == 1 ? "y" : "ies", mt->bucket,
+                   mt->prefix ? " under " : "", mt->prefix ? mt->prefix : "");
+        ops->release_list(&l);
+    } else {
+        check_line(0, "mount %s: listing failed (%s): %s", mt->path, strerror(-r),
+                   r == -EACCES ? "the user lacks subscribe permission on the bucket's "
+                                  "subjects" : "see the asya-state: line above");
+    }
+}
+
 /* Write/read/delete of a probe key under the mount. */
 static void check_probe(const kv_ops *ops, const struct mount *mt)
 {
@@ -122,16 +151,23 @@ static void check_probe(const kv_ops *ops, const struct mount *mt)
 
 int cmd_check(int argc, char **argv)
 {
-    (void)argv;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+    static const struct option lo[] = {
+        { "read-only", no_argument, NULL, 'r' }, { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int read_only = 0;
+    optind = 0;
+    for (int c; (c = getopt_long(argc, argv, ":rh", lo, NULL)) != -1;) {
+        if (c == 'r')
+            read_only = 1;
+        else if (c == 'h') {
             check_usage(stdout);
             return CLI_OK;
-        }
-        fprintf(stderr, "asya-state check: unexpected argument '%s'\n", argv[i]);
-        check_usage(stderr);
-        return CLI_USAGE;
+        } else
+            return cli_bad_option("check", c, argv);
     }
+    if (optind < argc)
+        return cli_usage_error("check", "unexpected argument '%s'", argv[optind]);
     check_problems = 0;
 
     /* configuration */
@@ -145,10 +181,16 @@ int cmd_check(int argc, char **argv)
     } else {
         const kv_config *cfg;
         kv_config_get(&cfg);
-        check_line(1, "config: NATS_URL=%s%s%s", cfg->url_safe,
+        check_line(1, "config: NATS_URL=%s%s%s%s%s", cfg->url_safe,
                    cfg->creds_file ? ", NATS_CREDS_FILE" : "",
-                   cfg->seed_file ? ", NATS_NKEY_SEED_FILE" : "");
+                   cfg->seed_file ? ", NATS_NKEY_SEED_FILE" : "",
+                   cfg->user ? ", NATS_USER/NATS_PASSWORD" : "",
+                   cfg->token ? ", NATS_TOKEN" : "");
     }
+    const char *badlog = log_env_bad();
+    if (badlog)
+        check_line(0, "config: ASYA_STATE_LOG=%s is not a level: set error, warn, info or "
+                      "debug (warn is used)", badlog);
 
     /* mounts */
     struct mount_table t = { 0 };
@@ -169,6 +211,10 @@ int cmd_check(int argc, char **argv)
     if (bad > 0)
         check_line(0, "mounts: %d problem%s in ASYA_STATE_PROXY_MOUNTS/STATE_MOUNT (named "
                       "above): fix the entries", bad, bad == 1 ? "" : "s");
+    if (t.warnings > 0)
+        check_line(0, "mounts: %d setting%s ignored (named above: an unknown option, "
+                      "read= or STATE_READ_CACHE other than watch): fix or remove %s",
+                   t.warnings, t.warnings == 1 ? "" : "s", t.warnings == 1 ? "it" : "them");
 
     /* server, buckets, probes */
     kv_conn *c = NULL;
@@ -201,7 +247,9 @@ int cmd_check(int argc, char **argv)
             for (int j = 0; j < i; j++)
                 if (t.m[j].bucket && strcmp(t.m[j].bucket, mt->bucket) == 0)
                     bucket_ok[i] = bucket_ok[j];
-        if (bucket_ok[i])
+        if (bucket_ok[i] && read_only)
+            check_list(ops, mt);
+        else if (bucket_ok[i])
             check_probe(ops, mt);
     }
     if (c)
@@ -209,7 +257,7 @@ int cmd_check(int argc, char **argv)
     mounts_free(&t);
     if (check_problems) {
         printf("%d problem%s found\n", check_problems, check_problems == 1 ? "" : "s");
-        return CLI_FAIL;
+        return CLI_ERROR;
     }
     printf("all checks passed\n");
     return CLI_OK;

@@ -6,6 +6,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,9 @@ static void run_usage(FILE *out)
             "relative to this binary, else " RUN_LIB_NAME " beside it (a build directory).\n"
             "\n"
             "environment: NATS_URL, NATS_KV_BUCKET (required unless every mount of\n"
-            "ASYA_STATE_PROXY_MOUNTS names bucket=); see `asya-state check`.\n");
+            "ASYA_STATE_PROXY_MOUNTS names bucket=); see `asya-state check`.\n"
+            "\nexit status: CMD's; 2 usage error; 3 configuration problem (nothing run);\n"
+            "126/127 CMD cannot be run / was not found.\n");
 }
 
 /* The directory of this binary, into dir (no trailing '/'). 0 or a negative errno. */
@@ -94,32 +97,35 @@ static int run_mounts_name_buckets(void)
 
 int cmd_run(int argc, char **argv)
 {
-    int i = 1;
-    if (i < argc && (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)) {
-        run_usage(stdout);
-        return CLI_OK;
+    static const struct option lo[] = {
+        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+    };
+    optind = 0;
+    /* '+': the first non-option is CMD, whose own options are its own */
+    for (int c; (c = getopt_long(argc, argv, "+:h", lo, NULL)) != -1;) {
+        if (c == 'h') {
+            run_usage(stdout);
+            return CLI_OK;
+        }
+        return cli_bad_option("run", c, argv);
     }
-    if (i < argc && strcmp(argv[i], "--") == 0)
-        i++;
-    if (i >= argc) {
-        fprintf(stderr, "asya-state run: no command given\n");
-        run_usage(stderr);
-        return CLI_USAGE;
-    }
+    int i = optind;
+    if (i >= argc)
+        return cli_usage_error("run", "no command given");
     const char *url = getenv("NATS_URL"), *bucket = getenv("NATS_KV_BUCKET");
     if (!url || !*url) {
         fprintf(stderr, "asya-state run: NATS_URL is not set (e.g. "
                         "export NATS_URL=nats://127.0.0.1:4222)\n");
-        return CLI_FAIL;
+        return CLI_ERROR;
     }
     if ((!bucket || !*bucket) && !run_mounts_name_buckets()) {
         fprintf(stderr, "asya-state run: NATS_KV_BUCKET is not set (export it; create the "
                         "bucket with `asya-state bucket add NAME`)\n");
-        return CLI_FAIL;
+        return CLI_ERROR;
     }
     char lib[PATH_MAX];
     if (run_find_lib(lib, sizeof lib) < 0)
-        return CLI_FAIL;
+        return CLI_ERROR;
 
     const char *old = getenv("LD_PRELOAD");
     char *pre = NULL;

@@ -10,6 +10,13 @@
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 int log_enabled(enum log_level lvl);
+/* ASYA_STATE_LOG is set to something that is not a level: the value, else NULL. Such a value
+ * is warned about once (one line, at the first log_enabled) and warn is used. */
+const char *log_env_bad(void);
+
+/* Registers a secret (NATS_PASSWORD, NATS_TOKEN): every later line has each occurrence
+ * replaced by "***". Up to 4 secrets; s must live until exit; NULL or "" is ignored. */
+void log_secret(const char *s);
 void log_at(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Holding: while this thread holds, lines are kept (up to 2 KiB) instead of written, so a
@@ -18,6 +25,10 @@ void log_at(enum log_level lvl, const char *fmt, ...) __attribute__((format(prin
 void log_hold(void);
 void log_release(void);
 void log_flush_held(void);
+/* Moves what is held so far into out (NUL-terminated, at most outsz - 1 bytes; lines past
+ * that are dropped) and empties the buffer, for a caller that rewrites the lines (the CLI).
+ * Returns the number of bytes copied. */
+size_t log_take_held(char *out, size_t outsz);
 
 /* Copies url into out with any "user:pass@" or "token@" part replaced by "***@". */
 void log_redact_url(const char *url, char *out, size_t outsz);

@@ -115,6 +115,14 @@ static int be_mount(const char *bucket, const char *prefix, unsigned flags, kv_m
     return r;
 }
 
+static int be_bind(kv_mount *m, const char *rel)
+{
+    struct call c;
+    call_begin(&c);
+    int r = ops_bind(m, rel);
+    return call_end(&c, "bind", m, rel, 0, r);
+}
+
 static int be_get(kv_mount *m, const char *rel, kv_value *out)
 {
     struct call c;
@@ -257,10 +265,38 @@ static int be_scan(kv_mount *m, const char *rel_prefix,
     return call_end(&c, "scan", m, rel_prefix, 0, r);
 }
 
+static int be_key(kv_mount *m, const char *rel, int marker, char *out, size_t outsz)
+{
+    int saved = errno;
+    ensure_init();
+    int r = watch_key(m, rel, marker, out, outsz);
+    errno = saved;
+    return r;
+}
+
+static int be_history(kv_mount *m, const char *rel,
+                      int (*fn)(void *arg, const kv_event *ev), void *arg)
+{
+    struct call c;
+    call_begin(&c);
+    int r = watch_history(m, rel, fn, arg);
+    return call_end(&c, "history", m, rel, 0, r);
+}
+
+static int be_watch(kv_mount *m, const char *rel, unsigned flags,
+                    int (*fn)(void *arg, const kv_event *ev), void *arg)
+{
+    struct call c;
+    call_begin(&c);
+    int r = watch_run(m, rel, flags, fn, arg);
+    return call_end(&c, "watch", m, rel, 0, r);
+}
+
 static const kv_ops table = {
     .abi = KV_ABI,
     .init = be_init,
     .mount = be_mount,
+    .bind = be_bind,
     .get = be_get,
     .stat = be_stat,
     .commit = be_commit,
@@ -277,6 +313,9 @@ static const kv_ops table = {
     .parent = be_parent,
     .mkparents = be_mkparents,
     .scan = be_scan,
+    .key = be_key,
+    .history = be_history,
+    .watch = be_watch,
 };
 
 __attribute__((visibility("default"))) const kv_ops *kv_backend(void)

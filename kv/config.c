@@ -2,7 +2,10 @@
  *
  * NATS_URL (required; comma-separated; "token@" and "user:pass@" are passed to nats.c,
  * which parses them, and never printed), NATS_CREDS_FILE, NATS_NKEY_SEED_FILE,
- * NATS_TLS_CA/CERT/KEY, NATS_TIMEOUT_MS (default 5000). A bad variable gives one stderr
+ * NATS_TLS_CA/CERT/KEY, NATS_TIMEOUT_MS (default 5000), and as the nats tools read them
+ * NATS_USER with NATS_PASSWORD, or NATS_TOKEN (credentials in NATS_URL win over them: nats.c
+ * prefers the URL's). Password and token are registered with log_secret, so no log line
+ * ever shows them. A bad variable gives one stderr
  * line naming it and -EINVAL, remembered: later calls return the same result silently.
  * The result is written once under a mutex and read-only afterwards.
  */
@@ -179,6 +182,18 @@ static int load(void)
     }
     if (cfg.creds_file && cfg.seed_file)
         return bad("NATS_NKEY_SEED_FILE", "is set together with NATS_CREDS_FILE (use one)");
+    cfg.user = env_or_null("NATS_USER");
+    cfg.password = env_or_null("NATS_PASSWORD");
+    cfg.token = env_or_null("NATS_TOKEN");
+    log_secret(cfg.password);
+    log_secret(cfg.token);
+    if (cfg.password && !cfg.user)
+        return bad("NATS_USER", "is not set but NATS_PASSWORD is");
+    if (cfg.token && cfg.user)
+        return bad("NATS_TOKEN", "is set together with NATS_USER (use one)");
+    if ((cfg.user || cfg.token) && (cfg.creds_file || cfg.seed_file))
+        return bad(cfg.user ? "NATS_USER" : "NATS_TOKEN", "is set together with "
+                   "NATS_CREDS_FILE or NATS_NKEY_SEED_FILE (use one way to log in)");
     if (cfg.tls_cert && !cfg.tls_key)
         return bad("NATS_TLS_KEY", "is not set but NATS_TLS_CERT is");
     if (cfg.tls_key && !cfg.tls_cert)

@@ -141,6 +141,14 @@ static int set_auth(natsOptions *o, const kv_config *cfg)
         var = "NATS_CREDS_FILE";
         s = natsOptions_SetUserCredentialsFromFiles(o, cfg->creds_file, NULL);
     }
+    if (s == NATS_OK && cfg->user) {
+        var = "NATS_USER / NATS_PASSWORD";
+        s = natsOptions_SetUserInfo(o, cfg->user, cfg->password ? cfg->password : "");
+    }
+    if (s == NATS_OK && cfg->token) {
+        var = "NATS_TOKEN";
+        s = natsOptions_SetToken(o, cfg->token);
+    }
     if (s == NATS_OK && cfg->seed_file) {
         char pub[64];
         int r = kv_nkey_public(cfg->seed_file, pub, sizeof pub);
@@ -257,7 +265,9 @@ static int connect_locked(kv_conn **out, const char *key)
             r = kv_errmap(s, 0, &why);
             if (r == -ENOENT || r == -EEXIST)
                 r = -EIO;
-            log_at(LOG_ERROR, "%s: cannot connect to NATS at %s: %s", key, cfg->url_safe, why);
+            /* key is "" for a mount's root (a listing): then the server alone is named */
+            log_at(LOG_ERROR, "%s%scannot connect to NATS at %s: %s", key, *key ? ": " : "",
+                   cfg->url_safe, why);
         }
     }
     if (r == 0)
@@ -418,8 +428,8 @@ static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out)
     if (r < 0) {
         if (s == NATS_NOT_FOUND || jerr == 10059 || r == -ENOENT) {
             log_at(missing_first(name) ? LOG_ERROR : LOG_INFO,
-                   "NATS KV bucket '%s' does not exist (create it first: the shim "
-                   "never creates buckets)", name);
+                   "NATS KV bucket '%s' does not exist: create it first (`asya-state "
+                   "bucket add %s`; the shim never creates buckets)", name, name);
             r = -EIO;
         } else {
             log_at(LOG_ERROR, "cannot bind NATS KV bucket '%s': %s", name, why);

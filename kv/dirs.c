@@ -359,12 +359,15 @@ int dirs_mkdir(kv_mount *m, const char *rel)
     /* a value of that name: EEXIST; a marker: the create-only write below says EEXIST */
     char key[KV_KEY_MAX + 2];
     kvEntry *e = NULL;
-    if (r == 0 && (r = ops_key(m, rel, 0, key, sizeof key)) == 0 &&
-        (r = ops_entry(b, key, &e)) == 0) {
-        kvEntry_Destroy(e);
-        r = -EEXIST;
-    } else if (r == -ENOENT) {
-        r = 0;
+    /* (only this lookup's ENOENT means "free": the parent's above must stay ENOENT) */
+    if (r == 0 && (r = ops_key(m, rel, 0, key, sizeof key)) == 0) {
+        r = ops_entry(b, key, &e);
+        if (r == 0) {
+            kvEntry_Destroy(e);
+            r = -EEXIST;
+        } else if (r == -ENOENT) {
+            r = 0;
+        }
     }
     uint64_t rev = 0;
     if (r == 0)

@@ -7,7 +7,8 @@
  *   errmap.c  the one table from nats.c statuses / JetStream codes / texts to errno
  *   revmem.c  the revision memory
  *   cache.c   the watch-fed read cache of KV_MOUNT_WATCH mounts (a mirror per mount)
- *   ops.c     get, stat, commit, remove, version;  dirs.c  list, mkdir, rmdir, key scans
+ *   ops.c     bind, get, stat, commit, remove, version;  dirs.c  list, mkdir, rmdir, key scans
+ *   watch.c   key, history, watch (for the CLI)
  *   backend.c the kv_ops table
  *
  * Lock order (a lock may be taken while holding the ones to its left, never the reverse):
@@ -36,6 +37,9 @@ typedef struct kv_config {
     const char *seed_file;  /* NATS_NKEY_SEED_FILE or NULL */
     const char *tls_ca, *tls_cert, *tls_key;
     int64_t timeout_ms;     /* NATS_TIMEOUT_MS, default 5000 */
+    const char *user;       /* NATS_USER or NULL (with password: never log either secret) */
+    const char *password;   /* NATS_PASSWORD or NULL; masked in every log line */
+    const char *token;      /* NATS_TOKEN or NULL; masked in every log line */
 } kv_config;
 
 /* Reads the environment once (later calls return the first result). -EINVAL after one
@@ -199,12 +203,21 @@ int ops_key_open(kv_mount *m, const char *rel, int marker, char *key, size_t key
 /* stat on an acquired connection (dirs.c uses it too). */
 int ops_stat_on(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *rel,
                 kv_stat *out);
+/* ops_key_open and release: the key is valid, the connection up, the bucket bound. */
+int ops_bind(kv_mount *m, const char *rel);
 int ops_get(kv_mount *m, const char *rel, kv_value *out);
 int ops_stat(kv_mount *m, const char *rel, kv_stat *out);
 int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsigned flags,
                uint64_t *rev_out);
 int ops_remove(kv_mount *m, const char *rel);
 int ops_version(kv_mount *m, const char *rel, uint64_t *rev);
+
+/* ---- watch.c ---- */
+int watch_key(kv_mount *m, const char *rel, int marker, char *out, size_t outsz);
+int watch_history(kv_mount *m, const char *rel, int (*fn)(void *arg, const kv_event *ev),
+                  void *arg);
+int watch_run(kv_mount *m, const char *rel, unsigned flags,
+              int (*fn)(void *arg, const kv_event *ev), void *arg);
 
 /* ---- dirs.c ---- */
 /* Calls fn for every live key under prefix (NULL: the whole bucket) starting with base,

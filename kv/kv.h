@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_ABI 3
+#define KV_ABI 5
 #define KV_KEY_MAX 1024          /* longest key (prefix + '.' + escaped rel) we send */
 
 typedef struct kv_mount kv_mount; /* one bucket + prefix, bound lazily; opaque */
@@ -81,6 +81,26 @@ enum {
                                 (If-Match); *rev_out then gets the new revision */
 };
 
+/* watch flags */
+enum {
+    KV_WATCH_INITIAL = 1,    /* first the current entry of every watched key (initial = 1) */
+};
+
+/* What an entry of a key's history, or a change seen by a watch, did. */
+enum { KV_OP_PUT = 0, KV_OP_DEL = 1, KV_OP_PURGE = 2 };
+
+/* One entry of history() or watch(); valid only during the callback. */
+typedef struct kv_event {
+    const char *rel;    /* the path below the mount, decoded ("" for the root's marker) */
+    int is_dir;         /* a directory marker ("rel/") */
+    int op;             /* KV_OP_PUT, KV_OP_DEL or KV_OP_PURGE */
+    uint64_t rev;
+    int64_t mtime_ns;   /* the revision's time, ns since the epoch */
+    const void *data;   /* history: the value (NULL when len is 0); watch: always NULL */
+    size_t len;         /* history: the value's length; watch: 0 */
+    int initial;        /* watch: one of the current entries delivered first */
+} kv_event;
+
 /* Sentinel revision for kv_ops.remember()/recall(): the key was read and found absent. */
 #define KV_REV_ABSENT UINT64_MAX
 
@@ -96,6 +116,13 @@ typedef struct kv_ops {
     /* A handle for bucket + prefix (prefix NULL or "" for none). Connects nothing; the
      * connection is made and the bucket bound on first use. Handles live until exit. */
     int (*mount)(const char *bucket, const char *prefix, unsigned flags, kv_mount **out);
+
+    /* What a local disk checks at open, without reading rel: rel maps to a valid key
+     * (-ENAMETOOLONG: a segment over NAME_MAX or a key over KV_KEY_MAX, nothing sent), the
+     * connection is up (connecting first if needed: -ECONNREFUSED, -EACCES, -ETIMEDOUT,
+     * -EIO for bad configuration) and m's bucket is bound (-EIO when it is missing, one log
+     * line per process). Once connected and bound it sends nothing. Remembers nothing. */
+    int (*bind)(kv_mount *m, const char *rel);
 
     /* Reads rel whole into out (caller releases out->data). Remembers out->rev, or
      * "absent" on -ENOENT (missing or deleted). */
@@ -166,6 +193,31 @@ typedef struct kv_ops {
     int (*scan)(kv_mount *m, const char *rel_prefix,
                 int (*fn)(void *arg, const char *rel, const void *data, size_t len),
                 void *arg);
+
+    /* The NATS KV key of rel (marker 1: its directory marker, "<key>/"), NUL-terminated
+     * into out. Local, never a request. -ENAMETOOLONG over KV_KEY_MAX or outsz. */
+    int (*key)(kv_mount *m, const char *rel, int marker, char *out, size_t outsz);
+
+    /* Every revision of rel's value the bucket keeps (its history setting), oldest first,
+     * delete and purge markers included, handed to fn one at a time (ev->data valid only
+     * during the call). fn returns 0 to go on, or a value that stops the walk and is
+     * returned. -ENOENT when the key has no stored entry; others as for get. Remembers
+     * nothing. */
+    int (*history)(kv_mount *m, const char *rel,
+                   int (*fn)(void *arg, const kv_event *ev), void *arg);
+
+    /* Watches rel and everything below it ("" the whole mount): fn gets one event per
+     * change, as the server delivers it (names decoded; directory markers with is_dir;
+     * keys this connector cannot decode skipped), from the calling thread. With
+     * KV_WATCH_INITIAL the current entry of every watched key comes first (initial 1).
+     * Runs until fn returns non-zero (returned). Survives reconnects and server restarts:
+     * nats.c 3.4.1 watchers go silent after a reconnect, so the watcher is recreated on
+     * every new connection generation and revisions already delivered are skipped (a
+     * change overwritten while disconnected is seen as its latest revision only). Errors
+     * in creating the first watcher (-ECONNREFUSED, -EIO for a missing bucket...) are
+     * returned. Remembers nothing. */
+    int (*watch)(kv_mount *m, const char *rel, unsigned flags,
+                 int (*fn)(void *arg, const kv_event *ev), void *arg);
 } kv_ops;
 
 /* The backend's only exported symbol. */

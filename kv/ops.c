@@ -1,4 +1,4 @@
-/* ops.c: the operations on one key: get, stat, commit, remove, version, and the publish
+/* ops.c: the operations on one key: bind, get, stat, commit, remove, version, and the publish
  * that every write goes through.
  *
  * Writes are published by us (js_Publish to "$KV.<bucket>.<key>"), not by kvStore_*, so
@@ -291,6 +291,19 @@ int ops_publish(kv_conn *c, const kv_bucket *b, const char *key, const void *dat
 }
 
 /* ---- the table's operations ---- */
+
+/* What open checks before anything is read: the key, the connection, the bucket. Sends
+ * nothing once connected and bound (conn_acquire and conn_bucket then only look). */
+int ops_bind(kv_mount *m, const char *rel)
+{
+    char key[KV_KEY_MAX + 2];
+    kv_conn *c;
+    const kv_bucket *b;
+    int r = ops_key_open(m, rel, 0, key, sizeof key, &c, &b);
+    if (r == 0)
+        conn_release(c);
+    return r;
+}
 
 int ops_get(kv_mount *m, const char *rel, kv_value *out)
 {

@@ -7,8 +7,10 @@
  * exits) keeps each thread's own last read or commit, as before.
  *
  * A commit expects the revision of the thread's own last read when there is one (or an open
- * file's pinned revision), else the process layer's oldest outstanding read, else the
- * thread's last commit, else the process layer's last revision. Why the process layer: a read in one thread and the write in another (an
+ * file's pinned revision), else the oldest outstanding read of another thread, else the
+ * thread's last commit, else the process layer's last revision. A thread's own outstanding
+ * reads never outweigh its own later commit (it knows it moved on: a loop of reads then
+ * writes in one thread never conflicts with itself). Why the process layer: a read in one thread and the write in another (an
  * asyncio task whose write runs in an executor thread), or two clients of one sidecar, must
  * not turn into a blind put. Why "readers": when two readers of revision r commit, the first
  * succeeds and the layer keeps expecting r while readers of it remain, so the second gets
@@ -37,10 +39,11 @@ static __thread int add_failed;
 #include "kv/internal.h"
 
 /* Reads of one revision not yet followed by a commit or conflict (the process layer). */
-#define READS_MAX 8
+#define READS_MAX 16
 #define READ_TTL_NS (10 * 1000000000LL)
 typedef struct rev_reads {
     uint64_t rev;
+    uintptr_t reader;           /* the reading thread (0 in the sidecar: any client) */
     uint32_t n;
     int64_t at;                 /* the last read's time (CLOCK_MONOTONIC, ns) */
 } rev_reads;
@@ -183,13 +186,20 @@ static void expire(rev_entry *e)
             i++;
 }
 
-/* The oldest revision with outstanding reads, or NULL. */
-static rev_reads *oldest(rev_entry *e)
+/* This thread, as outstanding reads record it (0 in the sidecar, whose clients share it). */
+static uintptr_t self(void)
+{
+    return per_process ? 0 : (uintptr_t)pthread_self();
+}
+
+/* The oldest revision with outstanding reads, leaving out (except is not 0) the reads of
+ * thread except: a thread that committed after its own reads knows they are superseded. */
+static rev_reads *oldest(rev_entry *e, uintptr_t except)
 {
     expire(e);
     rev_reads *o = NULL;
     for (int i = 0; i < e->nreads; i++)
-        if (!o || older(e->reads[i].rev, o->rev))
+        if ((!except || e->reads[i].reader != except) && (!o || older(e->reads[i].rev, o->rev)))
             o = &e->reads[i];
     return o;
 }
@@ -208,13 +218,14 @@ void revmem_read(const void *mount, const char *key, uint64_t rev)
         e->rev = rev;
         expire(e);
         rev_reads *r = NULL;
+        uintptr_t me = self();
         for (int i = 0; i < e->nreads && !r; i++)
-            if (e->reads[i].rev == rev)
+            if (e->reads[i].rev == rev && e->reads[i].reader == me)
                 r = &e->reads[i];
         if (!r && e->nreads < READS_MAX)
-            *(r = &e->reads[e->nreads++]) = (rev_reads){ .rev = rev };
+            *(r = &e->reads[e->nreads++]) = (rev_reads){ .rev = rev, .reader = me };
         if (!r)
-            r = oldest(e); /* full: counted with the oldest, which only adds conflicts */
+            r = oldest(e, 0); /* full: counted with the oldest, which only adds conflicts */
         r->n++;
         r->at = now_ns();
     }
@@ -242,7 +253,7 @@ int revmem_recall(const void *mount, const char *key, uint64_t *rev)
      * expected: of two readers of r, only the first to commit succeeds. */
     pthread_mutex_lock(&proc_mu);
     rev_entry *e = find(proc_table, k, kl);
-    rev_reads *o = e ? oldest(e) : NULL;
+    rev_reads *o = e ? oldest(e, self()) : NULL;
     int r = 0;
     if (o)
         *rev = o->rev;
@@ -266,13 +277,25 @@ void revmem_settled(const void *mount, const char *key, uint64_t expected, uint6
         thread_set(k, kl, rev, 0, 0);
     pthread_mutex_lock(&proc_mu);
     rev_entry *e = find(proc_table, k, kl);
+    /* One reader is done: after a success, a reader of the expected revision (this
+     * thread's, else another's); after a conflict, this thread's reader of that revision,
+     * else the newest reader: the committer's read, when it is not known, was newer than
+     * what it was told to expect (else it would not have conflicted, but for a writer that
+     * got there first), and an older reader left in place keeps its own commit guarded. */
+    int hit = -1;
     for (int i = 0; e && expected && i < e->nreads; i++) {
-        if (e->reads[i].rev != expected)
-            continue;
-        if (--e->reads[i].n == 0) /* one reader of that revision done with it */
-            e->reads[i] = e->reads[--e->nreads];
-        break;
+        const rev_reads *x = &e->reads[i];
+        int mine = x->reader && x->reader == self();
+        if (x->rev == expected && (hit < 0 || mine))
+            hit = i;
     }
+    if (rev == 0 && e && (hit < 0 || !e->reads[hit].reader || e->reads[hit].reader != self())) {
+        for (int i = 0; i < e->nreads; i++) /* a conflict with no read of its own: newest */
+            if (hit < 0 || older(e->reads[hit].rev, e->reads[i].rev))
+                hit = i;
+    }
+    if (hit >= 0 && --e->reads[hit].n == 0)
+        e->reads[hit] = e->reads[--e->nreads];
     if (rev == 0 && e && !e->nreads) {
         HASH_DEL(proc_table, e); /* a conflict, nobody else reading: start clean */
         free(e);

@@ -17,7 +17,9 @@
 int shim_drop(int fd)
 {
     /* A file's descriptor leaves the table under its inode's lock, so an open sharing the
-     * inode never moves a descriptor the program is closing (shim_inode_open). */
+     * inode never moves a descriptor the program is closing (shim_inode_open); inside the
+     * shim's fork lock, so no child inherits that lock held. */
+    shim_enter();
     struct shim_file *held = fdtable_hold(fd);
     struct shim_inode *ino = held ? held->ino : NULL;
     if (ino)
@@ -28,6 +30,7 @@ int shim_drop(int fd)
         pthread_mutex_unlock(&ino->mu);
     if (held)
         fdtable_unref(held);
+    shim_leave();
     if (!f)
         return 0;
     int r = 0;

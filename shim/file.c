@@ -150,6 +150,8 @@ static int open_mount(const struct shim_path *p, int oflags, int how)
     const kv_ops *ops;
     kv_mount *km;
     int r = shim_backend(p->idx, &ops, &km);
+    if (r == 0) /* name, connection, login, bucket: errors at open, as on a local disk */
+        r = ops->bind(km, p->rel);
     if (r < 0)
         return r;
     if ((oflags & O_TMPFILE) == O_TMPFILE)

@@ -12,6 +12,8 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +42,7 @@ struct mount_spec {
     int err;              /* the first problem found wins */
     int bad_env_bucket;   /* NATS_KV_BUCKET is malformed: -EIO unless bucket= overrides it */
     int bad_env_prefix;   /* STATE_PREFIX is malformed: -EIO unless prefix= overrides it */
+    int *warnings;        /* the table's count of ignored settings (NULL: not counted) */
 };
 
 static void mounts_fail(struct mount_spec *s, int err)
@@ -58,8 +61,12 @@ static int mounts_finish(struct mount_spec *s, const char *var)
         return 0;
     }
     if (!s->bucket && s->err == 0) {
-        log_at(LOG_ERROR, "%s: mount %s: no bucket (set NATS_KV_BUCKET%s); operations under "
-               "it fail with EIO", var, s->path, s->name.n ? " or bucket=" : "");
+        if (s->name.n)
+            log_at(LOG_ERROR, "%s: mount %s: no bucket (set NATS_KV_BUCKET or bucket=); "
+                   "operations under it fail with EIO", var, s->path);
+        else /* the single mount: the one variable the user has to set */
+            log_at(LOG_ERROR, "NATS_KV_BUCKET is not set: the mount %s has no bucket; "
+                   "operations under it fail with EIO", s->path);
         s->err = -EIO;
         return 1;
     }
@@ -189,6 +196,21 @@ static int mounts_path(struct mount_spec *s, struct span p, const char *var, int
     return 0;
 }
 
+/* One warning line about an ignored setting, counted in the table. */
+static void mounts_warn(struct mount_spec *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void mounts_warn(struct mount_spec *s, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    log_at(LOG_WARN, "%s", line);
+    if (s->warnings)
+        (*s->warnings)++;
+}
+
 /* Applies one k=v option of entry s. Returns the number of problems reported (0 or 1). */
 static int mounts_option(struct mount_spec *s, struct span k, struct span v)
 {
@@ -229,11 +251,15 @@ static int mounts_option(struct mount_spec *s, struct span k, struct span v)
         if (mounts_eq(v, "watch"))
             s->kv_flags |= KV_MOUNT_WATCH;
         else
-            log_at(LOG_WARN, MOUNTS_VAR ": mount '%.*s': read=%.*s ignored (only read=watch)",
-                   (int)s->name.n, s->name.p, (int)v.n, v.p);
+            mounts_warn(s, MOUNTS_VAR ": mount '%.*s': read=%.*s ignored (only read=watch)",
+                        (int)s->name.n, s->name.p, (int)v.n, v.p);
         return 0;
     }
-    return 0; /* unknown options are ignored, as Asya's runtime does */
+    /* Ignored, as Asya's runtime does, but never silently: a typo (prefx=) would else put
+     * the keys where nobody looks. */
+    mounts_warn(s, MOUNTS_VAR ": mount '%.*s': unknown option '%.*s' ignored (known: write, "
+                "bucket, prefix, read)", (int)s->name.n, s->name.p, (int)k.n, k.p);
+    return 0;
 }
 
 /* Parses one trimmed, non-empty entry name:path[:opts] into the table. Returns the number
@@ -241,6 +267,7 @@ static int mounts_option(struct mount_spec *s, struct span k, struct span v)
 static int mounts_entry(struct span e, const struct mount_spec *dflt, struct mount_table *t)
 {
     struct mount_spec s = *dflt;
+    s.warnings = &t->warnings;
     const char *end = e.p + e.n;
     const char *c1 = memchr(e.p, ':', e.n);
     if (!c1) {
@@ -383,6 +410,8 @@ int mounts_parse(const struct mount_env *env, struct mount_table *t)
     struct mount_spec d;
     memset(t, 0, sizeof *t);
     int problems = mounts_defaults(env, &d);
+    if (env->read_cache && *env->read_cache && strcmp(env->read_cache, "watch") != 0)
+        t->warnings++; /* mounts_defaults warned */
     int r = -1;
     if (env->proxy_mounts)
         r = mounts_parse_proxy(env->proxy_mounts, &d, t);

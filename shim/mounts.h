@@ -27,6 +27,8 @@ struct mount_table {
     struct mount m[MOUNTS_MAX];
     int n;
     int too_many;       /* more than MOUNTS_MAX were given: every mount fails with EIO */
+    int warnings;       /* settings ignored with a warning (unknown options, read=other,
+                           STATE_READ_CACHE=other): not problems, but `check` reports them */
 };
 
 struct mount_env {     /* the environment's values; NULL when unset */
@@ -39,7 +41,7 @@ struct mount_env {     /* the environment's values; NULL when unset */
 
 /* Builds the mount table from env by SPEC "Configuration": ASYA_STATE_PROXY_MOUNTS entries
  * `name:path[:opts]` joined by ';' (opts `k=v` joined by ','; write=buffered is the only
- * write mode; bucket=, prefix=, read=watch; unknown options ignored; first matching mount
+ * write mode; bucket=, prefix=, read=watch; unknown options ignored with one warning line each, counted in t->warnings; first matching mount
  * wins so order is kept), else STATE_MOUNT, default "/state". Each problem is reported with
  * ONE log_at(LOG_ERROR, ...) line naming the variable (and the entry) and marks the
  * affected mount(s) with err; when ASYA_STATE_PROXY_MOUNTS does not parse at all, the table

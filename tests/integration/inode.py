@@ -6,32 +6,9 @@ error before the shared open file."""
 import errno
 import mmap
 import os
-import sys
 import tempfile
 
-D = sys.argv[1]
-
-
-def p(name):
-    return os.path.join(D, name)
-
-
-def put(name, data):
-    with open(p(name), "wb") as f:
-        f.write(data)
-
-
-def get(name):
-    with open(p(name), "rb") as f:
-        return f.read()
-
-
-def check(name, fn):
-    try:
-        r = fn()
-    except OSError as e:
-        r = "OSError " + errno.errorcode.get(e.errno, str(e.errno))
-    print(f"{name}|{r!r}", flush=True)
+from localcmp import D, check, get, p, put
 
 
 def exists(name):

@@ -9,32 +9,9 @@ import mmap
 import os
 import socket
 import subprocess
-import sys
 import threading
 
-D = sys.argv[1]
-
-
-def p(name):
-    return os.path.join(D, name)
-
-
-def put(name, data):
-    with open(p(name), "wb") as f:
-        f.write(data)
-
-
-def get(name):
-    with open(p(name), "rb") as f:
-        return f.read()
-
-
-def check(name, fn):
-    try:
-        r = fn()
-    except OSError as e:
-        r = "OSError " + errno.errorcode.get(e.errno, str(e.errno))
-    print(f"{name}|{r!r}", flush=True)
+from localcmp import D, check, get, p, put
 
 
 put("base", b"0123456789")

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# t_cli.sh: the `asya-state` command (issue 7): make install, run, check, bucket add, ls/cat/rev,
-# --help/--version (the Docker image: t_image.sh).
+# t_cli.sh: the `asya-state` command (issues 7, 16): make install (man page, completion), run,
+# check, bucket add|ls|info|rm, ls/cat/rev/key/put/rm/history/revert/watch, getopt forms, exit
+# statuses (0 ok, 1 not found/conflict, 2 usage, 3 server/configuration), the error texts and the
+# man page rendered by man -l (the Docker image: t_image.sh).
 . "$(dirname "$0")/lib.sh"
 
 # ---- make install DESTDIR PREFIX: the library, its backend and the command ----
@@ -8,6 +10,9 @@ dest=$TMP/x
 if out=$(make -C "$ROOT" -s install DESTDIR="$dest" PREFIX=/usr 2>&1); then
     for f in usr/lib/asya/libasya-state-nats-kv.so usr/lib/asya/libasya-state-kv.so \
              usr/bin/asya-state; do
+        if [ -s "$dest/$f" ]; then ok "install: $f"; else fail "install: $f" "missing"; fi
+    done
+    for f in usr/share/man/man1/asya-state.1 usr/share/bash-completion/completions/asya-state; do
         if [ -s "$dest/$f" ]; then ok "install: $f"; else fail "install: $f" "missing"; fi
     done
     [ -x "$dest/usr/bin/asya-state" ] && ok "install: asya-state is executable" ||
@@ -19,7 +24,7 @@ fi
 # ---- --help, --version, usage errors ----
 v=$("$ASYA" --version)
 expect_eq "--version" "asya-state 0.1.0" "$v"
-for c in run check bucket ls cat rev serve; do
+for c in run check bucket ls cat rev serve put rm key history revert watch; do
     out=$("$ASYA" $c --help 2>&1)
     case $out in usage:*) ok "$c --help";; *) fail "$c --help" "$out";; esac
 done
@@ -136,5 +141,277 @@ expect_eq "bucket add: --max-value-size is enforced" EFBIG "$out"
 out=$(NATS_KV_BUCKET=$nb "$ASYA" cat /state/v 2>&1)
 expect_eq "bucket add: the new bucket holds a value" small "$out"
 "$KVTOOL" bucket-del "$nb" >/dev/null 2>&1
+
+# ---- issue 16: the nats kv commands, getopt forms, exit statuses, error texts ----
+# expect_rc NAME RC CMD...: CMD exits RC; its stderr is kept in $TMP/err, stdout in $TMP/out.
+expect_rc() {
+    local name=$1 want=$2 rc
+    shift 2
+    "$@" >"$TMP/out" 2>"$TMP/err"; rc=$?
+    if [ "$rc" -eq "$want" ]; then ok "$name"
+    else fail "$name" "exit $rc (want $want): $(head -c 400 "$TMP/err")"; fi
+}
+# err_has NAME TEXT: the last command's stderr holds TEXT, in one line, and no nats.c
+# location, and no bare strerror line.
+err_has() {
+    local e; e=$(cat "$TMP/err")
+    if [[ $e == *"$2"* ]] && [[ $e != *".c:"[0-9]* ]] && ! grep -qx 'Input/output error' "$TMP/err" &&
+       [ "$(grep -c . "$TMP/err")" -eq 1 ]; then ok "$1"
+    else fail "$1" "stderr: $e"; fi
+}
+hb=$(new_bucket --history 5)
+export NATS_KV_BUCKET=$hb STATE_PREFIX=p16
+
+# put: from stdin, from a file, -, --create, --revision N (both option forms), --
+printf one | "$ASYA" put /state/f.txt; check "put: from stdin" test "$("$KVTOOL" get "$hb" p16.f.txt)" = one
+printf two >"$TMP/two"
+check "put: from FILE" "$ASYA" put f.txt "$TMP/two"
+expect_eq "put: FILE's bytes landed" two "$("$ASYA" cat f.txt)"
+printf dash | "$ASYA" put -- f.txt -; expect_eq "put: - and -- " dash "$("$ASYA" cat f.txt)"
+r=$("$ASYA" rev f.txt)
+printf new | "$ASYA" put --revision="$r" f.txt; expect_eq "put --revision=N at N exits 0" 0 $?
+expect_rc "put --revision N (stale) exits 1" 1 sh -c "printf x | '$ASYA' put --revision $r f.txt"
+err_has "put --revision: says conflict" "revision conflict"
+expect_rc "put --create on an existing value exits 1" 1 sh -c "printf x | '$ASYA' put --create f.txt"
+err_has "put --create: says it exists" "already exists"
+printf c | "$ASYA" put -c new/dir/c.txt; expect_eq "put -c: creates, with its directories" c \
+    "$("$ASYA" cat new/dir/c.txt)"
+expect_eq "put: the new directory is listed" "dir/" "$("$ASYA" ls new)"
+expect_rc "put --revision=abc exits 2" 2 "$ASYA" put --revision=abc f.txt
+expect_rc "put --create --revision exits 2" 2 "$ASYA" put --create --revision 3 f.txt
+expect_rc "put to a directory exits 1" 1 sh -c "printf x | '$ASYA' put new"
+err_has "put to a directory: Is a directory" "Is a directory"
+
+# ls: FILE prints the file, -l, --json, --, several PATHs
+expect_eq "ls FILE prints it, as ls does" "f.txt" "$("$ASYA" ls f.txt)"
+expect_eq "ls -- FILE" "/state/f.txt" "$("$ASYA" ls -- /state/f.txt)"
+out=$("$ASYA" ls -l new/dir)
+if [[ $out =~ ^-\ +1\ +[0-9]+\ [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z\ c\.txt$ ]]; then
+    ok "ls -l: type, size, revision, time, name"
+else fail "ls -l: type, size, revision, time, name" "$out"; fi
+out=$("$ASYA" ls --long new)
+case $out in d*dir/) ok "ls --long: a directory";; *) fail "ls --long: a directory" "$out";; esac
+out=$("$ASYA" ls --json new/dir | python3 -c 'import json,sys; e=json.load(sys.stdin)[0]
+print(e["name"], e["path"], e["type"], e["size"], e["revision"] > 0, e["time"][-1])')
+expect_eq "ls --json" "c.txt /state/new/dir/c.txt file 1 True Z" "$out"
+expect_eq "ls --json FILE" "file" "$("$ASYA" ls --json f.txt | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["type"])')"
+out=$("$ASYA" ls new new/dir)
+expect_eq "ls: several PATHs, with headers" $'new:\ndir/\n\nnew/dir:\nc.txt' "$out"
+expect_rc "ls: a missing PATH exits 1" 1 "$ASYA" ls nowhere
+err_has "ls: a missing PATH says so" "nowhere: No such file or directory"
+expect_rc "ls --bogus exits 2" 2 "$ASYA" ls --bogus
+grep -q "unknown option '--bogus'" "$TMP/err" && ok "ls --bogus: names the option" ||
+    fail "ls --bogus: names the option" "$(cat "$TMP/err")"
+
+# cat: a directory, a missing file, several files
+expect_rc "cat DIR exits 1" 1 "$ASYA" cat new
+err_has "cat DIR: Is a directory" "new: Is a directory"
+expect_rc "cat: missing exits 1" 1 "$ASYA" cat /state/missing
+err_has "cat: missing says so" "/state/missing: No such file or directory"
+expect_eq "cat: several PATHs" "newc" "$("$ASYA" cat f.txt new/dir/c.txt)"
+expect_eq "cat -- PATH" "new" "$("$ASYA" cat -- f.txt)"
+expect_eq "rev -- PATH" "$("$KVTOOL" rev "$hb" p16.f.txt)" "$("$ASYA" rev -- f.txt)"
+
+# key: the raw key of a path, escaped; a directory's marker
+expect_eq "key: escaped" "p16.a=20b/c.txt" "$("$ASYA" key '/state/a b/c.txt')"
+expect_eq "key: a directory's marker" "p16.new/dir/" "$("$ASYA" key new/dir/)"
+printf sp | "$ASYA" put 'sp ace/x y'
+expect_eq "key: the key put wrote" "sp" "$("$KVTOOL" get "$hb" "$("$ASYA" key 'sp ace/x y')")"
+expect_eq "ls: the same path, decoded" "x y" "$("$ASYA" ls 'sp ace')"
+
+# history, revert
+out=$("$ASYA" history f.txt | awk '{print $3, $4}' | tr '\n' ' ')
+expect_eq "history: every kept revision, oldest first" "put 3 put 3 put 4 put 3 " "$out"
+first=$("$ASYA" history --json f.txt | python3 -c 'import json,sys; h=json.load(sys.stdin)
+print(h[0]["revision"], len(h), h[-1]["op"])')
+expect_eq "history --json" "4" "$(echo "$first" | cut -d' ' -f2)"
+r1=${first%% *}
+check "revert PATH REV" "$ASYA" revert f.txt "$r1"
+expect_eq "revert: the old value is back" one "$("$ASYA" cat f.txt)"
+expect_rc "revert: a revision not kept exits 1" 1 "$ASYA" revert f.txt 999999
+expect_rc "revert: REV not a number exits 2" 2 "$ASYA" revert f.txt abc
+expect_rc "history: missing exits 1" 1 "$ASYA" history none.txt
+
+# rm: a value, missing, -f, a directory, -d
+check "rm PATH" "$ASYA" rm f.txt
+expect_rc "cat after rm exits 1" 1 "$ASYA" cat f.txt
+expect_eq "history: the delete is kept" "delete" "$("$ASYA" history f.txt | tail -1 | awk '{print $3}')"
+expect_rc "rm: missing exits 1" 1 "$ASYA" rm f.txt
+check "rm -f: missing is fine" "$ASYA" rm -f f.txt
+expect_rc "rm DIR exits 1" 1 "$ASYA" rm new/dir
+err_has "rm DIR: Is a directory" "Is a directory"
+expect_rc "rm -d: a non-empty directory exits 1" 1 "$ASYA" rm -d new/dir
+err_has "rm -d: not empty, said once" "Directory not empty"
+check "rm then rm -d" sh -c "'$ASYA' rm new/dir/c.txt && '$ASYA' rm --dir new/dir"
+expect_eq "rm -d: the directory is gone" "" "$("$ASYA" ls new)"
+
+# watch: one line per change, decoded paths, --json; a path filter
+"$ASYA" watch sp\ ace >"$TMP/watch.out" 2>"$TMP/watch.err" & wpid=$!
+"$ASYA" watch --json >"$TMP/watchj.out" 2>&1 & wjpid=$!
+sleep 1
+printf 1 | "$ASYA" put 'sp ace/w'; printf 2 | "$ASYA" put 'sp ace/w'; "$ASYA" rm 'sp ace/w'
+printf o | "$ASYA" put other.txt
+for _ in $(seq 50); do [ "$(grep -c . "$TMP/watchj.out")" -ge 4 ] && break; sleep 0.1; done
+kill "$wpid" "$wjpid" 2>/dev/null; wait "$wpid" "$wjpid" 2>/dev/null
+out=$(sed -E 's/^([a-z]+) +[0-9]+ +[^ ]+ +/\1 /' "$TMP/watch.out" | tr '\n' ' ')
+expect_eq "watch PATH: one line per change below PATH" "put /state/sp ace/w put /state/sp ace/w delete /state/sp ace/w " "$out"
+out=$(python3 -c 'import json,sys
+for l in open(sys.argv[1]): e=json.loads(l); print(e["op"], e["path"], e["revision"] > 0)' "$TMP/watchj.out" | tail -1)
+expect_eq "watch --json: one object per line" "put /state/other.txt True" "$out"
+# a watch survives a server restart (nats.c 3.4.1 watchers go silent after a reconnect)
+if start_server; then
+    wurl=$SERVER_URL wport=$SERVER_PORT wstore=$SERVER_STORE
+    NATS_URL=$wurl "$KVTOOL" --wait bucket-add wb >/dev/null
+    NATS_URL=$wurl NATS_KV_BUCKET=wb "$ASYA" watch >"$TMP/watchr.out" 2>&1 & wpid=$!
+    sleep 1
+    printf a | NATS_URL=$wurl NATS_KV_BUCKET=wb "$ASYA" put before
+    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
+    nats-server -a 127.0.0.1 -p "$wport" -js -sd "$wstore" >"$wstore.log2" 2>&1 & SERVER_PID=$!
+    _LIB_PIDS+=("$SERVER_PID")
+    wait_port "$wport" 10
+    for _ in $(seq 30); do
+        printf b | NATS_URL=$wurl NATS_KV_BUCKET=wb NATS_TIMEOUT_MS=1000 "$ASYA" put after 2>/dev/null && break
+        sleep 0.5
+    done
+    for _ in $(seq 100); do grep -q /state/after "$TMP/watchr.out" && break; sleep 0.1; done
+    kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null
+    if grep -q /state/before "$TMP/watchr.out" && grep -q /state/after "$TMP/watchr.out"; then
+        ok "watch: survives a server restart"
+    else fail "watch: survives a server restart" "$(cat "$TMP/watchr.out")"; fi
+    stop_server "$SERVER_PID"
+else
+    fail "watch: survives a server restart" "cannot start a private server"
+fi
+
+# exit statuses and the texts of server, configuration and usage errors
+port=$(free_port)
+expect_rc "server down: exit 3" 3 env NATS_URL=nats://127.0.0.1:$port NATS_TIMEOUT_MS=1000 "$ASYA" ls
+err_has "server down: names the server, once" "cannot connect to NATS at nats://127.0.0.1:$port"
+grep -q "ls: : " "$TMP/err" && fail "server down: no empty key" "$(cat "$TMP/err")" || ok "server down: no empty key"
+expect_rc "server down: cat exits 3" 3 env NATS_URL=nats://127.0.0.1:$port NATS_TIMEOUT_MS=1000 "$ASYA" cat x
+err_has "server down: cat says it once" "cannot connect to NATS"
+expect_rc "no bucket set: exit 3" 3 env -u NATS_KV_BUCKET "$ASYA" ls
+err_has "no bucket set: names NATS_KV_BUCKET" "NATS_KV_BUCKET"
+grep -q STATE_MOUNT "$TMP/err" && fail "no bucket set: does not blame STATE_MOUNT" "$(cat "$TMP/err")" ||
+    ok "no bucket set: does not blame STATE_MOUNT"
+expect_rc "missing bucket: exit 3" 3 env NATS_KV_BUCKET=t_cli_nobucket_$$ "$ASYA" ls
+err_has "missing bucket: says so and how to create it" "bucket add t_cli_nobucket_$$"
+expect_rc "no NATS_URL: exit 3" 3 env -u NATS_URL "$ASYA" cat x
+err_has "no NATS_URL: names it" "NATS_URL is not set"
+expect_rc "unknown command: exit 2" 2 "$ASYA" frobnicate
+expect_rc "missing PATH: exit 2" 2 "$ASYA" rev
+expect_rc "global --server=URL" 0 "$ASYA" --server="$NATS_URL" ls
+expect_rc "global --bucket NAME" 0 env -u NATS_KV_BUCKET "$ASYA" --bucket "$hb" ls
+for c in ls cat put rm rev key history revert watch check bucket; do
+    "$ASYA" $c --help | grep -q "exit status: 0 ok; 1 not found or conflict; 2 usage error; 3 server" &&
+        ok "$c --help documents the exit statuses" || fail "$c --help documents the exit statuses" "missing"
+done
+"$ASYA" --help | grep -q "3 server or" && ok "--help documents the exit statuses" ||
+    fail "--help documents the exit statuses" "missing"
+
+# bucket add (--opt=value, Go durations), ls, info, rm
+nb2=t_cli_b16_$$
+check "bucket add: --replicas=1 --ttl 1h30m --history=3" "$ASYA" bucket add "$nb2" --replicas=1 --ttl 1h30m --history=3
+out=$("$ASYA" bucket info --json "$nb2" | python3 -c 'import json,sys; b=json.load(sys.stdin)
+print(b["ttl"], b["history"], b["replicas"], b["storage"])')
+expect_eq "bucket info --json: ttl 1h30m, history 3" "1h30m0s 3 1 file" "$out"
+out=$("$ASYA" bucket info "$nb2" | grep '^ttl:' | awk '{print $2}')
+expect_eq "bucket info: ttl" "1h30m0s" "$out"
+nb3=t_cli_b16h_$$
+check "bucket add: --ttl 0.5s" "$ASYA" bucket add "$nb3" --ttl 0.5s --storage=memory
+expect_eq "bucket add: --ttl 0.5s is half a second" "0.5s" \
+    "$("$ASYA" bucket info --json "$nb3" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ttl"])')"
+for bad in 90 1x 1h30 .s 5m-1s; do
+    expect_rc "bucket add: --ttl $bad is refused (exit 2)" 2 "$ASYA" bucket add "$nb3" --ttl "$bad"
+    grep -q "is not a duration" "$TMP/err" && ok "bucket add: --ttl $bad says why" ||
+        fail "bucket add: --ttl $bad says why" "$(cat "$TMP/err")"
+done
+expect_rc "bucket add: --replicas=9 exits 2" 2 "$ASYA" bucket add x --replicas=9
+expect_rc "bucket add: other settings exit 1" 1 "$ASYA" bucket add "$nb2" --history 7
+err_has "bucket add: other settings, said without nats.c internals" "exists with other settings"
+out=$("$ASYA" bucket ls)
+if echo "$out" | grep -qx "$nb2" && echo "$out" | grep -qx "$hb"; then ok "bucket ls"
+else fail "bucket ls" "$out"; fi
+out=$("$ASYA" bucket ls --json | python3 -c 'import json,sys; print(sorted(b["name"] for b in json.load(sys.stdin)))')
+[[ $out == *"'$nb2'"* ]] && ok "bucket ls --json" || fail "bucket ls --json" "$out"
+"$ASYA" bucket ls -l | grep -q "^$nb2 " && ok "bucket ls -l" || fail "bucket ls -l" "missing"
+check "bucket rm" "$ASYA" bucket rm "$nb2"
+check "bucket rm (second)" "$ASYA" bucket rm "$nb3"
+expect_rc "bucket rm: gone exits 1" 1 "$ASYA" bucket rm "$nb2"
+err_has "bucket rm: says no bucket" "no bucket '$nb2'"
+expect_rc "bucket info: missing exits 1" 1 "$ASYA" bucket info "$nb2"
+expect_rc "bucket: unknown subcommand exits 2" 2 "$ASYA" bucket frob
+
+# unknown mount options and log levels: warned once, problems for check
+expect_rc "unknown mount option: still works" 0 env ASYA_STATE_PROXY_MOUNTS="c:/state:prefx=x" "$ASYA" ls
+expect_eq "unknown mount option: warned once" 1 "$(grep -c "unknown option 'prefx'" "$TMP/err")"
+out=$(ASYA_STATE_PROXY_MOUNTS="c:/state:prefx=x" "$ASYA" check 2>&1); rc=$?
+if [ $rc -eq 3 ] && echo "$out" | grep -q "^problem.*setting ignored"; then
+    ok "check: an unknown mount option is a problem"
+else fail "check: an unknown mount option is a problem" "rc $rc: $out"; fi
+expect_rc "ASYA_STATE_LOG=verbose: still works" 0 env ASYA_STATE_LOG=verbose "$ASYA" ls
+expect_eq "ASYA_STATE_LOG=verbose: warned once" 1 "$(grep -c 'ASYA_STATE_LOG=verbose is not a level' "$TMP/err")"
+out=$(ASYA_STATE_LOG=verbose "$ASYA" check 2>&1); rc=$?
+if [ $rc -eq 3 ] && echo "$out" | grep -q "^problem.*ASYA_STATE_LOG=verbose"; then
+    ok "check: a bad ASYA_STATE_LOG is a problem"
+else fail "check: a bad ASYA_STATE_LOG is a problem" "rc $rc: $out"; fi
+out=$(ASYA_STATE_LOG=verbose with_shim python3 -c '
+import os
+os.path.exists("/state/none"); os.path.exists("/state/none2")' 2>&1)
+expect_eq "shim: a bad ASYA_STATE_LOG is warned once" 1 "$(echo "$out" | grep -c 'is not a level')"
+
+# check --read-only writes nothing
+before=$("$KVTOOL" keys "$hb" | sort | md5sum)
+out=$("$ASYA" check --read-only 2>&1); rc=$?
+if [ $rc -eq 0 ] && [[ $out == *"read-only"* ]] && [[ $out != *probe* ]]; then ok "check --read-only"
+else fail "check --read-only" "rc $rc: $out"; fi
+after=$("$KVTOOL" keys "$hb" | sort | md5sum)
+expect_eq "check --read-only: the bucket is unchanged" "$before" "$after"
+
+# NATS_USER/NATS_PASSWORD and NATS_TOKEN, masked in every line
+conf=$TMP/auth.conf
+printf 'authorization { users = [ { user: alice, password: "s3cr3t-pw" } ] }\n' >"$conf"
+if start_server -c "$conf"; then
+    aurl=$SERVER_URL apid=$SERVER_PID
+    out=$(NATS_URL=$aurl NATS_USER=alice NATS_PASSWORD=s3cr3t-pw "$ASYA" bucket add ub 2>&1)
+    check "NATS_USER/NATS_PASSWORD: logs in" test $? -eq 0
+    expect_rc "NATS_USER with a wrong password: exit 3" 3 env NATS_URL=$aurl NATS_USER=alice \
+        NATS_PASSWORD=wrong NATS_KV_BUCKET=ub "$ASYA" ls
+    # a password that appears in a line (here: the server's address) is masked there too
+    expect_rc "NATS_PASSWORD is masked" 3 env NATS_URL=$aurl NATS_USER=alice \
+        NATS_PASSWORD=127.0.0.1 NATS_KV_BUCKET=ub ASYA_STATE_LOG=debug "$ASYA" ls
+    grep -q 127.0.0.1 "$TMP/err" && fail "NATS_PASSWORD never printed" "$(cat "$TMP/err")" ||
+        ok "NATS_PASSWORD never printed"
+    expect_rc "NATS_PASSWORD without NATS_USER: exit 3" 3 env NATS_URL=$aurl NATS_PASSWORD=x "$ASYA" ls
+    err_has "NATS_PASSWORD without NATS_USER: names NATS_USER" "NATS_USER"
+    stop_server "$apid"
+fi
+printf 'authorization { token: "t0k3n-value" }\n' >"$conf"
+if start_server -c "$conf"; then
+    turl=$SERVER_URL tpid=$SERVER_PID
+    check "NATS_TOKEN: logs in" env NATS_URL=$turl NATS_TOKEN=t0k3n-value "$ASYA" bucket add tb
+    expect_rc "NATS_TOKEN wrong: exit 3" 3 env NATS_URL=$turl NATS_TOKEN=wr0ngT0ken \
+        ASYA_STATE_LOG=debug NATS_KV_BUCKET=tb "$ASYA" ls
+    grep -q "wr0ngT0ken" "$TMP/err" && fail "NATS_TOKEN never printed" "$(cat "$TMP/err")" ||
+        ok "NATS_TOKEN never printed"
+    stop_server "$tpid"
+fi
+export NATS_KV_BUCKET=$b STATE_PREFIX=cli
+
+# the man page renders, and its completion script loads
+if command -v man >/dev/null; then
+    out=$(MANWIDTH=80 man --warnings -l "$ROOT/docs/asya-state.1" 2>"$TMP/man.err")
+    if [[ $out == *"EXIT STATUS"* ]] && [[ $out == *"revert PATH REV"* ]] && [ ! -s "$TMP/man.err" ]; then
+        ok "man -l renders asya-state.1 without warnings"
+    else fail "man -l renders asya-state.1 without warnings" "$(head -c 300 "$TMP/man.err")"; fi
+else
+    fail "man -l renders asya-state.1" "man is not installed (scripts/deps.sh installs man-db)"
+fi
+out=$(bash -c ". '$ROOT/docs/asya-state.bash'; COMP_WORDS=(asya-state bucket i); COMP_CWORD=2
+      _asya_state; echo \"\${COMPREPLY[*]}\"" 2>&1)
+expect_eq "completion: bucket subcommands" "info" "$out"
+out=$(PATH=$(dirname "$ASYA"):$PATH NATS_KV_BUCKET=$hb STATE_PREFIX=p16 bash -c ". '$ROOT/docs/asya-state.bash'
+      COMP_WORDS=(asya-state cat 'sp'); COMP_CWORD=2; _asya_state; echo \"\${COMPREPLY[*]}\"" 2>&1)
+expect_eq "completion: state paths" "sp ace/" "$out"
 
 # The Docker image: tests/integration/t_image.sh (it builds, runs and checks it).

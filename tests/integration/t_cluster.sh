@@ -68,7 +68,10 @@ if [ "$made" -ne 1 ]; then
     exit 1
 fi
 ok "cluster: a bucket with 3 replicas on the 3-node cluster"
-for w in $(seq $WRITERS); do kv -s "$U2" put "$B" "w$w/counter" "0 init" >/dev/null; done
+for w in $(seq $WRITERS); do # each writer's directory (its marker) and counter
+    kv -s "$U2" put "$B" "w$w/" "" >/dev/null
+    kv -s "$U2" put "$B" "w$w/counter" "0 init" >/dev/null
+done
 
 rm -f "$TMP/stop"
 wpids=()

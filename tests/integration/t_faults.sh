@@ -182,7 +182,10 @@ outcomes() { # FILE MODE -> "OUTCOME xCOUNT ..." for that mode
 }
 
 # Phase A: nothing in doubt. The lost ack is recovered by the resend (duplicate ack) or by the
-# key's last message; a lost publish is resent; a conflict whose reply is lost is a conflict.
+# key's last message; a lost publish is resent. A conflict whose reply is lost is ETIMEDOUT:
+# the resend's conflict proves nothing (a restarted server forgets its duplicate window, so
+# our landed copy, overwritten since, conflicts like an absent one: issue 13), and the key's
+# last message is not ours.
 before=$(counter3)
 unknown_run ack1,ackall,ack1_other,pub1,conflict1 6 >"$TMP/phaseA"
 after=$(counter3)
@@ -191,11 +194,11 @@ check_commits "$TMP/phaseA" "no doubt (30 commits)"
 for m in ack1 ackall ack1_other pub1; do
     expect_eq "3: no doubt: $m commits all succeed" "OK x6 " "$(outcomes "$TMP/phaseA" $m)"
 done
-expect_eq "3: no doubt: a conflict whose reply is lost is EEXIST" "EEXIST x6 " \
-    "$(outcomes "$TMP/phaseA" conflict1)"
+expect_eq "3: no doubt: a conflict whose reply is lost is ETIMEDOUT (unknown), never EEXIST" \
+    "ETIMEDOUT x6 " "$(outcomes "$TMP/phaseA" conflict1)"
 succ=$(grep -c '^commit .* OK ' "$TMP/phaseA")
-tmo=$(grep -c '^commit .* ETIMEDOUT ' "$TMP/phaseA")
-expect_eq "3: no doubt: no ETIMEDOUT and counter == successes ($succ)" "0 $succ" \
+tmo=$(grep -v ' conflict1 ' "$TMP/phaseA" | grep -c '^commit .* ETIMEDOUT ')
+expect_eq "3: no doubt: no other ETIMEDOUT and counter == successes ($succ)" "0 $succ" \
     "$tmo $((after - before))"
 
 # Phase B: every mode, including the two the shim cannot resolve: the ack and the resend's ack
