@@ -55,6 +55,9 @@ void browse_join(const struct mount *mt, const char *rel, char *out, size_t outs
 int browse_resolve(const char *cmd, const struct mount_table *t, const char *path,
                    browse_path *out)
 {
+    out->mt = &t->m[0]; /* set on every path, whatever it returns */
+    out->m = NULL;
+    out->rel[0] = out->shown[0] = '\0';
     if (t->n == 0) {
         cli_flush_log(cmd);
         cli_err(cmd, "no mount configured: set STATE_MOUNT or ASYA_STATE_PROXY_MOUNTS");

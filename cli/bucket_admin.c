@@ -19,8 +19,11 @@ int bucket_connect(const char *cmd, kv_conn **out)
     cli_hold_log();
     const kv_ops *ops;
     int r = browse_ops(&ops);
+    *out = NULL;
     if (r == 0)
         r = conn_acquire(out, "");
+    if (r > 0 || (r == 0 && !*out))
+        r = -EIO; /* never: conn_acquire gives 0 and a connection, or -errno */
     if (r < 0)
         cli_fail(cmd, NULL, r);
     return r;
@@ -140,7 +143,7 @@ int bucket_ls(int argc, char **argv)
         return rc;
     if (optind < argc)
         return cli_usage_error("bucket ls", "unexpected argument '%s'", argv[optind]);
-    kv_conn *c;
+    kv_conn *c = NULL;
     int r = bucket_connect("bucket ls", &c);
     if (r < 0)
         return cli_status(r);
@@ -203,7 +206,7 @@ int bucket_info(int argc, char **argv)
     const char *name = argv[optind];
     if (!bucket_name_ok(name))
         return cli_usage_error("bucket info", "bad bucket name '%s'", name);
-    kv_conn *c;
+    kv_conn *c = NULL;
     int r = bucket_connect("bucket info", &c);
     if (r < 0)
         return cli_status(r);
@@ -233,7 +236,7 @@ int bucket_rm(int argc, char **argv)
     const char *name = argv[optind];
     if (!bucket_name_ok(name))
         return cli_usage_error("bucket rm", "bad bucket name '%s'", name);
-    kv_conn *c;
+    kv_conn *c = NULL;
     int r = bucket_connect("bucket rm", &c);
     if (r < 0)
         return cli_status(r);

@@ -91,9 +91,8 @@ int cli_fail(const char *cmd, const char *what, int r)
     int status = cli_status(r);
     /* A server or configuration problem was logged by kv/ with its cause (the server's
      * address, the bucket's name): that line is the message. */
-    int lines;
     if (status == CLI_ERROR) {
-        if ((lines = cli_flush_log(cmd)) > 0)
+        if (cli_flush_log(cmd) > 0)
             return status;
     } else {
         /* about the PATH: kv/'s own line ("d/: rmdir: Directory not empty") says what ours
