@@ -467,6 +467,9 @@ static int share_locked(struct shim_inode *ino)
     fdtable_each(collect, &c);
     if (c.more)
         return -EMFILE;
+    if (c.n == 0)
+        return -EBADF; /* its last descriptor is closing: no bytes to share (never an empty
+                          master, which the commit would prefer) */
     for (int i = 0; i < c.n; i++) {
         int s = shim_mem_settle_own(c.fd[i]);
         if (s < 0)
@@ -626,7 +629,8 @@ static int move_locked(struct shim_inode *ino, char *name)
     return 0;
 }
 
-int shim_inode_rename(int idx, const char *from, const char *to, uint64_t rev_to)
+int shim_inode_rename(int idx, const char *from, const char *to, uint64_t rev_to,
+                      uint64_t rev_from)
 {
     detach_all(idx, to); /* replaced: an open file of that name is orphaned */
     int created = 0;
@@ -646,10 +650,14 @@ int shim_inode_rename(int idx, const char *from, const char *to, uint64_t rev_to
         }
         pthread_mutex_lock(&ino->mu);
         created |= ino->created;
-        ino->rev = rev_to;
+        /* Its bytes are based on the revision it read: when the rename copied another (a
+         * writer changed the source since), its commit keeps expecting the one it read, so
+         * it conflicts under the new name instead of overwriting that writer's update. */
+        if (!(ino->rev && ino->rev != KV_REV_ABSENT && rev_from && ino->rev != rev_from))
+            ino->rev = rev_to;
         ino->carried = 0;
         ino->excl = 0;
-        ino->force = 1; /* its bytes are the new name's now, changed or not */
+        ino->force = ino->force || ino->writers; /* a read-only one commits nothing */
         ino->created = ino->created && rev_to == KV_REV_ABSENT;
         pthread_mutex_unlock(&ino->mu);
         shim_inode_put(ino);

@@ -121,8 +121,11 @@ int shim_inode_unlink(int idx, const char *rel);
 
 /* Renamed: the inode of from (if any) is now found as to; an inode open as to is detached
  * (replaced). The moved inode commits to its new name expecting rev_to (the revision the
- * rename wrote, or KV_REV_ABSENT / 0). Returns 1 when from was open and never committed. */
-int shim_inode_rename(int idx, const char *from, const char *to, uint64_t rev_to);
+ * rename wrote, or KV_REV_ABSENT / 0), unless the rename copied a revision of from other than
+ * the one it read (rev_from, 0 when nothing was copied): then it keeps expecting its own and
+ * conflicts. Returns 1 when from was open and never committed. */
+int shim_inode_rename(int idx, const char *from, const char *to, uint64_t rev_to,
+                      uint64_t rev_from);
 
 /* Names of inodes created here and not committed yet that are directly below dir rel:
  * calls fn for each (under the table lock: fn must not call back). */

@@ -61,7 +61,7 @@ static int rename_mount(const struct shim_path *from, const struct shim_path *to
             r = -EEXIST;
         else if (r == 0 || r == -ENOENT)
             r = shim_inode_rename(from->idx, from->rel, to->rel,
-                                  r == 0 ? ks.rev : KV_REV_ABSENT);
+                                  r == 0 ? ks.rev : KV_REV_ABSENT, 0);
         shim_leave();
         return r < 0 ? r : 0;
     }
@@ -73,7 +73,7 @@ static int rename_mount(const struct shim_path *from, const struct shim_path *to
         r = -EISDIR;
     if (r == 0)
         r = ops->get(km, from->rel, &v);
-    uint64_t rev = 0;
+    uint64_t rev = 0, copied = r == 0 ? v.rev : 0;
     if (r == 0) {
         r = ops->commit(km, to->rel, v.data, v.len,
                         (flags & RENAME_NOREPLACE) ? KV_COMMIT_EXCL : 0, &rev);
@@ -85,7 +85,7 @@ static int rename_mount(const struct shim_path *from, const struct shim_path *to
             r = 0; /* deleted meanwhile by another writer: the destination holds the value */
     }
     if (r == 0) /* an open file follows its name; one open as the destination is replaced */
-        r = shim_inode_rename(from->idx, from->rel, to->rel, rev);
+        r = shim_inode_rename(from->idx, from->rel, to->rel, rev, copied);
     shim_leave();
     return r < 0 ? r : 0;
 }

@@ -69,3 +69,27 @@ PY
 )
 expect_eq "cas: a 65 MiB write fails at write() and at close, the old value stays; a conflict at fsync fails the close too, nothing more committed" \
     "EFBIG EFBIG old value EEXIST EEXIST other" "$out"
+
+# An open file renamed after another process updated it: the rename carries the update to
+# the new name, and the stale open file's commit there conflicts instead of overwriting it.
+out=$(run "$PY" - "$KVTOOL" "$B" <<'PY' 2>&1
+import os, subprocess, sys
+kvtool, bucket = sys.argv[1], sys.argv[2]
+with open("/state/cas/ra", "w") as f:
+    f.write("mine")
+fd = os.open("/state/cas/ra", os.O_RDWR)
+os.read(fd, 100)
+subprocess.run([kvtool, "put", bucket, "cas.ra", "theirs"], check=True, stdout=subprocess.DEVNULL,
+               env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
+os.rename("/state/cas/ra", "/state/cas/rb")
+os.write(fd, b"!")
+try:
+    os.close(fd)
+    r = "close ok"
+except FileExistsError:
+    r = "close EEXIST"
+print(r, open("/state/cas/rb").read())
+PY
+)
+expect_eq "cas: a stale open file renamed: its commit under the new name conflicts, the update kept" \
+    "close EEXIST theirs" "$out"
