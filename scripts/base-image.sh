@@ -31,7 +31,10 @@ if ! engine_up; then
     command -v dockerd >/dev/null || { say "no engine: dockerd is not installed"; exit 3; }
     log=${ASYA_DOCKERD_LOG:-/var/log/asya-dockerd.log}
     say "starting dockerd --storage-driver=vfs (log $log)"
-    setsid dockerd --storage-driver=vfs --bridge=none --iptables=false --ip-masq=false \
+    # TMPDIR is the caller's (the test runner's, removed when it ends): runc keeps its
+    # process files there, so the engine that outlives the caller gets its own.
+    mkdir -p /var/lib/docker/tmp
+    TMPDIR=/var/lib/docker/tmp setsid dockerd --storage-driver=vfs --bridge=none --iptables=false --ip-masq=false \
         </dev/null >>"$log" 2>&1 &
     pid=$!
     for _ in $(seq 60); do
