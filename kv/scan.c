@@ -53,8 +53,8 @@ static int scan_server(kv_mount *m, scan_arg *a)
         cache_start(m);
     kvWatchOptions wo;
     kvWatchOptions_Init(&wo);
-    wo.IgnoreDeletes = true;
-    wo.Timeout = kv_timeout_ms();
+    wo.Timeout = kv_timeout_ms(); /* deletes are skipped here, as dirs_scan does: nats.c
+                                      3.4.1 times out after a few thousand it skips itself */
     kvWatcher *w = NULL;
     char filter[KV_KEY_MAX + 8];
     kv_guard g;
@@ -78,7 +78,8 @@ static int scan_server(kv_mount *m, scan_arg *a)
         guard_leave(&g);
         if (r < 0 || !e)
             break;
-        r = scan_one(a, kvEntry_Key(e), kvEntry_Value(e), (size_t)kvEntry_ValueLen(e));
+        if (kvEntry_Operation(e) == kvOp_Put)
+            r = scan_one(a, kvEntry_Key(e), kvEntry_Value(e), (size_t)kvEntry_ValueLen(e));
         kvEntry_Destroy(e);
     }
     if (w) {
