@@ -4,7 +4,7 @@ each figure, one machine line
 
     BENCH <section> | <figure> | <measured> | <target> | <met|MISSED|->
 
-which bench/readme_table.py turns into the README table. Measures, asserts nothing.
+which bench/readme_table.py turns into the table of docs/performance.md. Measures, asserts nothing.
 """
 
 import os
