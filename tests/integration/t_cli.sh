@@ -449,12 +449,24 @@ if command -v man >/dev/null; then
     if [[ $out == *"EXIT STATUS"* ]] && [[ $out == *"revert PATH REV"* ]] && [ ! -s "$TMP/man.err" ]; then
         ok "man -l renders asya-state.1 without warnings"
     else fail "man -l renders asya-state.1 without warnings" "$(head -c 300 "$TMP/man.err")"; fi
+    # every command of `asya-state --help` and every bucket subcommand of `bucket --help`
+    # has its entry (a line of its own, as the man page's command list renders them)
+    missing=
+    for c in $("$ASYA" --help | sed -n '/^commands:/,/^$/p' | awk 'NF > 1 && $1 != "commands:" {print $1}') \
+             $("$ASYA" bucket --help | grep -oE 'asya-state bucket [a-z]+' | awk '{print "bucket_" $3}'); do
+        grep -qE "^       ${c/_/ +}( |$)" <<<"$out" || missing+=" ${c/_/ }"
+    done
+    if [ -z "$missing" ]; then ok "man page: an entry for every command of --help and bucket --help"
+    else fail "man page: an entry for every command of --help and bucket --help" "missing:$missing"; fi
 else
     fail "man -l renders asya-state.1" "man is not installed (scripts/deps.sh installs man-db)"
 fi
 out=$(bash -c ". '$ROOT/docs/asya-state.bash'; COMP_WORDS=(asya-state bucket i); COMP_CWORD=2
       _asya_state; echo \"\${COMPREPLY[*]}\"" 2>&1)
 expect_eq "completion: bucket subcommands" "info" "$out"
+out=$(bash -c ". '$ROOT/docs/asya-state.bash'; COMP_WORDS=(asya-state bucket edit --max); COMP_CWORD=3
+      _asya_state; echo \"\${COMPREPLY[*]}\"" 2>&1)
+expect_eq "completion: bucket edit options" "--max-value-size --max-bytes" "$out"
 out=$(PATH=$(dirname "$ASYA"):$PATH NATS_KV_BUCKET=$hb STATE_PREFIX=p16 bash -c ". '$ROOT/docs/asya-state.bash'
       COMP_WORDS=(asya-state cat 'sp'); COMP_CWORD=2; _asya_state; echo \"\${COMPREPLY[*]}\"" 2>&1)
 expect_eq "completion: state paths" "sp ace/" "$out"
