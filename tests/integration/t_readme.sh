@@ -3,7 +3,9 @@
 # machine would (issue 16), so the README cannot drift from what works. readme_blocks.py
 # extracts them (blocks marked `<!-- norun: reason -->` are left out: Docker, the suite itself)
 # and moves the README's nats-server from port 4222 to a free one. The shell starts with an
-# empty environment (PATH, HOME, TMPDIR only) in the repository root. Afterwards the bytes are
+# empty environment (PATH, HOME, TMPDIR only) in the repository root, and without a Docker
+# engine, as on a fresh machine (DOCKER_HOST names no socket: demo/run would otherwise try
+# Docker's nats image, which needs a registry; t_image.sh covers the Docker path). Afterwards the bytes are
 # checked independently: the README's own server is gone (its last block stops it), so a
 # server of this test is started on the JetStream store that server left behind, and kvtool
 # reads the values the blocks wrote. Builds nothing: it runs `make demo` with what is built.
@@ -22,7 +24,7 @@ sed 's/^norun /# left out: README line /' "$TMP/norun"
 mkdir -p "$TMP/home" "$TMP/tmp"
 start=$(date +%s)
 (cd "$ROOT" && exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    HOME="$TMP/home" TMPDIR="$TMP/tmp" LANG=C.UTF-8 \
+    HOME="$TMP/home" TMPDIR="$TMP/tmp" LANG=C.UTF-8 DOCKER_HOST="unix://$TMP/no-docker.sock" \
     setsid timeout 240 bash "$script") >"$TMP/out" 2>&1 &
 pid=$!
 wait "$pid"
