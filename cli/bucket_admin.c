@@ -290,6 +290,8 @@ static int edit_size(const char *opt, const char *arg, int64_t max, int64_t *out
     return CLI_OK;
 }
 
+/* Options and NAME of `bucket edit`: CLI_OK, -1 after --help, else an exit status after a
+ * message. */
 static int edit_args(int argc, char **argv, struct bucket_edits *e, int *json)
 {
     static const struct option lo[] = {
@@ -301,20 +303,28 @@ static int edit_args(int argc, char **argv, struct bucket_edits *e, int *json)
     optind = 0;
     for (int c; (c = getopt_long(argc, argv, ":h", lo, NULL)) != -1;) {
         int rc = CLI_OK;
-        if (c == 'H' && cli_int(optarg, 1, 64, &e->history) < 0)
-            rc = cli_usage_error("bucket edit", "--history wants 1..64, not '%s'", optarg);
-        else if (c == 'T' && strcmp(optarg, "none") == 0)
-            e->ttl_ns = 0;
-        else if (c == 'T' && cli_duration(optarg, &e->ttl_ns) < 0)
-            rc = cli_usage_error("bucket edit", "--ttl: '%s' is not a duration (e.g. 90s, "
-                                 "1h30m, 0.5s, 7d) or none", optarg);
-        else if (c == 'M')
+        switch (c) {
+        case 'H':
+            if (cli_int(optarg, 1, 64, &e->history) < 0)
+                rc = cli_usage_error("bucket edit", "--history wants 1..64, not '%s'", optarg);
+            break;
+        case 'T':
+            if (strcmp(optarg, "none") == 0)
+                e->ttl_ns = 0;
+            else if (cli_duration(optarg, &e->ttl_ns) < 0)
+                rc = cli_usage_error("bucket edit", "--ttl: '%s' is not a duration (e.g. 90s, "
+                                     "1h30m, 0.5s, 7d) or none", optarg);
+            break;
+        case 'M':
             rc = edit_size("--max-value-size", optarg, INT32_MAX, &e->max_value);
-        else if (c == 'B')
+            break;
+        case 'B':
             rc = edit_size("--max-bytes", optarg, INT64_MAX, &e->max_bytes);
-        else if (c == 'j')
+            break;
+        case 'j':
             *json = 1;
-        else if (c == 'h') {
+            break;
+        case 'h':
             printf("usage: asya-state bucket edit NAME [--history N] [--ttl DURATION|none]\n"
                    "                                   [--max-value-size SIZE|none]\n"
                    "                                   [--max-bytes SIZE|none] [--json]\n\n"
@@ -322,8 +332,9 @@ static int edit_args(int argc, char **argv, struct bucket_edits *e, int *json)
                    "settings it has then. See `asya-state bucket --help`.\n");
             cli_help_footer(stdout);
             return -1;
-        } else if (c != 'H' && c != 'T')
+        default:
             rc = cli_bad_option("bucket edit", c, argv);
+        }
         if (rc != CLI_OK)
             return rc;
     }
@@ -339,7 +350,7 @@ static int edit_args(int argc, char **argv, struct bucket_edits *e, int *json)
 }
 
 /* A KV bucket's duplicate window, as nats.c's js_CreateKeyValue sets it: 2 minutes, or the
- * TTL when that is shorter (the server refuses a window longer than the streams's max age). */
+ * TTL when that is shorter (the server refuses a window longer than the stream's max age). */
 static int64_t edit_dupe_window(int64_t ttl_ns)
 {
     const int64_t two_min = INT64_C(120000000000);
