@@ -394,8 +394,8 @@ def main():
     machine()
     bucket = f"bench_{os.getpid()}"
     kvtool("--wait", "bucket-add", bucket)
-    # BENCH_ONLY=cycles,memory...: some sections only (for a quick look; the table of docs/performance.md
-    # is written from a whole run)
+    # BENCH_ONLY=cycles,memory...: some sections only (for a quick look; the table of
+    # docs/performance.md is written from a whole run)
     only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
     for section in (cycles, foreign, first_touch, memory, sidecar, cache):
         if not only or section.__name__ in only:
