@@ -4,12 +4,18 @@
 # component tests (testing/component/state-proxy/tests: CRUD, streaming a 1 MiB value,
 # /query), the latter driven through Asya's runtime (src/asya-runtime/asya_runtime.py) in
 # both write modes of its profiles. Asya's files are not in this repository: they are read
-# from ASYA_UPSTREAM (default: asya-upstream beside the repository; tests/asya/README.md
+# from ASYA_UPSTREAM (default: asya-upstream beside the repository, or beside the local
+# repository it was cloned from; tests/asya/README.md
 # says what it holds and where it comes from). Each upstream test is one ok/not ok line here;
 # the ones skipped say why (tests/asya/asya_skips.py); the counts end the output.
 . "$(dirname "$0")/lib.sh"
 HERE=$(cd "$(dirname "$0")/../asya" && pwd)
+# A fresh clone (CI's: `git clone . $(mktemp -d)`) looks beside the repository it came from.
 UP=${ASYA_UPSTREAM:-$ROOT/../asya-upstream}
+if [ -z "${ASYA_UPSTREAM:-}" ] && [ ! -d "$UP" ]; then
+    origin=$(git -C "$ROOT" remote get-url origin 2>/dev/null)
+    case $origin in /*) UP=$origin/../asya-upstream ;; esac
+fi
 PY=/usr/bin/python3 # Debian's, with python3-pytest (scripts/deps.sh)
 
 need=("$UP/src/asya-state-proxy/tests/test_server.py" "$UP/src/asya-runtime/asya_runtime.py"
