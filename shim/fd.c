@@ -44,18 +44,42 @@ int shim_drop(int fd)
     return r;
 }
 
-/* After the kernel made newfd a copy of fd: newfd shares fd's record. */
-static int copied(int fd, int newfd)
+/* dup (how 0), dup2 (2), dup3 (3) or fcntl's F_DUPFD/F_DUPFD_CLOEXEC (the command). */
+static int kernel_dup(int fd, int fd2, int flags, int how)
 {
-    struct shim_file *f = fdtable_get(fd);
-    if (newfd < 0 || !f || newfd == fd)
-        return newfd;
-    int r = fdtable_set(newfd, f);
-    if (r < 0) {
+    return how == 0   ? real_dup()(fd)
+           : how == 2 ? real_dup2()(fd, fd2)
+           : how == 3 ? real_dup3()(fd, fd2, flags)
+                      : real_fcntl()(fd, how, (void *)(long)fd2);
+}
+
+/* The kernel's copy of fd (by dup, dup2, dup3 or fcntl: how) and its record, as one step
+ * under fd's inode lock: an open sharing the inode meanwhile (shim_inode_open) moves every
+ * descriptor of it onto the master, and one copied by the kernel but not in the table yet
+ * would stay on the old buffer, its writes lost. */
+static int dup_as_one(int fd, int fd2, int flags, int how)
+{
+    if (!fdtable_get(fd))
+        return kernel_dup(fd, fd2, flags, how); /* not a mount file: nothing to record */
+    shim_enter(); /* inside the fork lock, as shim_drop: no child inherits ino->mu held */
+    struct shim_file *held = fdtable_hold(fd);
+    struct shim_inode *ino = held ? held->ino : NULL;
+    if (ino)
+        pthread_mutex_lock(&ino->mu);
+    int newfd = kernel_dup(fd, fd2, flags, how);
+    int err = newfd < 0 ? errno : 0, r = 0;
+    if (newfd >= 0 && held && newfd != fd && (r = fdtable_set(newfd, held)) < 0)
         real_close()(newfd); /* untracked, it could never be committed */
-        return shim_fail(r);
+    if (ino)
+        pthread_mutex_unlock(&ino->mu);
+    if (held)
+        fdtable_unref(held);
+    shim_leave(); /* restores the caller's errno */
+    if (newfd < 0) {
+        errno = err;
+        return -1;
     }
-    return newfd;
+    return r < 0 ? shim_fail(r) : newfd;
 }
 
 /* A copy shares the open file, offset included: an in-memory file becomes a kernel one. */
@@ -64,8 +88,7 @@ SHIM_EXPORT int dup(int fd)
     int s = shim_mem_settle(fd); /* nothing to settle under the guard */
     if (s < 0)
         return shim_fail(s);
-    int newfd = real_dup()(fd);
-    return shim_guard ? newfd : copied(fd, newfd);
+    return shim_guard ? real_dup()(fd) : dup_as_one(fd, 0, 0, 0);
 }
 
 /* dup2/dup3 onto a mount descriptor drop it first, committing it when it was the last. */
@@ -79,12 +102,11 @@ static int dup_onto(int fd, int fd2, int flags, int three)
     /* An invalid fd leaves fd2 alone, as dup2 itself does. */
     int onto_ours = fd != fd2 && fdtable_get(fd2) && real_fcntl()(fd, F_GETFD, NULL) >= 0;
     int r = onto_ours ? shim_drop(fd2) : 0;
-    int newfd = three ? real_dup3()(fd, fd2, flags) : real_dup2()(fd, fd2);
+    int newfd = dup_as_one(fd, fd2, flags, three ? 3 : 2);
     if (newfd < 0)
         return newfd;
     if (fd != fd2)
         shim_mem_fd_closing(fd2, fd2); /* fd2 was closed: it may have been the placeholder */
-    newfd = copied(fd, newfd);
     return r < 0 ? shim_fail(r) : newfd;
 }
 
@@ -106,10 +128,9 @@ static int fcntl_body(int fd, int cmd, void *arg)
         return r;
     if (!shim_guard && shim_mem_fcntl(fd, cmd, arg, &r))
         return r;
-    r = real_fcntl()(fd, cmd, arg);
     if (!shim_guard && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))
-        r = copied(fd, r);
-    return r;
+        return dup_as_one(fd, (int)(long)arg, 0, cmd);
+    return real_fcntl()(fd, cmd, arg);
 }
 
 SHIM_EXPORT int fcntl(int fd, int cmd, ...)

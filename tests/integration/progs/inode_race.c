@@ -1,0 +1,230 @@
+/* inode_race.c MODE ARGS...: races on one key's open file (shim/inode.c) that lost bytes or
+ * answered falsely, run under LD_PRELOAD="shim progs/inject.so": inject.so widens a window or
+ * fails a call in one thread, so each interleaving happens on every run. Prints one line,
+ * "MODE|RESULT"; t_inode.sh compares it and reads what landed with kvtool.
+ *
+ *   size KEYPATH LOCAL ROUNDS  stat of an open file while its descriptor is closed and the
+ *                              number reused by LOCAL (another size): every stat answers the
+ *                              key's size (ASYA_STATE_BUFFER=memfd: the size is the fstat's)
+ *   dup KEYPATH               a dup in one thread while another opens the key again (moves its
+ *                              bytes to the master): a write through the copy is seen by the
+ *                              second descriptor and lands
+ *   split KEYPATH             the move of a record with two descriptors fails half-way (its
+ *                              second dup3): the open fails and both descriptors stay on one
+ *                              buffer (both writes land)
+ *   stall KEYPATH OTHER PID ROUNDS  a commit waiting on a stopped server (PID: SIGSTOP), a stat
+ *                              of that file and a read of another open mount file (OTHER) in a
+ *                              third thread: the read returns while the server is stopped
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static void (*inject)(const char *, int);
+
+static void die(const char *what)
+{
+    fprintf(stderr, "inode_race: %s: %s\n", what, strerror(errno));
+    exit(2);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec t = { ms / 1000, (long)(ms % 1000) * 1000000 };
+    nanosleep(&t, NULL);
+}
+
+/* ---- size ---- */
+static const char *key_path;
+static volatile int stop;
+static long wrong, asked;
+static off_t key_size;
+
+static void *stat_loop(void *arg)
+{
+    /* size: between picking a descriptor and asking the kernel; stall: after each lock it
+     * lets go, so a commit can start between the looks the stat takes */
+    inject(arg ? "unlock_delay_us" : "fstat_delay_us", arg ? 300 : 3000);
+    while (!stop) {
+        struct stat st;
+        if (stat(key_path, &st) == 0) {
+            asked++;
+            if (st.st_size != key_size)
+                wrong++;
+        }
+    }
+    return NULL;
+}
+
+static int mode_size(const char *local, int rounds)
+{
+    struct stat st;
+    if (stat(key_path, &st) < 0)
+        die("stat");
+    key_size = st.st_size;
+    pthread_t t;
+    pthread_create(&t, NULL, stat_loop, NULL);
+    for (int i = 0; i < rounds; i++) {
+        int fd = open(key_path, O_RDONLY);
+        if (fd < 0)
+            die("open key");
+        sleep_ms(2);
+        close(fd);
+        int l = open(local, O_RDONLY); /* the lowest free number: fd's */
+        if (l != fd)
+            fprintf(stderr, "inode_race: the local file got %d, not %d\n", l, fd);
+        sleep_ms(6);
+        close(l);
+    }
+    stop = 1;
+    pthread_join(t, NULL);
+    printf("size|%s\n", asked > 0 && wrong == 0 ? "every stat gave the key's size" : "false sizes");
+    fprintf(stderr, "inode_race: size: %ld of %ld stats wrong\n", wrong, asked);
+    return 0;
+}
+
+/* ---- dup ---- */
+static int fd1, fd_copy = -1;
+
+static void *dup_slowly(void *arg)
+{
+    (void)arg;
+    inject("dup_delay_us", 50000); /* the kernel's copy made, the shim's record not yet */
+    fd_copy = dup(fd1);
+    inject("dup_delay_us", 0);
+    return NULL;
+}
+
+static int mode_dup(void)
+{
+    fd1 = open(key_path, O_RDWR);
+    if (fd1 < 0)
+        die("open");
+    pthread_t t;
+    pthread_create(&t, NULL, dup_slowly, NULL);
+    sleep_ms(15);
+    int fd2 = open(key_path, O_RDWR); /* shares the open file: moves it to the master */
+    if (fd2 < 0)
+        die("second open");
+    pthread_join(t, NULL);
+    if (fd_copy < 0)
+        die("dup");
+    if (pwrite(fd_copy, "DUP", 3, 0) != 3)
+        die("pwrite");
+    char buf[16] = { 0 };
+    ssize_t n = pread(fd2, buf, sizeof buf - 1, 0);
+    int c = close(fd_copy) | close(fd1) | close(fd2);
+    printf("dup|second descriptor reads %.*s, close %d\n", (int)(n < 0 ? 0 : n), buf, c);
+    return 0;
+}
+
+/* ---- split ---- */
+static int mode_split(void)
+{
+    int a = open(key_path, O_RDWR);
+    if (a < 0)
+        die("open");
+    int b = dup(a); /* one record, two descriptors */
+    inject("dup3_fail_in", 2); /* the move's second dup3 fails */
+    int c = open(key_path, O_RDWR);
+    int err = c < 0 ? errno : 0;
+    inject("dup3_fail_in", 0);
+    if (pwrite(a, "X", 1, 0) != 1 || pwrite(b, "Y", 1, 1) != 1)
+        die("pwrite");
+    char buf[16] = { 0 };
+    ssize_t n = pread(a, buf, sizeof buf - 1, 0);
+    int r = (c >= 0 ? close(c) : 0) | close(a);
+    int rb = close(b);
+    printf("split|second open %s, a reads %.*s, close %d %d\n", c >= 0 ? "ok" : strerrorname_np(err),
+           (int)(n < 0 ? 0 : n), buf, r, rb);
+    return 0;
+}
+
+/* ---- stall ---- */
+static int fd_commit, fd_other;
+static volatile int read_done, committing;
+
+static void *commit_loop(void *arg)
+{
+    (void)arg;
+    while (!stop) {
+        char c = (char)('a' + committing++ % 26); /* changed bytes: every fsync commits */
+        if (pwrite(fd_commit, &c, 1, 0) != 1 || fsync(fd_commit) < 0)
+            fprintf(stderr, "inode_race: fsync: %s\n", strerror(errno));
+        sleep_ms(1); /* the inode's lock free a while: the stats get past it */
+    }
+    return NULL;
+}
+
+static void *other_read(void *arg)
+{
+    (void)arg;
+    char c;
+    if (pread(fd_other, &c, 1, 0) < 0)
+        fprintf(stderr, "inode_race: read: %s\n", strerror(errno));
+    read_done = 1;
+    return NULL;
+}
+
+static int mode_stall(const char *other, pid_t server, int rounds)
+{
+    fd_commit = open(key_path, O_RDWR);
+    fd_other = open(other, O_RDONLY);
+    if (fd_commit < 0 || fd_other < 0)
+        die("open");
+    pthread_t a, b;
+    pthread_create(&a, NULL, commit_loop, NULL);
+    pthread_create(&b, NULL, stat_loop, "stall");
+    int stalls = 0;
+    for (int i = 0; i < rounds; i++) {
+        sleep_ms(5);
+        kill(server, SIGSTOP); /* the commit in flight, or the next, now waits */
+        sleep_ms(20);
+        read_done = 0;
+        pthread_t c;
+        pthread_create(&c, NULL, other_read, NULL);
+        for (int w = 0; w < 100 && !read_done; w++)
+            sleep_ms(10);
+        stalls += !read_done; /* not back within 1 s, the server still stopped */
+        kill(server, SIGCONT);
+        pthread_join(c, NULL);
+    }
+    stop = 1;
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    close(fd_other);
+    int r = close(fd_commit);
+    printf("stall|reads stalled by another file's commit: %d of %d, close %d\n", stalls, rounds, r);
+    fprintf(stderr, "inode_race: stall: %ld stats, %d commits\n", asked, committing);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    inject = (void (*)(const char *, int))dlsym(RTLD_DEFAULT, "inject_set");
+    if (!inject || argc < 3) {
+        fprintf(stderr, "usage: LD_PRELOAD=\"shim inject.so\" inode_race MODE KEYPATH ...\n");
+        return 2;
+    }
+    key_path = argv[2];
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (!strcmp(argv[1], "size") && argc == 5)
+        return mode_size(argv[3], atoi(argv[4]));
+    if (!strcmp(argv[1], "dup"))
+        return mode_dup();
+    if (!strcmp(argv[1], "split"))
+        return mode_split();
+    if (!strcmp(argv[1], "stall") && argc == 6)
+        return mode_stall(argv[3], (pid_t)atoi(argv[4]), atoi(argv[5]));
+    fprintf(stderr, "inode_race: bad arguments\n");
+    return 2;
+}
