@@ -545,45 +545,73 @@ int shim_inode_open(struct shim_inode *ino, int oflags)
 
 struct size_of {
     struct shim_inode *ino;
-    int fd;         /* a descriptor of it, -1 when none */
-    int in_memory;  /* 1: len is an in-memory file's */
+    int found;
+    int err;                /* the fstat's -errno */
     size_t len;
+    struct shim_file *busy; /* an in-memory file whose lock was taken: held, to wait on */
 };
 
-/* fdtable_each's callback (under the table's mutex, which keeps f alive). */
+/* fdtable_each's callback, under the table's mutex: fd is still this record's descriptor
+ * (a close takes it out of the table before the kernel's close), so its fstat cannot meet
+ * a number another thread closed and reused. An in-memory file's lock may be held across a
+ * commit (a network request): never waited on here, where every hook would wait with us. */
 static void first_fd(int fd, struct shim_file *f, void *arg)
 {
     struct size_of *s = arg;
-    if (f->ino != s->ino || s->fd >= 0)
+    if (f->ino != s->ino || s->found)
         return;
-    s->fd = fd;
-    struct shim_mem *m = f->mem ? shim_mem_lock(f->mem) : NULL;
-    if (m) {
-        s->len = m->len;
-        s->in_memory = 1;
-        shim_mem_unlock(m);
+    s->found = 1;
+    if (f->mem && pthread_mutex_trylock(&f->mem->mu) != 0) {
+        f->refs++; /* the table's mutex guards refs */
+        s->busy = f;
+        return;
     }
+    int in_memory = f->mem && !f->mem->settled;
+    if (in_memory)
+        s->len = f->mem->len;
+    if (f->mem)
+        pthread_mutex_unlock(&f->mem->mu);
+    struct stat st;
+    if (in_memory)
+        return;
+    if (real_fstat()(fd, &st) < 0)
+        s->err = -errno;
+    else
+        s->len = (size_t)st.st_size;
 }
 
 int shim_inode_size(struct shim_inode *ino, size_t *len)
 {
-    pthread_mutex_lock(&ino->mu);
-    int fd = ino->kfd;
-    pthread_mutex_unlock(&ino->mu);
-    if (fd < 0) {
-        struct size_of s = { .ino = ino, .fd = -1 };
-        fdtable_each(first_fd, &s);
-        fd = s.fd;
-        if (s.in_memory) {
-            *len = s.len;
-            return 0;
+    for (;;) {
+        pthread_mutex_lock(&ino->mu); /* the master is closed under it: never a reused number */
+        if (ino->kfd >= 0) {
+            struct stat st;
+            int r = real_fstat()(ino->kfd, &st) < 0 ? -errno : 0;
+            pthread_mutex_unlock(&ino->mu);
+            if (r == 0)
+                *len = (size_t)st.st_size;
+            return r;
         }
+        pthread_mutex_unlock(&ino->mu);
+        struct size_of s = { .ino = ino };
+        fdtable_each(first_fd, &s);
+        if (!s.found)
+            return -EBADF;
+        if (!s.busy) {
+            *len = s.len;
+            return s.err;
+        }
+        /* its lock is busy (a commit, a write): wait for it here, holding the record only */
+        struct shim_mem *m = shim_mem_lock(s.busy->mem);
+        if (m) {
+            *len = m->len;
+            shim_mem_unlock(m);
+        }
+        fdtable_unref(s.busy);
+        if (m)
+            return 0;
+        /* settled meanwhile: ask again, now of its kernel file */
     }
-    struct stat st;
-    if (fd < 0 || real_fstat()(fd, &st) < 0)
-        return -EBADF;
-    *len = (size_t)st.st_size;
-    return 0;
 }
 
 /* ---- names ---- */

@@ -74,6 +74,28 @@ if ${CC:-cc} -std=gnu11 -O1 -Wall -Wextra -Werror -fPIC -shared -o "$TMP/inject.
         "dup|second descriptor reads DUPe, close 0" "$(race dup /state/ino/race_dup 2>&1)"
     expect_eq "inode: ... and the bucket holds its write" "DUPe" "$($KVTOOL get "$B" in.race_dup)"
 
+    # 5. stat of an open file whose descriptor another thread closes, its number reused by a
+    # local file of another size meanwhile: the key's size, never the local file's
+    $KVTOOL put "$B" in.race_size 12345 >/dev/null
+    head -c 7777 /dev/zero >"$TMP/local7777"
+    expect_eq "inode: stat while the descriptor is closed and its number reused: the key's size" \
+        "size|every stat gave the key's size" \
+        "$(ASYA_STATE_BUFFER=memfd race size /state/ino/race_size "$TMP/local7777" 20 2>/dev/null)"
+
+    # 6. a commit waiting on a stopped server (a private one), a stat of that file, and a read
+    # of another open mount file in a third thread: the read never waits for the commit
+    if start_server; then
+        $KVTOOL -s "$SERVER_URL" bucket-add stall >/dev/null
+        $KVTOOL -s "$SERVER_URL" put stall k base >/dev/null
+        $KVTOOL -s "$SERVER_URL" put stall o other >/dev/null
+        expect_eq "inode: a commit waiting on the server stalls no other file's read" \
+            "stall|reads stalled by another file's commit: 0 of 30, close 0" \
+            "$(NATS_URL=$SERVER_URL NATS_KV_BUCKET=stall STATE_PREFIX= race stall \
+                /state/ino/k /state/ino/o "$SERVER_PID" 30 2>/dev/null)"
+        stop_server "$SERVER_PID"
+    else
+        fail "inode: stall: private server" "cannot start nats-server"
+    fi
 else
     fail "inode: progs/inject.c and progs/inode_race.c compile" "$(head -n 3 "$TMP/cc.err")"
 fi
