@@ -435,26 +435,69 @@ static int reopen(int kfd, int oflags)
     return fd < 0 ? -errno : fd;
 }
 
-/* Puts a reopen of the master under every descriptor of one record (they share one open
- * file description, so they get one new one), keeping its offset, flags and FD_CLOEXEC. */
-static int rebase(int kfd, const int *fds, int n)
+/* For the record whose descriptor fd is: *nfd a reopen of the master with fd's status flags
+ * and offset, *old a copy of fd's own open file description (to move back to). */
+static int prepare_move(int kfd, int fd, int *nfd, int *old)
 {
-    int fl = real_fcntl()(fds[0], F_GETFL, NULL);
-    off_t pos = real_lseek()(fds[0], 0, SEEK_CUR);
+    int fl = real_fcntl()(fd, F_GETFL, NULL);
+    off_t pos = real_lseek()(fd, 0, SEEK_CUR);
     if (fl < 0)
         return -errno;
-    int nfd = reopen(kfd, (fl & ~O_TRUNC) | O_CLOEXEC);
-    if (nfd < 0)
-        return nfd;
-    int r = 0;
-    if (pos > 0 && real_lseek()(nfd, pos, SEEK_SET) < 0)
-        r = -errno;
-    for (int i = 0; r == 0 && i < n; i++) {
-        int fdfl = real_fcntl()(fds[i], F_GETFD, NULL);
-        if (fdfl < 0 || real_dup3()(nfd, fds[i], (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+    if ((*nfd = reopen(kfd, (fl & ~O_TRUNC) | O_CLOEXEC)) < 0)
+        return *nfd;
+    if (pos > 0 && real_lseek()(*nfd, pos, SEEK_SET) < 0)
+        return -errno;
+    *old = real_fcntl()(fd, F_DUPFD_CLOEXEC, (void *)0L);
+    return *old < 0 ? -errno : 0;
+}
+
+/* Moves every descriptor collected in c onto the master: one reopen per record (its
+ * descriptors share one open file description, so they get one new one), keeping offset,
+ * status flags and FD_CLOEXEC. All or nothing: what can fail is done before the first
+ * descriptor moves, and a move that fails later puts the moved ones back. When even that
+ * fails the file's bytes are split across two buffers: it is poisoned (its close fails,
+ * nothing is committed) and the failure logged, never a silent loss. */
+static int move_all(struct shim_inode *ino, int kfd, const struct fds_of *c)
+{
+    const struct shim_file *rec[64];
+    int nfd[64], old[64], grp[64], fdfl[64], ng = 0, r = 0;
+    for (int i = 0; r == 0 && i < c->n; i++) {
+        int g = 0;
+        while (g < ng && rec[g] != c->f[i])
+            g++;
+        grp[i] = g;
+        if ((fdfl[i] = real_fcntl()(c->fd[i], F_GETFD, NULL)) < 0)
             r = -errno;
+        else if (g == ng) {
+            rec[ng] = c->f[i];
+            nfd[ng] = old[ng] = -1;
+            ng++;
+            r = prepare_move(kfd, c->fd[i], &nfd[g], &old[g]);
+        }
     }
-    real_close()(nfd);
+    int moved = 0;
+    while (r == 0 && moved < c->n) {
+        int i = moved;
+        if (real_dup3()(nfd[grp[i]], c->fd[i], (fdfl[i] & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+            r = -errno;
+        else
+            moved++;
+    }
+    int split = 0;
+    for (int i = 0; r < 0 && i < moved; i++)
+        if (real_dup3()(old[grp[i]], c->fd[i], (fdfl[i] & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+            split = 1;
+    if (split) {
+        shim_inode_poison(ino, -EIO);
+        log_at(LOG_ERROR, "%s: its descriptors could not all be moved to one buffer (%s), "
+               "nor back: it will not be committed", ino->rel, strerror(-r));
+    }
+    for (int g = 0; g < ng; g++) {
+        if (nfd[g] >= 0)
+            real_close()(nfd[g]);
+        if (old[g] >= 0)
+            real_close()(old[g]);
+    }
     return r;
 }
 
@@ -485,19 +528,7 @@ static int share_locked(struct shim_inode *ino)
     if (kfd < 0)
         return kfd;
     kfd = shim_fd_high(kfd);
-    /* each record's descriptors (collected in table order) onto one reopen */
-    for (int i = 0; r == 0 && i < c.n; i++) {
-        if (!c.f[i])
-            continue;
-        int same[64], k = 0;
-        for (int j = i; j < c.n; j++)
-            if (c.f[j] == c.f[i]) {
-                same[k++] = c.fd[j];
-                if (j != i)
-                    c.f[j] = NULL;
-            }
-        r = rebase(kfd, same, k);
-    }
+    r = move_all(ino, kfd, &c);
     if (r < 0) {
         real_close()(kfd);
         return r;

@@ -74,6 +74,13 @@ if ${CC:-cc} -std=gnu11 -O1 -Wall -Wextra -Werror -fPIC -shared -o "$TMP/inject.
         "dup|second descriptor reads DUPe, close 0" "$(race dup /state/ino/race_dup 2>&1)"
     expect_eq "inode: ... and the bucket holds its write" "DUPe" "$($KVTOOL get "$B" in.race_dup)"
 
+    # 2. the move to the master fails half-way (a record's second descriptor): nothing moved
+    $KVTOOL put "$B" in.race_split base >/dev/null
+    expect_eq "inode: a move to the master failing half-way moves nothing (both writes kept)" \
+        "split|second open EBUSY, a reads XYse, close 0 0" \
+        "$(ASYA_STATE_BUFFER=memfd race split /state/ino/race_split 2>/dev/null)"
+    expect_eq "inode: ... and the bucket holds both" "XYse" "$($KVTOOL get "$B" in.race_split)"
+
     # 5. stat of an open file whose descriptor another thread closes, its number reused by a
     # local file of another size meanwhile: the key's size, never the local file's
     $KVTOOL put "$B" in.race_size 12345 >/dev/null
