@@ -773,18 +773,43 @@ void shim_inode_fork_unlock(int child)
 }
 
 /* ---- shared writable mappings ----
- * Each keeps a use of its inode until it is unmapped, so a file whose descriptors are all
- * closed is committed when its last mapping goes (munmap, or exit). */
+ * Each keeps a use of its inode until its last byte is unmapped, so a file whose descriptors
+ * are all closed is committed when its last mapping goes (munmap, or exit). An entry is one
+ * page-rounded range of one mapping: munmap of a piece trims it (a hole in the middle makes
+ * two entries, each holding a use), mremap moves it. */
 
 struct map {
     char *addr;
-    size_t len;
+    size_t len; /* whole pages */
     struct shim_inode *ino;
 };
 
 static struct map *maps;
 static int nmaps, capmaps;
 int shim_inode_maps_live;
+
+static size_t page_up(size_t n)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    return (n + ps - 1) / ps * ps;
+}
+
+/* Appends an entry (table_lock held); each entry holds a use and a reference of its inode,
+ * which the caller has given it. 0 or -ENOMEM. */
+static int add_map_locked(char *addr, size_t len, struct shim_inode *ino)
+{
+    if (nmaps == capmaps) {
+        int cap = capmaps ? 2 * capmaps : 16;
+        struct map *m = realloc(maps, (size_t)cap * sizeof *m);
+        if (!m)
+            return -ENOMEM;
+        maps = m;
+        capmaps = cap;
+    }
+    maps[nmaps++] = (struct map){ .addr = addr, .len = len, .ino = ino };
+    __atomic_store_n(&shim_inode_maps_live, nmaps, __ATOMIC_RELEASE);
+    return 0;
+}
 
 int shim_inode_mapped(int fd, void *addr, size_t len)
 {
@@ -793,21 +818,10 @@ int shim_inode_mapped(int fd, void *addr, size_t len)
     int r = 0;
     if (ino) {
         pthread_mutex_lock(&table_lock);
-        if (nmaps == capmaps) {
-            int cap = capmaps ? 2 * capmaps : 16;
-            struct map *m = realloc(maps, (size_t)cap * sizeof *m);
-            if (m) {
-                maps = m;
-                capmaps = cap;
-            }
-        }
-        if (nmaps < capmaps) {
-            maps[nmaps++] = (struct map){ .addr = addr, .len = len, .ino = ino };
+        r = add_map_locked(addr, page_up(len), ino);
+        if (r == 0) {
             ino->refs++;
             ino->users++;
-            __atomic_store_n(&shim_inode_maps_live, nmaps, __ATOMIC_RELEASE);
-        } else {
-            r = -ENOMEM;
         }
         pthread_mutex_unlock(&table_lock);
     }
@@ -816,29 +830,67 @@ int shim_inode_mapped(int fd, void *addr, size_t len)
     return r;
 }
 
-/* Takes out of the list the mappings that meet [addr, addr + len) (all when addr is NULL);
- * wholly: those inside it, else only those that overlap it, each kept with a reference
- * (when wholly is 0 the caller gets an extra use and reference, the mapping stays). */
+/* Takes [lo, hi) out of the entry at i (table_lock held), keeping what is left of it on
+ * either side. Returns 1 when nothing is left (the entry is removed: its use and reference
+ * are the caller's now), else 0; -ENOMEM when a hole would need an entry that cannot be
+ * made (the entry is then kept whole: committed at exit at the latest). */
+static int cut_locked(int i, char *lo, char *hi)
+{
+    struct map *m = &maps[i];
+    char *end = m->addr + m->len;
+    int left = m->addr < lo, right = hi < end;
+    if (left && right) {
+        struct shim_inode *ino = m->ino;
+        if (add_map_locked(hi, (size_t)(end - hi), ino) < 0)
+            return -ENOMEM;
+        ino->refs++; /* the second piece holds a use of its own */
+        ino->users++;
+        maps[i].len = (size_t)(lo - maps[i].addr); /* maps may have moved */
+        return 0;
+    }
+    if (left) {
+        m->len = (size_t)(lo - m->addr);
+        return 0;
+    }
+    if (right) {
+        m->len = (size_t)(end - hi);
+        m->addr = hi;
+        return 0;
+    }
+    maps[i] = maps[--nmaps];
+    __atomic_store_n(&shim_inode_maps_live, nmaps, __ATOMIC_RELEASE);
+    return 1;
+}
+
+/* Takes [addr, addr + len) out of every mapping (everything when addr is NULL) and puts in
+ * out the inodes of those wholly gone, each with its use and reference; up to max. With
+ * wholly 0 nothing changes: out gets the inodes of every mapping that meets the range, each
+ * with one more use and reference (msync). Returns how many. */
 static int take_maps(char *addr, size_t len, int wholly, struct shim_inode **out, int max)
 {
+    char *lo = addr, *hi = addr ? addr + page_up(len) : NULL;
     int n = 0;
     pthread_mutex_lock(&table_lock);
     for (int i = 0; i < nmaps && n < max;) {
         struct map *m = &maps[i];
-        int inside = !addr || (m->addr >= addr && m->addr + m->len <= addr + len);
-        int meets = !addr || (m->addr < addr + len && addr < m->addr + m->len);
-        if (wholly ? inside : meets) {
-            out[n++] = m->ino;
-            if (!wholly) {
-                m->ino->refs++;
-                m->ino->users++;
-                i++;
-                continue;
-            }
-            maps[i] = maps[--nmaps];
+        int meets = !addr || (m->addr < hi && lo < m->addr + m->len);
+        if (!meets) {
+            i++;
             continue;
         }
-        i++;
+        if (!wholly) {
+            out[n++] = m->ino;
+            m->ino->refs++;
+            m->ino->users++;
+            i++;
+            continue;
+        }
+        struct shim_inode *ino = m->ino;
+        int gone = addr ? cut_locked(i, lo, hi) : (maps[i] = maps[--nmaps], 1);
+        if (gone == 1)
+            out[n++] = ino; /* maps[i] is another entry now */
+        else
+            i++;
     }
     __atomic_store_n(&shim_inode_maps_live, nmaps, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&table_lock);
@@ -871,6 +923,52 @@ int shim_inode_unmapped(void *addr, size_t len)
             break;
     }
     return err;
+}
+
+int shim_inode_remapped(void *old, size_t old_len, void *addr, size_t len)
+{
+    char *lo = old, *hi = lo + page_up(old_len);
+    ptrdiff_t grow = (ptrdiff_t)page_up(len) - (ptrdiff_t)page_up(old_len);
+    struct map moved[64];
+    struct shim_inode *gone[64];
+    int nmoved = 0, ngone = 0, r = 0;
+    pthread_mutex_lock(&table_lock);
+    /* Each piece of a mapping inside the old range is cut out (what is left outside stays,
+     * and is never met again), then put back at the same offset from the new address; the
+     * piece at the range's end grows or shrinks with it. */
+    for (int i = 0; i < nmaps && nmoved < 64;) {
+        struct map *m = &maps[i];
+        char *plo = m->addr > lo ? m->addr : lo;
+        char *phi = m->addr + m->len < hi ? m->addr + m->len : hi;
+        if (plo >= phi) {
+            i++;
+            continue;
+        }
+        struct shim_inode *ino = m->ino;
+        ptrdiff_t plen = (phi - plo) + (phi == hi ? grow : 0);
+        int c = cut_locked(i, plo, phi);
+        if (c < 0) {
+            r = c;
+            i++;
+            continue;
+        }
+        if (c == 0) { /* the mapping keeps a part here: the moved piece needs its own use */
+            ino->refs++;
+            ino->users++;
+            i++;
+        }
+        moved[nmoved++] = (struct map){ .addr = (char *)addr + (plo - lo),
+                                        .len = plen > 0 ? (size_t)plen : 0, .ino = ino };
+    }
+    for (int k = 0; k < nmoved; k++) {
+        if (moved[k].len == 0 || add_map_locked(moved[k].addr, moved[k].len, moved[k].ino) < 0) {
+            r = moved[k].len ? -ENOMEM : r;
+            gone[ngone++] = moved[k].ino;
+        }
+    }
+    pthread_mutex_unlock(&table_lock);
+    int c = close_all(gone, ngone, 0);
+    return r < 0 ? r : c;
 }
 
 int shim_inode_msync(void *addr, size_t len)

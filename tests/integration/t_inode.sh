@@ -81,6 +81,22 @@ if ${CC:-cc} -std=gnu11 -O1 -Wall -Wextra -Werror -fPIC -shared -o "$TMP/inject.
         "$(ASYA_STATE_BUFFER=memfd race split /state/ino/race_split 2>/dev/null)"
     expect_eq "inode: ... and the bucket holds both" "XYse" "$($KVTOOL get "$B" in.race_split)"
 
+    # 4. a shared mapping (its descriptor closed) unmapped a page at a time, the middle one
+    # first; a mapping moved and grown by mremap, unmapped at its new address: the munmap that
+    # takes the last byte commits (the program then dies by SIGKILL: nothing at exit)
+    bytes_at() { python3 -c 'import sys; d = sys.stdin.buffer.read(); p = int(sys.argv[1])
+print(len(d) // p, d[:5].rstrip(b"\0").decode(), *(d[i * p:i * p + 1].decode() for i in (1, 2) if len(d) > i * p))' "$(getconf PAGESIZE)"; }
+    $KVTOOL put "$B" in.race_unmap base >/dev/null
+    expect_eq "inode: a mapping unmapped in pieces: munmap succeeds" "unmap|munmap 0 0 0" \
+        "$(race unmap /state/ino/race_unmap 2>/dev/null)"
+    expect_eq "inode: ... the last piece's munmap committed every page's write" "3 Aase B C" \
+        "$($KVTOOL get "$B" in.race_unmap | bytes_at)"
+    $KVTOOL put "$B" in.race_mremap base >/dev/null
+    expect_eq "inode: a mapping moved by mremap: munmap at its new address succeeds" \
+        "mremap|moved yes, munmap 0" "$(race mremap /state/ino/race_mremap 2>/dev/null)"
+    expect_eq "inode: ... and committed what was written there" "2 MOVED T" \
+        "$($KVTOOL get "$B" in.race_mremap | bytes_at)"
+
     # 5. stat of an open file whose descriptor another thread closes, its number reused by a
     # local file of another size meanwhile: the key's size, never the local file's
     $KVTOOL put "$B" in.race_size 12345 >/dev/null

@@ -15,6 +15,11 @@
  *   stall KEYPATH OTHER PID ROUNDS  a commit waiting on a stopped server (PID: SIGSTOP), a stat
  *                              of that file and a read of another open mount file (OTHER) in a
  *                              third thread: the read returns while the server is stopped
+ *   unmap KEYPATH             a shared mapping of 3 pages, its descriptor closed, written, then
+ *                              unmapped a page at a time (the middle first): the last munmap
+ *                              commits; then SIGKILL (no commit at exit)
+ *   mremap KEYPATH            a shared mapping moved and grown by mremap, written, unmapped
+ *                              at its new address: that munmap commits; then SIGKILL
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -25,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -208,6 +214,56 @@ static int mode_stall(const char *other, pid_t server, int rounds)
     return 0;
 }
 
+/* ---- unmap, mremap ---- */
+/* at: where (NULL: anywhere) */
+static char *map_key(char *at, size_t len)
+{
+    int fd = open(key_path, O_RDWR);
+    if (fd < 0 || ftruncate(fd, (off_t)len) < 0)
+        die("open");
+    char *p = mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | (at ? MAP_FIXED : 0), fd, 0);
+    if (p == MAP_FAILED)
+        die("mmap");
+    if (close(fd) < 0) /* the mapping keeps the file: nothing committed yet */
+        die("close");
+    return p;
+}
+
+static int mode_unmap(void)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    char *p = map_key(NULL, 3 * ps);
+    p[0] = 'A';
+    p[ps] = 'B';
+    p[2 * ps] = 'C';
+    int a = munmap(p + ps, ps), b = munmap(p, ps), c = munmap(p + 2 * ps, ps);
+    printf("unmap|munmap %d %d %d\n", a, b, c);
+    raise(SIGKILL); /* what landed was committed by a munmap, not at exit */
+    return 1;
+}
+
+static int mode_mremap(void)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    /* two pages reserved, the file mapped over the first: growing it must move it */
+    char *area = mmap(NULL, 2 * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (area == MAP_FAILED)
+        die("reserve");
+    char *p = map_key(area, ps);
+    int fd = open(key_path, O_RDWR);
+    if (fd < 0 || ftruncate(fd, (off_t)(2 * ps)) < 0 || close(fd) < 0)
+        die("grow");
+    char *q = mremap(p, ps, 2 * ps, MREMAP_MAYMOVE);
+    if (q == MAP_FAILED)
+        die("mremap");
+    memcpy(q, "MOVED", 5);
+    q[ps] = 'T';
+    int a = munmap(q, 2 * ps);
+    printf("mremap|moved %s, munmap %d\n", q != p ? "yes" : "no", a);
+    raise(SIGKILL);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     inject = (void (*)(const char *, int))dlsym(RTLD_DEFAULT, "inject_set");
@@ -223,6 +279,10 @@ int main(int argc, char **argv)
         return mode_dup();
     if (!strcmp(argv[1], "split"))
         return mode_split();
+    if (!strcmp(argv[1], "unmap"))
+        return mode_unmap();
+    if (!strcmp(argv[1], "mremap"))
+        return mode_mremap();
     if (!strcmp(argv[1], "stall") && argc == 6)
         return mode_stall(argv[3], (pid_t)atoi(argv[4]), atoi(argv[5]));
     fprintf(stderr, "inode_race: bad arguments\n");
