@@ -6,13 +6,40 @@
 
 #include <dlfcn.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "shim/inode.h"
 #include "shim/mem.h"
+
+uint64_t shim_fd_kid(int fd)
+{
+    struct stat st;
+    if (real_fstat()(fd, &st) < 0)
+        return 0;
+    return ((uint64_t)st.st_dev << 40 ^ (uint64_t)st.st_ino) | 1;
+}
+
+/* One line for a record whose descriptor fd was closed without the shim seeing it (a raw
+ * system call), found now: what became of its bytes (r: the commit's outcome, when last). */
+void shim_log_lost(struct shim_file *f, int fd, int last, int r)
+{
+    char which[32] = "a descriptor";
+    if (fd >= 0)
+        snprintf(which, sizeof which, "descriptor %d", fd);
+    if (r < 0)
+        log_at(LOG_ERROR, "%s: %s was closed without the shim seeing it (a raw system "
+               "call?): its unsaved bytes are lost (%s), nothing committed", shim_file_rel(f),
+               which, strerror(-r));
+    else
+        log_at(LOG_ERROR, "%s: %s was closed without the shim seeing it (a raw system "
+               "call?): %s", shim_file_rel(f), which,
+               last ? "committed now from the shim's copy" : "its other descriptors remain");
+}
 
 int shim_drop(int fd)
 {
@@ -22,6 +49,10 @@ int shim_drop(int fd)
     shim_enter();
     struct shim_file *held = fdtable_hold(fd);
     struct shim_inode *ino = held ? held->ino : NULL;
+    /* fd is still the record's kernel file? A raw close lets the number be reused by a file
+     * of the program's: its bytes must never be committed as the key's. */
+    uint64_t kid = held ? __atomic_load_n(&held->kid, __ATOMIC_ACQUIRE) : 0;
+    int lost = ino && kid && shim_fd_kid(fd) != kid;
     if (ino)
         pthread_mutex_lock(&ino->mu);
     int last = 0;
@@ -36,7 +67,11 @@ int shim_drop(int fd)
     int r = 0;
     if (last && f->ino && !f->closed) {
         f->closed = 1; /* the record's use of its open file ends: the last one commits */
-        r = shim_inode_close(f->ino, fd, f->mem);
+        r = shim_inode_close(f->ino, lost ? -1 : fd, f->mem);
+    }
+    if (lost) {
+        shim_log_lost(f, fd, last, r);
+        r = 0; /* the program's close of what fd is now is its own */
     }
     if (last && f->mem)
         shim_mem_release(f->mem);

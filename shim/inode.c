@@ -395,8 +395,12 @@ void shim_inode_put(struct shim_inode *ino)
 
 void fdtable_free_ino(struct shim_file *f)
 {
-    if (!f->closed) /* its descriptors went without a close the shim saw */
-        shim_inode_close(f->ino, -1, NULL);
+    if (!f->closed) { /* its descriptors went without a close the shim saw */
+        f->closed = 1;
+        int r = shim_inode_close(f->ino, -1, f->mem); /* the master's or memory's bytes */
+        if (f->lost)
+            shim_log_lost(f, -1, 1, r);
+    }
     shim_inode_put(f->ino);
 }
 
@@ -483,6 +487,9 @@ static int move_all(struct shim_inode *ino, int kfd, const struct fds_of *c)
         else
             moved++;
     }
+    uint64_t kid = r == 0 ? shim_fd_kid(kfd) : 0; /* a reopen of the master is its file */
+    for (int i = 0; r == 0 && i < c->n; i++)
+        __atomic_store_n(&c->f[i]->kid, kid, __ATOMIC_RELEASE);
     int split = 0;
     for (int i = 0; r < 0 && i < moved; i++)
         if (real_dup3()(old[grp[i]], c->fd[i], (fdfl[i] & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)

@@ -202,6 +202,8 @@ static int settle(struct shim_mem *m, int fd)
         r = -errno;
     if (r == 0 && real_dup3()(kfd, fd, (fdflags & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
         r = -errno;
+    if (r == 0) /* the record's descriptors are this memfd now */
+        __atomic_store_n(&m->file->kid, shim_fd_kid(kfd), __ATOMIC_RELEASE);
     if (kfd >= 0)
         real_close()(kfd);
     if (r == 0)

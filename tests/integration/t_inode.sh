@@ -97,6 +97,19 @@ print(len(d) // p, d[:5].rstrip(b"\0").decode(), *(d[i * p:i * p + 1].decode() f
     expect_eq "inode: ... and committed what was written there" "2 MOVED T" \
         "$($KVTOOL get "$B" in.race_mremap | bytes_at)"
 
+    # 3. a written file closed by a raw system call (no libc: no hook sees it), its number
+    # reused by a local file the program then closes: one stderr line, and the local file's
+    # bytes never become the key's value (the key keeps its old one: the memfd is gone)
+    $KVTOOL put "$B" in.race_raw base >/dev/null
+    echo LOCALDATA >"$TMP/localdata"
+    out=$(ASYA_STATE_BUFFER=memfd race rawclose /state/ino/race_raw "$TMP/localdata" 2>"$TMP/raw.err")
+    expect_eq "inode: a raw close, the number reused by a local file: its close succeeds" \
+        "rawclose|number reused yes, close 0" "$out"
+    expect_eq "inode: ... the key keeps its value (never the local file's bytes)" "base" \
+        "$($KVTOOL get "$B" in.race_raw)"
+    expect_eq "inode: ... and one stderr line says the bytes are lost" "1" \
+        "$(grep -c 'race_raw: descriptor [0-9]* was closed without the shim seeing it.*lost' "$TMP/raw.err")"
+
     # 5. stat of an open file whose descriptor another thread closes, its number reused by a
     # local file of another size meanwhile: the key's size, never the local file's
     $KVTOOL put "$B" in.race_size 12345 >/dev/null

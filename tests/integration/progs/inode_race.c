@@ -20,6 +20,9 @@
  *                              commits; then SIGKILL (no commit at exit)
  *   mremap KEYPATH            a shared mapping moved and grown by mremap, written, unmapped
  *                              at its new address: that munmap commits; then SIGKILL
+ *   rawclose KEYPATH LOCAL    a written file closed by a raw system call (no libc, no hook),
+ *                              its number then reused by LOCAL, which the program closes:
+ *                              LOCAL's bytes must never become the key's value
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -32,6 +35,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -264,6 +268,27 @@ static int mode_mremap(void)
     return 1;
 }
 
+/* ---- rawclose ---- */
+static long raw_close(int fd)
+{
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "0"((long)SYS_close), "D"((long)fd) : "rcx", "r11", "memory");
+    return r;
+}
+
+static int mode_rawclose(const char *local)
+{
+    int fd = open(key_path, O_WRONLY | O_TRUNC);
+    if (fd < 0 || write(fd, "raw bytes", 9) != 9)
+        die("open/write");
+    if (raw_close(fd) != 0)
+        die("raw close");
+    int l = open(local, O_RDONLY);
+    int c = close(l);
+    printf("rawclose|number reused %s, close %d\n", l == fd ? "yes" : "no", c);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     inject = (void (*)(const char *, int))dlsym(RTLD_DEFAULT, "inject_set");
@@ -279,6 +304,8 @@ int main(int argc, char **argv)
         return mode_dup();
     if (!strcmp(argv[1], "split"))
         return mode_split();
+    if (!strcmp(argv[1], "rawclose") && argc == 4)
+        return mode_rawclose(argv[3]);
     if (!strcmp(argv[1], "unmap"))
         return mode_unmap();
     if (!strcmp(argv[1], "mremap"))
