@@ -103,10 +103,17 @@ static int dup_as_one(int fd, int fd2, int flags, int how)
         pthread_mutex_lock(&ino->mu);
     int newfd = kernel_dup(fd, fd2, flags, how);
     int err = newfd < 0 ? errno : 0, r = 0;
-    if (newfd >= 0 && held && newfd != fd && (r = fdtable_set(newfd, held)) < 0)
-        real_close()(newfd); /* untracked, it could never be committed */
+    struct shim_file *stale = NULL; /* newfd's record: its descriptor was closed unseen */
+    if (newfd >= 0 && held && newfd != fd) {
+        if ((stale = fdtable_take(newfd, NULL)))
+            stale->lost = 1; /* released below, not under ino->mu (it may be its inode's) */
+        if ((r = fdtable_set(newfd, held)) < 0)
+            real_close()(newfd); /* untracked, it could never be committed */
+    }
     if (ino)
         pthread_mutex_unlock(&ino->mu);
+    if (stale)
+        fdtable_unref(stale);
     if (held)
         fdtable_unref(held);
     shim_leave(); /* restores the caller's errno */
