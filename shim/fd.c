@@ -49,10 +49,6 @@ int shim_drop(int fd)
     shim_enter();
     struct shim_file *held = fdtable_hold(fd);
     struct shim_inode *ino = held ? held->ino : NULL;
-    /* fd is still the record's kernel file? A raw close lets the number be reused by a file
-     * of the program's: its bytes must never be committed as the key's. */
-    uint64_t kid = held ? __atomic_load_n(&held->kid, __ATOMIC_ACQUIRE) : 0;
-    int lost = ino && kid && shim_fd_kid(fd) != kid;
     if (ino)
         pthread_mutex_lock(&ino->mu);
     int last = 0;
@@ -64,8 +60,14 @@ int shim_drop(int fd)
     shim_leave();
     if (!f)
         return 0;
-    int r = 0;
+    int r = 0, lost = 0;
     if (last && f->ino && !f->closed) {
+        /* Its commit may read fd (not an in-memory file's): is fd still the record's kernel
+         * file? A raw close lets the number go to a file of the program's, whose bytes must
+         * never be committed as the key's. */
+        uint64_t kid = __atomic_load_n(&f->kid, __ATOMIC_ACQUIRE);
+        int in_memory = f->mem && !__atomic_load_n(&f->mem->settled, __ATOMIC_ACQUIRE);
+        lost = kid && !in_memory && shim_fd_kid(fd) != kid;
         f->closed = 1; /* the record's use of its open file ends: the last one commits */
         r = shim_inode_close(f->ino, lost ? -1 : fd, f->mem);
     }
