@@ -12,9 +12,10 @@
  *   split KEYPATH             the move of a record with two descriptors fails half-way (its
  *                              second dup3): the open fails and both descriptors stay on one
  *                              buffer (both writes land)
- *   stall KEYPATH OTHER PID ROUNDS  a commit waiting on a stopped server (PID: SIGSTOP), a stat
- *                              of that file and a read of another open mount file (OTHER) in a
- *                              third thread: the read returns while the server is stopped
+ *   stall KEYPATH OTHER PID ROUNDS  a stat of an open file paused between its looks at it, a
+ *                              commit of the file starting then and waiting on a stopped server
+ *                              (PID: SIGSTOP), and a read of another open mount file (OTHER) in
+ *                              a third thread: the read returns while the server is stopped
  *   unmap KEYPATH             a shared mapping of 3 pages, its descriptor closed, written, then
  *                              unmapped a page at a time (the middle first): the last munmap
  *                              commits; then SIGKILL (no commit at exit)
@@ -161,17 +162,27 @@ static int mode_split(void)
 
 /* ---- stall ---- */
 static int fd_commit, fd_other;
-static volatile int read_done, committing;
+static volatile int read_done;
 
-static void *commit_loop(void *arg)
+static void *commit_once(void *arg)
 {
     (void)arg;
-    while (!stop) {
-        char c = (char)('a' + committing++ % 26); /* changed bytes: every fsync commits */
-        if (pwrite(fd_commit, &c, 1, 0) != 1 || fsync(fd_commit) < 0)
-            fprintf(stderr, "inode_race: fsync: %s\n", strerror(errno));
-        sleep_ms(1); /* the inode's lock free a while: the stats get past it */
-    }
+    static char c = 'a';
+    c = c == 'z' ? 'a' : c + 1; /* changed bytes: the fsync commits */
+    if (pwrite(fd_commit, &c, 1, 0) != 1 || fsync(fd_commit) < 0)
+        fprintf(stderr, "inode_race: fsync: %s\n", strerror(errno));
+    return NULL;
+}
+
+/* A stat that pauses after letting go of each lock a commit also takes (the inode's first):
+ * the commit starts in that pause, between the stat's two looks at the file. */
+static void *stat_once(void *arg)
+{
+    (void)arg;
+    inject("unlock_delay_us", 300000);
+    struct stat st;
+    stat(key_path, &st);
+    inject("unlock_delay_us", 0);
     return NULL;
 }
 
@@ -191,30 +202,30 @@ static int mode_stall(const char *other, pid_t server, int rounds)
     fd_other = open(other, O_RDONLY);
     if (fd_commit < 0 || fd_other < 0)
         die("open");
-    pthread_t a, b;
-    pthread_create(&a, NULL, commit_loop, NULL);
-    pthread_create(&b, NULL, stat_loop, "stall");
+    inject("record_locks", 1); /* the locks a commit takes */
+    commit_once(NULL);
+    inject("record_locks", 0);
     int stalls = 0;
     for (int i = 0; i < rounds; i++) {
-        sleep_ms(5);
-        kill(server, SIGSTOP); /* the commit in flight, or the next, now waits */
-        sleep_ms(20);
+        kill(server, SIGSTOP); /* a commit now waits for the server */
+        pthread_t a, b, c;
+        pthread_create(&b, NULL, stat_once, NULL);
+        sleep_ms(100); /* the stat is in its pause after the inode's lock */
+        pthread_create(&a, NULL, commit_once, NULL);
+        sleep_ms(400); /* the stat looks again, the commit in flight */
         read_done = 0;
-        pthread_t c;
         pthread_create(&c, NULL, other_read, NULL);
         for (int w = 0; w < 100 && !read_done; w++)
             sleep_ms(10);
         stalls += !read_done; /* not back within 1 s, the server still stopped */
         kill(server, SIGCONT);
         pthread_join(c, NULL);
+        pthread_join(a, NULL);
+        pthread_join(b, NULL);
     }
-    stop = 1;
-    pthread_join(a, NULL);
-    pthread_join(b, NULL);
     close(fd_other);
     int r = close(fd_commit);
     printf("stall|reads stalled by another file's commit: %d of %d, close %d\n", stalls, rounds, r);
-    fprintf(stderr, "inode_race: stall: %ld stats, %d commits\n", asked, committing);
     return 0;
 }
 
