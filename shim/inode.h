@@ -151,5 +151,8 @@ int shim_inode_remapped(void *old, size_t old_len, void *addr, size_t len);
 int shim_inode_msync(void *addr, size_t len);
 int shim_inode_commit_mapped(void); /* at exit */
 extern int shim_inode_maps_live;
+/* Around fork, before shim_inode_fork_lock (shim/inode_maps.c). */
+void shim_inode_maps_fork_lock(void);
+void shim_inode_maps_fork_unlock(int child);
 
 #endif
