@@ -464,7 +464,9 @@ static int prepare_move(int kfd, int fd, int *nfd, int *old)
 static int move_all(struct shim_inode *ino, int kfd, const struct fds_of *c)
 {
     const struct shim_file *rec[64];
-    int nfd[64], old[64], grp[64], fdfl[64], ng = 0, r = 0;
+    int nfd[64], old[64], grp[64] = { 0 }, fdfl[64] = { 0 }, ng = 0, r = 0;
+    for (int g = 0; g < 64; g++)
+        nfd[g] = old[g] = -1;
     for (int i = 0; r == 0 && i < c->n; i++) {
         int g = 0;
         while (g < ng && rec[g] != c->f[i])
@@ -473,9 +475,7 @@ static int move_all(struct shim_inode *ino, int kfd, const struct fds_of *c)
         if ((fdfl[i] = real_fcntl()(c->fd[i], F_GETFD, NULL)) < 0)
             r = -errno;
         else if (g == ng) {
-            rec[ng] = c->f[i];
-            nfd[ng] = old[ng] = -1;
-            ng++;
+            rec[ng++] = c->f[i];
             r = prepare_move(kfd, c->fd[i], &nfd[g], &old[g]);
         }
     }
