@@ -81,6 +81,12 @@ if ${CC:-cc} -std=gnu11 -O1 -Wall -Wextra -Werror -fPIC -shared -o "$TMP/inject.
         "$(ASYA_STATE_BUFFER=memfd race split /state/ino/race_split 2>/dev/null)"
     expect_eq "inode: ... and the bucket holds both" "XYse" "$($KVTOOL get "$B" in.race_split)"
 
+    # ... and closes the shim does see, by close_range() and syscall(SYS_close_range), commit
+    expect_eq "inode: close_range and syscall(SYS_close_range) of written files succeed" \
+        "closerange|0 0" "$(race closerange /state/ino/race_cr1 /state/ino/race_cr2 2>/dev/null)"
+    expect_eq "inode: ... and each committed" "by close_range|by syscall" \
+        "$($KVTOOL get "$B" in.race_cr1)|$($KVTOOL get "$B" in.race_cr2)"
+
     # 4. a shared mapping (its descriptor closed) unmapped a page at a time, the middle one
     # first; a mapping moved and grown by mremap, unmapped at its new address: the munmap that
     # takes the last byte commits (the program then dies by SIGKILL: nothing at exit)

@@ -24,6 +24,8 @@
  *   rawclose KEYPATH LOCAL    a written file closed by a raw system call (no libc, no hook),
  *                              its number then reused by LOCAL, which the program closes:
  *                              LOCAL's bytes must never become the key's value
+ *   closerange KEYPATH KEYPATH2  a written file closed by close_range(), another by
+ *                              syscall(SYS_close_range): each commits; then SIGKILL
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -300,6 +302,20 @@ static int mode_rawclose(const char *local)
     return 0;
 }
 
+/* ---- closerange ---- */
+static int mode_closerange(const char *path2)
+{
+    int a = open(key_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int b = open(path2, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (a < 0 || b < 0 || write(a, "by close_range", 14) != 14 || write(b, "by syscall", 10) != 10)
+        die("open/write");
+    int ra = close_range((unsigned)a, (unsigned)a, 0);
+    long rb = syscall(SYS_close_range, (unsigned)b, (unsigned)b, 0);
+    printf("closerange|%d %ld\n", ra, rb);
+    raise(SIGKILL); /* what landed was committed by the close, not at exit */
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     inject = (void (*)(const char *, int))dlsym(RTLD_DEFAULT, "inject_set");
@@ -317,6 +333,8 @@ int main(int argc, char **argv)
         return mode_split();
     if (!strcmp(argv[1], "rawclose") && argc == 4)
         return mode_rawclose(argv[3]);
+    if (!strcmp(argv[1], "closerange") && argc == 4)
+        return mode_closerange(argv[3]);
     if (!strcmp(argv[1], "unmap"))
         return mode_unmap();
     if (!strcmp(argv[1], "mremap"))
