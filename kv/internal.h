@@ -149,6 +149,9 @@ void revmem_remember(const void *mount, const char *key, uint64_t rev); /* 0 for
  * new revision, 0 for a conflict (see revmem.c for the two layers). */
 void revmem_read(const void *mount, const char *key, uint64_t rev);
 void revmem_settled(const void *mount, const char *key, uint64_t expected, uint64_t rev);
+/* A commit that expected `expected` failed with its outcome unknown (any failure but a
+ * conflict): this thread's memory of key is forgotten and its read retired. */
+void revmem_unknown(const void *mount, const char *key, uint64_t expected);
 
 /* ---- mounts (backend.c) ---- */
 typedef struct kv_cache kv_cache;
