@@ -185,17 +185,41 @@ static void add_mtime(struct MHD_Response *resp, int64_t ns)
 
 /* ---- /keys -------------------------------------------------------------------------- */
 
+/* A value answered without a copy: libmicrohttpd releases it once the answer is written.
+ * The release (nats.c hands the message to its collector thread, a wake-up) then happens on
+ * MHD's thread after the send, not on the request's path, and a large value is never held
+ * twice. */
+struct held_value {
+    const kv_ops *ops;
+    kv_value v;
+};
+
+static void held_value_free(void *cls)
+{
+    struct held_value *h = cls;
+    h->ops->release_value(&h->v);
+    free(h);
+}
+
 static void keys_get(struct serve_ctx *ctx, struct serve_req *q, const char *rel)
 {
     kv_value v = { 0 };
     int r = ctx->ops->get(ctx->mount, rel, &v);
     if (r < 0)
         return reply_kv_error(&q->reply, r, "read", q->key);
-    struct MHD_Response *resp =
-        /* MUST_COPY: libmicrohttpd copies, so the const cast writes nothing */
-        MHD_create_response_from_buffer(v.len, (void *)v.data, MHD_RESPMEM_MUST_COPY);
+    struct held_value *h = malloc(sizeof *h);
+    struct MHD_Response *resp = NULL;
+    if (h) {
+        *h = (struct held_value){ ctx->ops, v };
+        /* the const cast: libmicrohttpd only reads the buffer */
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(
+            v.len, (void *)v.data, held_value_free, h);
+    }
+    if (!resp) {
+        ctx->ops->release_value(&v);
+        free(h);
+    }
     add_mtime(resp, v.mtime_ns);
-    ctx->ops->release_value(&v);
     reply_set(&q->reply, MHD_HTTP_OK, resp);
 }
 
