@@ -3,6 +3,7 @@
  *   serve.c        the command: configuration, the kv mount, readiness, the Unix socket, the
  *                  daemon (one epoll thread), signals and the graceful stop;
  *   serve_pool.c   the worker threads that make the blocking kv calls;
+ *   serve_limits.c the header deadline of connections and the budget of request bodies;
  *   serve_http.c   one HTTP request: body accumulation, routing (the raw path, as Asya's
  *                  server takes it), responses, errno -> HTTP, the /keys and /meta routes;
  *   serve_query.c  POST /query over the JSON values under a prefix;
@@ -32,6 +33,8 @@ struct serve_ctx {
     atomic_int ready;       /* 1 once the server and the bucket answered (healthz 200) */
     char not_ready[256];    /* why not ready yet, for /healthz */
     atomic_long in_flight;  /* requests begun and not yet completed */
+    size_t body_budget;     /* all request bodies in memory at once stay under this */
+    atomic_size_t body_used; /* bytes of it reserved by requests in progress */
 };
 
 /* One request's answer: the JSON error body of the protocol, in Asya's bytes
@@ -55,6 +58,16 @@ void serve_reply_error(struct serve_reply *r, unsigned status, const char *error
                        const char *message);
 /* The contract's errno -> status table; message is the whole message. */
 void serve_reply_errno(struct serve_reply *r, int err, const char *message);
+
+/* serve_limits.c: the header deadline and the body budget (see its first comment). */
+int serve_limits_start(struct serve_ctx *ctx, unsigned header_seconds); /* the reaper */
+void serve_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                       enum MHD_ConnectionNotificationCode toe); /* MHD_OPTION_NOTIFY_CONNECTION */
+void serve_conn_headers_done(struct MHD_Connection *c); /* no deadline while it is served */
+void serve_conn_answered(struct MHD_Connection *c);     /* the next request's deadline */
+/* Reserves n bytes of the body budget: 0, or -ENOBUFS when they do not fit now. */
+int serve_budget_take(struct serve_ctx *ctx, size_t n);
+void serve_budget_give(struct serve_ctx *ctx, size_t n);
 
 /* serve_pool.c: runs fn(arg) on a worker thread (started on demand, then kept). */
 int serve_pool_submit(void (*fn)(void *), void *arg);

@@ -50,6 +50,8 @@ struct serve_req {
     char *body;         /* PUT/POST body so far */
     size_t len, cap;
     int too_large;      /* the body passed ctx->max_body: kept reading, not stored */
+    int busy;           /* the body did not fit the body budget: 503, kept reading, not stored */
+    size_t reserved;    /* bytes of the body budget this request holds */
     struct serve_reply reply;
     int has_reply;
     /* the route, from route() */
@@ -76,7 +78,6 @@ void serve_req_done(void *cls, struct MHD_Connection *c, void **req_cls,
 {
     struct serve_ctx *ctx = cls;
     struct serve_req *r = *req_cls;
-    (void)c;
     if (!r)
         return;
     if (why != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->started)
@@ -84,6 +85,9 @@ void serve_req_done(void *cls, struct MHD_Connection *c, void **req_cls,
                r->uri ? r->uri : "?", (int)why);
     if (r->counted)
         atomic_fetch_sub(&ctx->in_flight, 1);
+    if (r->reserved)
+        serve_budget_give(ctx, r->reserved);
+    serve_conn_answered(c);
     if (r->reply.resp)
         MHD_destroy_response(r->reply.resp);
     free(r->uri);
@@ -451,6 +455,13 @@ static void route(struct serve_req *q)
 static int answer_at_once(struct serve_ctx *ctx, struct serve_req *q)
 {
     char msg[64];
+    if (q->busy && !q->too_large) {
+        serve_reply_error(&q->reply, 503, "unavailable",
+                          "busy: request bodies in memory at their limit, retry");
+        if (q->reply.resp)
+            MHD_add_response_header(q->reply.resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+        return 1;
+    }
     switch (q->route) {
     case R_NOT_FOUND:
         serve_reply_error(&q->reply, 404, "not_found", NULL);
@@ -527,23 +538,38 @@ static enum serve_method method_of(const char *m)
     return M_OTHER;
 }
 
-/* Keeps up to max_body bytes of the body; beyond, keeps reading but stores nothing. */
+static void body_drop(struct serve_req *q)
+{
+    free(q->body);
+    q->body = NULL;
+    q->len = q->cap = 0;
+}
+
+/* Keeps up to max_body bytes of the body, within the body budget (reserved when the
+ * Content-Length is known, as it grows otherwise); beyond either, keeps reading but stores
+ * nothing. */
 static void body_append(struct serve_ctx *ctx, struct serve_req *q, const char *data,
                         size_t n)
 {
-    if (q->too_large || (q->method != M_PUT && q->method != M_POST))
+    if (q->too_large || q->busy || (q->method != M_PUT && q->method != M_POST))
         return;
     if (n > ctx->max_body - q->len) {
         q->too_large = 1;
-        free(q->body);
-        q->body = NULL;
-        q->len = q->cap = 0;
-        return;
+        return body_drop(q);
     }
     if (q->len + n > q->cap) {
         size_t cap = q->cap ? q->cap : 4096;
         while (cap < q->len + n)
             cap *= 2;
+        if (q->reserved >= q->len + n)
+            cap = q->reserved; /* the Content-Length, at once: no copies while it grows */
+        if (cap > q->reserved) {
+            if (serve_budget_take(ctx, cap - q->reserved) < 0) {
+                q->busy = 1;
+                return body_drop(q);
+            }
+            q->reserved = cap;
+        }
         char *b = realloc(q->body, cap);
         if (!b) {
             q->too_large = 1; /* answered 413: it did not fit */
@@ -608,9 +634,15 @@ enum MHD_Result serve_access(void *cls, struct MHD_Connection *c, const char *ur
         if (q->method == M_PUT || q->method == M_POST) {
             const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
-            if (cl && strtoull(cl, NULL, 10) > ctx->max_body)
+            unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0;
+            if (n > ctx->max_body)
                 q->too_large = 1;
+            else if (n && serve_budget_take(ctx, (size_t)n) < 0)
+                q->busy = 1;
+            else
+                q->reserved = (size_t)n;
         }
+        serve_conn_headers_done(c);
         return MHD_YES;
     }
     if (*upload_data_size) {
