@@ -1,7 +1,8 @@
 /* serve.c: `asya-state serve`, the sidecar mode. Owns the process-level life of the
  * connector: reading its configuration, the one kv mount (revision memory per process,
- * STATE_READ_CACHE=watch for the read cache), readiness (a probe at start, retried in the
- * background until the server and the bucket answer; /healthz says 503 until then), the
+ * STATE_READ_CACHE=watch for the read cache), health (a probe at start, then one a second
+ * for the sidecar's whole life: /healthz says 503 while the server or the bucket does not
+ * answer), the
  * Unix socket CONNECTOR_SOCKET (a stale one replaced, a live one left alone; mode 0666 or
  * CONNECTOR_SOCKET_MODE so the runtime container's user can connect), the libmicrohttpd
  * daemon and the clean stop on SIGTERM/SIGINT: stop accepting, let requests in flight finish
@@ -233,22 +234,42 @@ static int serve_probe(struct serve_ctx *ctx, char *why, size_t n)
     return r;
 }
 
-/* Retries the probe every second until it passes, then marks the sidecar ready. */
-static void *serve_ready_main(void *arg)
+/* The backend's state for /healthz, probed once a second for as long as the sidecar runs:
+ * ready while the server and the bucket answer; once a probe fails (the server gone or
+ * frozen, the bucket deleted), 503 with the reason until one passes again. A probe is bounded
+ * by NATS_TIMEOUT_MS, so a frozen server shows within that and a second. Each change of
+ * state is logged once. */
+static void *serve_health_main(void *arg)
 {
     struct serve_ctx *ctx = arg;
     char why[sizeof ctx->not_ready];
     struct timespec sec = { 1, 0 };
     while (!atomic_load(&ctx->stopping)) {
         nanosleep(&sec, NULL);
-        if (serve_probe(ctx, why, sizeof why) == 0) {
-            atomic_store(&ctx->ready, 1);
+        int ok = serve_probe(ctx, why, sizeof why) == 0;
+        pthread_mutex_lock(&ctx->health_mu);
+        int was = atomic_load(&ctx->ready);
+        if (!ok)
+            memcpy(ctx->not_ready, why, sizeof why);
+        atomic_store(&ctx->ready, ok);
+        pthread_mutex_unlock(&ctx->health_mu);
+        if (ok && !was)
             log_at(LOG_WARN, "serve: ready: the NATS server and the bucket answer now");
-            return NULL;
-        }
-        memcpy(ctx->not_ready, why, sizeof why);
+        else if (!ok && was)
+            log_at(LOG_WARN, "serve: not ready: %s; /healthz answers 503 until it answers",
+                   why);
     }
     return NULL;
+}
+
+int serve_health(struct serve_ctx *ctx, char *why, size_t n)
+{
+    pthread_mutex_lock(&ctx->health_mu);
+    int ok = atomic_load(&ctx->ready);
+    if (!ok)
+        snprintf(why, n, "%s", ctx->not_ready);
+    pthread_mutex_unlock(&ctx->health_mu);
+    return ok;
 }
 
 /* How many connections at once: SERVE_CONN_MAX, the descriptor limit raised to its hard
@@ -287,7 +308,8 @@ static int serve_socket_mode(mode_t *mode)
 
 int cmd_serve(int argc, char **argv)
 {
-    static struct serve_ctx ctx; /* outlives every connection thread */
+    static struct serve_ctx ctx = { .health_mu = PTHREAD_MUTEX_INITIALIZER }; /* outlives
+                                                                  every thread */
     int help = 0, fd = -1, sig = 0;
     unsigned header_s = SERVE_HEADER_SECONDS;
     ctx.max_body = SERVE_MAX_BODY_DEFAULT;
@@ -315,15 +337,16 @@ int cmd_serve(int argc, char **argv)
     mode_t mode;
     if (serve_socket_mode(&mode) < 0 || serve_setup_kv(&ctx) != CLI_OK)
         return CLI_FAIL;
-    if (serve_probe(&ctx, ctx.not_ready, sizeof ctx.not_ready) == 0) {
+    pthread_t health;
+    if (serve_probe(&ctx, ctx.not_ready, sizeof ctx.not_ready) == 0)
         atomic_store(&ctx.ready, 1);
-    } else {
-        pthread_t t;
+    else
         log_at(LOG_ERROR, "serve: not ready: %s; /healthz answers 503 until it can, retrying",
                ctx.not_ready);
-        if (pthread_create(&t, NULL, serve_ready_main, &ctx) == 0)
-            pthread_detach(t);
-    }
+    if (pthread_create(&health, NULL, serve_health_main, &ctx) == 0)
+        pthread_detach(health);
+    else
+        log_at(LOG_WARN, "serve: /healthz keeps the state found at start (no probe thread)");
     int r = serve_listen(path, mode, &fd);
     if (r < 0) {
         log_at(LOG_ERROR, "serve: cannot listen on %s: %s", path,

@@ -9,6 +9,9 @@ ok" lines. Environment: SOCK (a sidecar started with --header-timeout HEADER_S a
                 third PUT (Content-Length known) and a chunked one that grows past the budget
                 get 503 unavailable with Retry-After; the two then complete (204) and their
                 bytes are what kvtool reads; the refused PUT retried is stored.
+    framing     a raw NUL in the target, two Content-Length headers, Content-Length with
+                Transfer-Encoding, a Transfer-Encoding other than chunked: 400, the connection
+                closed, nothing stored (kvtool).
 """
 
 import os
@@ -129,6 +132,37 @@ def t_budget():
          (204, body[2]), (st, kv_get("budget/2")))
 
 
+def t_framing():
+    cases = [
+        ("a raw NUL in the target", "victim",
+         b"PUT /keys/victim\x00/../../evil HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"),
+        ("two Content-Length headers", "dupcl",
+         b"PUT /keys/dupcl HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+         b"Content-Length: 5\r\n\r\nhihel"),
+        ("Content-Length and Transfer-Encoding", "clte",
+         b"PUT /keys/clte HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+         b"Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"),
+        ("a Transfer-Encoding other than chunked", "gz",
+         b"PUT /keys/gz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+         b"2\r\nhi\r\n0\r\n\r\n"),
+    ]
+    for name, key, req in cases:
+        s = raw_connect()
+        s.sendall(req)
+        st, hdrs = read_answer(s)
+        gone = closed_by_server(s)
+        s.close()
+        T.eq(f"{name}: 400, the connection closed, nothing stored", (400, True, None),
+             (st, gone, kv_get(key)))
+    s = raw_connect()                     # the same shapes, well framed, still work
+    s.sendall(b"PUT /keys/fine HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"2\r\nhi\r\n0\r\n\r\n")
+    T.eq("a well-framed chunked PUT: 204, stored", (204, b"hi"),
+         (read_answer(s)[0], kv_get("fine")))
+    s.close()
+
+
+T.run("framing", t_framing)
 T.run("slowloris", t_slowloris)
 T.run("body budget", t_budget)
 sys.exit(1 if T.failures else 0)
