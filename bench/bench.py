@@ -7,6 +7,7 @@ each figure, one machine line
 which bench/readme_table.py turns into the README table. Measures, asserts nothing.
 """
 
+import json
 import os
 import platform
 import random
@@ -407,6 +408,68 @@ def sidecar(bucket):
     out(f"load average during the section: {load:.1f} on {os.cpu_count()} CPUs")
 
 
+# ---- 5b. /query ------------------------------------------------------------------------------
+def query(bucket):
+    """POST /query over 10,000 1 KiB JSON documents (issue 14): from the read cache's mirror,
+    and without the cache against reading the same documents with direct libnats calls
+    (directprog scan: the ordered consumer /query uses, values counted, nothing parsed)."""
+    n, size = 10000, 1024
+    out(f"## 5b. /query over {n:,} {size // 1024} KiB JSON documents: from the mirror, and "
+        "without the cache against a direct libnats read of the same documents")
+    qb = f"{bucket}_q"
+    url_env = dict(os.environ)
+    kvtool("--wait", "bucket-add", qb)
+    subprocess.run([DIRECTPROG, "jsonfill", URL, qb, "qy.docs/d%d.json", str(n), str(size)],
+                   check=True)
+    sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+    from sidecar_client import request
+    d = tempfile.mkdtemp(prefix="bench-q.")
+    socks = {"mirror": os.path.join(d, "m.sock"), "direct": os.path.join(d, "d.sock")}
+    procs = {}
+    body = b'{"prefix": "docs/", "filter": {"group": 7}}'   # 1% of the documents match
+    times = {"mirror": [], "direct": [], "libnats": []}
+    try:
+        for k, sock in socks.items():
+            env = dict(url_env, CONNECTOR_SOCKET=sock, NATS_KV_BUCKET=qb, STATE_PREFIX="qy")
+            if k == "mirror":
+                env["STATE_READ_CACHE"] = "watch"
+            procs[k] = subprocess.Popen([os.path.join(BUILD, "asya-state"), "serve"], env=env,
+                                        stderr=subprocess.DEVNULL)
+            wait_socket(sock, procs[k])
+        total = None
+        for k in socks:                      # warm-up: starts the mirror, binds the bucket
+            st, _, b = request(socks[k], "POST", "/query", body=body, timeout=120)
+            if st != 200:
+                raise SystemExit(f"bench: /query answered {st}: {b[:200]!r}")
+            total = json.loads(b)["total"]
+        time.sleep(3)                        # the mirror catches up
+        for _ in range(7):
+            for k in ("mirror", "direct", "libnats"):
+                t0 = time.perf_counter()
+                if k == "libnats":
+                    times[k].append(float(subprocess.run(
+                        [DIRECTPROG, "scan", URL, qb, "qy.>"], check=True, capture_output=True,
+                        text=True).stdout.split()[0]))
+                    continue
+                st, _, b = request(socks[k], "POST", "/query", body=body, timeout=120)
+                times[k].append((time.perf_counter() - t0) * 1e3)
+    finally:
+        for p in procs.values():
+            p.terminate()
+            p.wait(timeout=10)
+        shutil.rmtree(d, ignore_errors=True)
+        kvtool("bucket-del", qb)
+    m, q, dn = (statistics.median(times[k]) for k in ("mirror", "direct", "libnats"))
+    met_m, met_q = ("met" if m < 50 else "MISSED"), verdict(q / dn, 1.2)
+    out(f"/query (total {total}): from the mirror {m:.0f} ms (target < 50: {met_m}); without "
+        f"the cache {q:.0f} ms, direct libnats read {dn:.0f} ms, ratio {q / dn:.2f} (target "
+        f"<= 1.20: {met_q}); medians of 7")
+    figure("query", f"/query over {n:,} 1 KiB documents from the mirror: ms", f"{m:.0f}",
+           "< 50", met_m)
+    figure("query", "/query without the cache / direct libnats read of the same documents (ms)",
+           f"{q:.0f} / {dn:.0f} = {q / dn:.2f}", "<= 1.20", met_q)
+
+
 # ---- 6. read cache --------------------------------------------------------------------------
 def cache(bucket):
     out("## 6. read cache (STATE_READ_CACHE=watch): a cached 1 KiB read cycle against a direct "
@@ -486,7 +549,7 @@ def main():
     # BENCH_ONLY=cycles,memory...: some sections only (for a quick look; the README table
     # is written from a whole run)
     only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
-    for section in (cycles, foreign, first_touch, memory, sidecar, cache):
+    for section in (cycles, foreign, first_touch, memory, sidecar, query, cache):
         if not only or section.__name__ in only:
             section(bucket)
 
