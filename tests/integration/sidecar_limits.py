@@ -162,7 +162,33 @@ def t_framing():
     s.close()
 
 
+def t_query_kept():
+    """/query keeps parsed documents between queries: a changed value (same length, or written
+    by another client) is read anew, a deleted one disappears, one no longer JSON is skipped."""
+    import json
+
+    def q():
+        st, _, b = request(SOCK, "POST", "/query", body=json.dumps(
+            {"prefix": "qk/", "filter": {"g": "x"}, "sort": ["v"]}).encode())
+        return [r["v"] for r in json.loads(b)["rows"]] if st == 200 else (st, b[:100])
+    request(SOCK, "PUT", "/keys/qk/a.json", body=b'{"v": 1, "g": "x"}')
+    request(SOCK, "PUT", "/keys/qk/b.json", body=b'{"v": 2, "g": "x"}')
+    first = q()
+    request(SOCK, "PUT", "/keys/qk/a.json", body=b'{"v": 3, "g": "x"}')   # same length
+    second = q()
+    subprocess.run([os.environ["KVTOOL"], "-s", os.environ["NATS_URL"], "put",
+                    os.environ["BUCKET"], f"{os.environ['PREFIX']}.qk/b.json",
+                    '{"v": 5, "g": "x"}'], check=True, capture_output=True)
+    third = q()
+    request(SOCK, "DELETE", "/keys/qk/b.json")
+    fourth = q()
+    request(SOCK, "PUT", "/keys/qk/a.json", body=b'{"v": 3, "g": "x"')   # no longer JSON
+    T.eq("/query after a same-length change, another client's write, a delete, a value that "
+         "is no longer JSON", [[1, 2], [2, 3], [3, 5], [3], []], [first, second, third, fourth, q()])
+
+
 T.run("framing", t_framing)
+T.run("query keeps parses exactly", t_query_kept)
 T.run("slowloris", t_slowloris)
 T.run("body budget", t_budget)
 sys.exit(1 if T.failures else 0)
