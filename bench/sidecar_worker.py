@@ -13,55 +13,28 @@ Measures, asserts nothing.
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests", "integration"))
+from sidecar_bench import shim_samples, sidecar_samples  # noqa: E402
 from sidecar_client import request  # noqa: E402
+from sidecar_latency import client  # noqa: E402
 
 NAME = sys.argv[1] if len(sys.argv) > 1 else "w"
 
 
 def cycle(sock, n):
-    key = f"/keys/bench/{NAME}"
-    request(sock, "PUT", key, body=b"0")
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        st, _, body = request(sock, "GET", key)
-        st2, _, _ = request(sock, "PUT", key, body=str(int(body) + 1).encode())
-        out.append((time.perf_counter() - t0) * 1e6)
-        if (st, st2) != (200, 204):
-            raise SystemExit(f"sidecar_worker: statuses {st} {st2}")
-    return out
+    return sidecar_samples(sock, n, f"/keys/bench/{NAME}")[2]
 
 
 def shim(d, n):
-    path = os.path.join(d, f"bench_{NAME}")
-    with open(path, "w") as f:
-        f.write("0")
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        with open(path) as f:
-            v = int(f.read())
-        with open(path, "w") as f:
-            f.write(str(v + 1))
-        out.append((time.perf_counter() - t0) * 1e6)
-    return out
+    return shim_samples(d, n, f"bench_{NAME}")
 
 
 def get(sock, n):
     key = f"/keys/bench/get_{NAME}.json"
     request(sock, "PUT", key, body=b'{"v": 1}')
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        st, _, _ = request(sock, "GET", key)
-        out.append((time.perf_counter() - t0) * 1e6)
-        if st != 200:
-            raise SystemExit(f"sidecar_worker: GET answered {st}")
-    return out
+    return client((sock, key, n, 0))
 
 
 for line in sys.stdin:
