@@ -43,7 +43,7 @@
 #define SERVE_MAX_BODY_DEFAULT (64u << 20) /* NATS's own ceiling on a message (max_payload) */
 #define SERVE_BODY_BUDGET_DEFAULT (128u << 20) /* every body in memory at once */
 #define SERVE_DRAIN_SECONDS 30             /* longest wait for requests in flight at stop */
-#define SERVE_HEADER_SECONDS 10            /* a request's headers must arrive within this */
+#define SERVE_HEADER_SECONDS 10u           /* a request's headers must arrive within this */
 #define SERVE_IDLE_SECONDS 30              /* a connection silent this long is closed */
 #define SERVE_CONN_MAX 4096                /* connections at once (fewer if RLIMIT_NOFILE) */
 
