@@ -154,7 +154,7 @@ fuzz: fuzz-build
 
 # ---- bench: the figures of issue 5 (printed, not a test; not part of `make test`) ----------
 #   make bench             builds what it needs, runs bench/run against a private nats-server
-#   bench/readme_table.py OUTPUT   writes README's Performance table from that output
+#   bench/readme_table.py OUTPUT   writes docs/performance.md's table from that output
 BENCH_PROGS := $(BUILD)/bench/shimprog $(BUILD)/bench/directprog
 
 .PHONY: bench

@@ -1,8 +1,9 @@
-"""readme_table.py OUTPUT [README]: writes README.md's Performance table from `make bench`
-output (the MACHINE, DATE and "BENCH section | figure | measured | target | met" lines of
-bench/bench.py). Replaces the block between <!-- bench:begin --> and <!-- bench:end -->; when
-the markers are absent, appends them under a "## Performance" heading at the end. No figure
-is typed by hand: everything in the block comes from OUTPUT.
+"""readme_table.py OUTPUT [FILE]: writes the table of docs/performance.md (or FILE; the README
+links to it) from `make bench` output (the MACHINE, DATE and "BENCH section | figure |
+measured | target | met" lines of bench/bench.py). Replaces the block between
+<!-- bench:begin --> and <!-- bench:end -->; when the markers are absent, appends them under a
+"## Performance" heading at the end. No figure is typed by hand: everything in the block comes
+from OUTPUT.
 """
 
 import os
@@ -37,9 +38,9 @@ def table(lines):
 
 def main():
     if len(sys.argv) < 2:
-        raise SystemExit("usage: readme_table.py BENCH_OUTPUT [README.md]")
+        raise SystemExit("usage: readme_table.py BENCH_OUTPUT [docs/performance.md]")
     readme = sys.argv[2] if len(sys.argv) > 2 else os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "performance.md")
     with open(sys.argv[1]) as f:
         block = table(f.read().splitlines())
     with open(readme) as f:
