@@ -7,6 +7,7 @@ each figure, one machine line
 which bench/readme_table.py turns into the table of docs/performance.md. Measures, asserts nothing.
 """
 
+import json
 import os
 import platform
 import random
@@ -283,39 +284,190 @@ def memory(bucket):
 
 
 # ---- 5. sidecar -----------------------------------------------------------------------------
+def wait_socket(path, proc):
+    deadline = time.time() + 10
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(path)
+            s.close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"bench: nothing answers on {path}")
+
+
+def proc_cost(pid):
+    """(CPU seconds, context switches) of a process so far, all its threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    sw = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/status") as f:
+                sw += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+        except OSError:
+            pass
+    return cpu, sw
+
+
+def pct(samples, q):
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(len(s) * q))]
+
+
 def sidecar(bucket):
-    out("## 5. sidecar: tests/integration/sidecar_bench.py (one GET + one PUT per cycle)")
-    script = os.path.join(ROOT, "tests", "integration", "sidecar_bench.py")
+    """The sidecar's own hop and its latency tail (issue 14), each against a reference measured
+    in the same run: bench/sidecar_ref.py, a Python http.server sidecar in the shape of Asya's
+    own connector server that answers from memory (its whole cycle is the hop a Python sidecar
+    adds). Hop: the sidecar's read-modify-write cycle minus the shim's (the same GET+PUT, the
+    same store), a fresh connection per request. Tail: p99 / p50 of GETs with 1 and 8 client
+    processes, fresh connections. Rounds interleave the servers in shuffled order, so a busy
+    spell of the machine falls on all of them."""
+    out("## 5. sidecar: hop (sidecar cycle - shim cycle) against a Python http.server sidecar "
+        "answering from memory; p50/p99 at 1 and 8 clients (fresh connection per request)")
+    rounds = int(os.environ.get("BENCH_SIDECAR_ROUNDS", "15"))
     d = tempfile.mkdtemp(prefix="bench-sc.")
-    sock = os.path.join(d, "s.sock")
-    env = dict(os.environ, CONNECTOR_SOCKET=sock, NATS_KV_BUCKET=bucket, STATE_PREFIX="sc")
-    serve = subprocess.Popen([os.path.join(BUILD, "asya-state"), "serve"], env=env,
-                             stderr=subprocess.DEVNULL)
+    socks = {"serve": os.path.join(d, "serve.sock"), "ref": os.path.join(d, "ref.sock")}
+    env = dict(os.environ, CONNECTOR_SOCKET=socks["serve"], NATS_KV_BUCKET=bucket,
+               STATE_PREFIX="sc")
+    procs = {"serve": subprocess.Popen([os.path.join(BUILD, "asya-state"), "serve"], env=env,
+                                       stderr=subprocess.DEVNULL),
+             "ref": subprocess.Popen([PYTHON, os.path.join(ROOT, "bench", "sidecar_ref.py"),
+                                      socks["ref"]])}
+    worker = os.path.join(ROOT, "bench", "sidecar_worker.py")
+    clients, shim = [], None
     try:
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                s = socket.socket(socket.AF_UNIX)
-                s.connect(sock)
-                s.close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        res = subprocess.run([PYTHON, script, sock, "300"], capture_output=True, text=True,
-                             check=True).stdout
-        res += subprocess.run([PYTHON, script, "--shim", "/state/bench", "300"],
-                              env=shim_env(bucket), capture_output=True, text=True,
-                              check=True).stdout
+        for k in socks:
+            wait_socket(socks[k], procs[k])
+        clients = [Worker([PYTHON, worker, f"c{i}"], dict(os.environ)) for i in range(8)]
+        shim = Worker([PYTHON, worker, "shim"], shim_env(bucket))
+        rng = random.Random(3)
+        cyc = {"serve": [], "ref": [], "shim": []}
+        for r in range(rounds + 1):                 # round 0 is warm-up, discarded
+            for side in rng.sample(list(cyc), 3):
+                t = (shim.batch("shim", "/state/bench", 20) if side == "shim"
+                     else clients[0].batch("cycle", socks[side], 20))
+                if r:
+                    cyc[side] += t
+        tail = {(k, c): [] for k in socks for c in (1, 8)}
+        cost = {k: [0.0, 0, 0] for k in socks}      # CPU s, switches, requests
+        for r in range(rounds + 1):
+            for k in rng.sample(list(socks), 2):
+                for c in (1, 8):
+                    c0 = proc_cost(procs[k].pid)
+                    for w in clients[:c]:
+                        w.p.stdin.write(f"get {socks[k]} 25\n")
+                        w.p.stdin.flush()
+                    t = []
+                    for w in clients[:c]:
+                        t += [float(x) for x in w.p.stdout.readline().split()]
+                    c1 = proc_cost(procs[k].pid)
+                    if r:
+                        tail[(k, c)] += t
+                        cost[k][0] += c1[0] - c0[0]
+                        cost[k][1] += c1[1] - c0[1]
+                        cost[k][2] += len(t)
     finally:
-        serve.terminate()
-        serve.wait(timeout=10)
-        subprocess.run(["rm", "-rf", d])
-    for line in res.splitlines():
-        out(line)
-        m = re.match(r"(\w+) p50_us=(\d+) p99_us=(\d+)", line)
-        if m and m.group(1) in ("sidecar_cycle", "shim_cycle"):
-            figure("sidecar", f"{m.group(1)} (Python, small value): p50 / p99 us",
-                   f"{m.group(2)} / {m.group(3)}")
+        for w in clients + ([shim] if shim else []):
+            w.close()
+        for p in procs.values():
+            p.terminate()
+            p.wait(timeout=10)
+        shutil.rmtree(d, ignore_errors=True)
+
+    a, sh, ref = (statistics.median(cyc[k]) for k in ("serve", "shim", "ref"))
+    hop = a - sh
+    met = verdict(hop / ref, 1.0)
+    out(f"cycle p50: sidecar {a:.0f} us  shim {sh:.0f} us  hop {hop:.0f} us;  reference "
+        f"Python sidecar from memory {ref:.0f} us;  hop/reference {hop / ref:.2f} "
+        f"(target <= 1.00: {met}); {len(cyc['serve'])} cycles each")
+    figure("sidecar", "hop: (sidecar cycle - shim cycle) / Python http.server cycle from "
+           "memory, p50 us", f"({a:.0f} - {sh:.0f}) / {ref:.0f} = {hop / ref:.2f}", "<= 1.00",
+           met)
+    for c in (1, 8):
+        x, y = tail[("serve", c)], tail[("ref", c)]
+        r_x, r_y = pct(x, .99) / pct(x, .5), pct(y, .99) / pct(y, .5)
+        met = verdict(r_x, 3.0)
+        out(f"GET, {c} client(s): sidecar p50 {pct(x, .5):.0f} p99 {pct(x, .99):.0f} us  "
+            f"p99/p50 {r_x:.2f} (target <= 3: {met});  reference p50 {pct(y, .5):.0f} p99 "
+            f"{pct(y, .99):.0f} us p99/p50 {r_y:.2f}; {len(x)} requests each")
+        figure("sidecar", f"tail, GET with {c} client(s): p99 / p50 us (reference's ratio)",
+               f"{pct(x, .99):.0f} / {pct(x, .5):.0f} = {r_x:.2f} ({r_y:.2f})", "<= 3", met)
+    for k in socks:
+        cpu, sw, n = cost[k]
+        out(f"server cost per GET ({k}): {cpu / n * 1e6:.0f} us CPU, {sw / n:.1f} context "
+            "switches (all its threads)")
+    figure("sidecar", "server CPU per GET: sidecar / reference (us; context switches)",
+           f"{cost['serve'][0] / cost['serve'][2] * 1e6:.0f} / "
+           f"{cost['ref'][0] / cost['ref'][2] * 1e6:.0f} "
+           f"({cost['serve'][1] / cost['serve'][2]:.1f}; "
+           f"{cost['ref'][1] / cost['ref'][2]:.1f})")
+    load = os.getloadavg()[0]
+    out(f"load average during the section: {load:.1f} on {os.cpu_count()} CPUs")
+
+
+# ---- 5b. /query ------------------------------------------------------------------------------
+def query(bucket):
+    """POST /query over 10,000 1 KiB JSON documents (issue 14): from the read cache's mirror,
+    and without the cache against reading the same documents with direct libnats calls
+    (directprog scan: the ordered consumer /query uses, values counted, nothing parsed)."""
+    n, size = 10000, 1024
+    out(f"## 5b. /query over {n:,} {size // 1024} KiB JSON documents: from the mirror, and "
+        "without the cache against a direct libnats read of the same documents")
+    qb = f"{bucket}_q"
+    url_env = dict(os.environ)
+    kvtool("--wait", "bucket-add", qb)
+    subprocess.run([DIRECTPROG, "jsonfill", URL, qb, "qy.docs/d%d.json", str(n), str(size)],
+                   check=True)
+    sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+    from sidecar_client import request
+    d = tempfile.mkdtemp(prefix="bench-q.")
+    socks = {"mirror": os.path.join(d, "m.sock"), "direct": os.path.join(d, "d.sock")}
+    procs = {}
+    body = b'{"prefix": "docs/", "filter": {"group": 7}}'   # 1% of the documents match
+    times = {"mirror": [], "direct": [], "libnats": []}
+    try:
+        for k, sock in socks.items():
+            env = dict(url_env, CONNECTOR_SOCKET=sock, NATS_KV_BUCKET=qb, STATE_PREFIX="qy")
+            if k == "mirror":
+                env["STATE_READ_CACHE"] = "watch"
+            procs[k] = subprocess.Popen([os.path.join(BUILD, "asya-state"), "serve"], env=env,
+                                        stderr=subprocess.DEVNULL)
+            wait_socket(sock, procs[k])
+        total = None
+        for k in socks:                      # warm-up: starts the mirror, binds the bucket
+            st, _, b = request(socks[k], "POST", "/query", body=body, timeout=120)
+            if st != 200:
+                raise SystemExit(f"bench: /query answered {st}: {b[:200]!r}")
+            total = json.loads(b)["total"]
+        time.sleep(3)                        # the mirror catches up
+        for _ in range(7):
+            for k in ("mirror", "direct", "libnats"):
+                t0 = time.perf_counter()
+                if k == "libnats":
+                    times[k].append(float(subprocess.run(
+                        [DIRECTPROG, "scan", URL, qb, "qy.>"], check=True, capture_output=True,
+                        text=True).stdout.split()[0]))
+                    continue
+                st, _, b = request(socks[k], "POST", "/query", body=body, timeout=120)
+                times[k].append((time.perf_counter() - t0) * 1e3)
+    finally:
+        for p in procs.values():
+            p.terminate()
+            p.wait(timeout=10)
+        shutil.rmtree(d, ignore_errors=True)
+        kvtool("bucket-del", qb)
+    m, q, dn = (statistics.median(times[k]) for k in ("mirror", "direct", "libnats"))
+    met_m, met_q = ("met" if m < 50 else "MISSED"), verdict(q / dn, 1.2)
+    out(f"/query (total {total}): from the mirror {m:.0f} ms (target < 50: {met_m}); without "
+        f"the cache {q:.0f} ms, direct libnats read {dn:.0f} ms, ratio {q / dn:.2f} (target "
+        f"<= 1.20: {met_q}); medians of 7")
+    figure("query", f"/query over {n:,} 1 KiB documents from the mirror: ms", f"{m:.0f}",
+           "< 50", met_m)
+    figure("query", "/query without the cache / direct libnats read of the same documents (ms)",
+           f"{q:.0f} / {dn:.0f} = {q / dn:.2f}", "<= 1.20", met_q)
 
 
 # ---- 6. read cache --------------------------------------------------------------------------
@@ -397,7 +549,7 @@ def main():
     # BENCH_ONLY=cycles,memory...: some sections only (for a quick look; the table of
     # docs/performance.md is written from a whole run)
     only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
-    for section in (cycles, foreign, first_touch, memory, sidecar, cache):
+    for section in (cycles, foreign, first_touch, memory, sidecar, query, cache):
         if not only or section.__name__ in only:
             section(bucket)
 

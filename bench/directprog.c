@@ -8,7 +8,13 @@
  *                                        revision, with a unique Nats-Msg-Id header
  *   directprog first URL BUCKET KEY      connect + bind + Get; prints us since BENCH_T0_NS
  *   directprog puts URL BUCKET KEY       for each word read from stdin, prints the monotonic
- *                                        time in ns, then puts the word as KEY's value */
+ *                                        time in ns, then puts the word as KEY's value
+ *   directprog jsonfill URL BUCKET FMT N SIZE   puts N JSON documents of SIZE bytes on keys
+ *                                        FMT (one %d), {"id": i, "group": i % 100, "pad"}
+ *   directprog scan URL BUCKET SUBJ      reads every value of the keys matching SUBJ (e.g.
+ *                                        "sc.>") as the sidecar's /query does without the
+ *                                        cache (an ordered consumer, deletes ignored, until
+ *                                        the initial values are done); prints ms, docs, bytes */
 #include <errno.h>
 #include <nats/nats.h>
 #include <unistd.h>
@@ -116,6 +122,61 @@ static int bind(const char *url, const char *bucket, natsConnection **nc, jsCtx 
     return st_err(s);
 }
 
+static int jsonfill(jsCtx *js, const char *bucket, const char *fmt, int n, int size)
+{
+    char *val = malloc((size_t)size + 64), key[512], subj[600];
+    if (!val)
+        return -ENOMEM;
+    for (int i = 0; i < n; i++) {
+        int h = snprintf(val, (size_t)size, "{\"id\": %d, \"group\": %d, \"pad\": \"", i,
+                         i % 100);
+        int pad = size - h - 2 > 0 ? size - h - 2 : 0;
+        memset(val + h, 'x', (size_t)pad);
+        memcpy(val + h + pad, "\"}", 2);
+        snprintf(key, sizeof key, fmt, i);
+        snprintf(subj, sizeof subj, "$KV.%s.%s", bucket, key);
+        if (st_err(js_PublishAsync(js, subj, val, h + pad + 2, NULL)) < 0) {
+            free(val);
+            return -EIO;
+        }
+    }
+    free(val);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 60000;
+    return st_err(js_PublishAsyncComplete(js, &po));
+}
+
+static int scan(const char *subj)
+{
+    uint64_t t0 = bench_now_ns();
+    kvWatchOptions o;
+    kvWatchOptions_Init(&o);
+    o.IgnoreDeletes = true;
+    kvWatcher *w = NULL;
+    if (st_err(kvStore_Watch(&w, kv, subj, &o)) < 0)
+        return -EIO;
+    long docs = 0;
+    size_t bytes = 0;
+    int rc = 0;
+    for (;;) {
+        kvEntry *e = NULL;
+        natsStatus s = kvWatcher_Next(&e, w, 5000);
+        if (s != NATS_OK) {
+            rc = st_err(s);
+            break;
+        }
+        if (!e)
+            break; /* the initial values are done */
+        docs++;
+        bytes += (size_t)kvEntry_ValueLen(e);
+        kvEntry_Destroy(e);
+    }
+    kvWatcher_Destroy(w);
+    printf("%.2f %ld %zu\n", (double)(bench_now_ns() - t0) / 1e6, docs, bytes);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     natsConnection *nc = NULL;
@@ -148,6 +209,14 @@ int main(int argc, char **argv)
             fflush(stdout);
             rc = st_err(kvStore_PutString(NULL, kv, argv[4], word)) < 0;
         }
+    } else if (argc >= 7 && strcmp(argv[1], "jsonfill") == 0) {
+        if (bind(argv[2], argv[3], &nc, &js) < 0)
+            return 1;
+        rc = jsonfill(js, argv[3], argv[4], atoi(argv[5]), atoi(argv[6])) < 0;
+    } else if (argc >= 5 && strcmp(argv[1], "scan") == 0) {
+        if (bind(argv[2], argv[3], &nc, &js) < 0)
+            return 1;
+        rc = scan(argv[4]) < 0;
     } else {
         fprintf(stderr, "usage: see the first comment of bench/directprog.c\n");
     }

@@ -58,6 +58,7 @@ _asya_state()
         history) opts="--json --help" ;;
         watch) opts="--json --initial --help" ;;
         check) opts="--read-only --help" ;;
+        serve) opts="--max-body --max-body-total --header-timeout --help" ;;
         health) opts="--socket --timeout --help" ;;
         bucket)
             if [ -z "$sub" ]; then
