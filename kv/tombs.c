@@ -1,0 +1,158 @@
+/* tombs.c: the delete markers (tombstones) that key scans pass over, and their removal.
+ *
+ * An unlink writes a KV delete marker (SPEC "Operations": Delete), so that watchers (other
+ * processes' read caches, `asya-state watch`, other NATS clients) see the delete. The marker
+ * stays in the bucket's stream: every later scan of the mount's keys (listings, rmdir's
+ * emptiness test: dirs_scan) receives it and skips it. After thousands of unlinks under a
+ * prefix a listing spends most of its messages on markers. So a scan hands every marker it
+ * skips to tombs_see, and tombs_sweep removes the ones the policy allows once the scan is
+ * done:
+ *
+ *   TOMBS_AUTO (the default, every scan): when the scan skipped at least TOMBS_AUTO_MIN
+ *     markers, up to TOMBS_AUTO_MAX of them (the oldest first: a scan delivers in stream
+ *     order) per scan, only on buckets that keep one revision per key (history 1: the
+ *     marker is all the key has left; with more, removing it takes the deleted key's older
+ *     values along, which `asya-state history` would show);
+ *   TOMBS_ALL (`asya-state check --fix`): every marker the scan saw, any history setting;
+ *   TOMBS_OFF (`asya-state check` without --fix): counted, never removed.
+ *
+ * In every policy a marker younger than TOMBS_GRACE_S stays: a live watcher receives it
+ * within milliseconds (measured under 15 ms, README "Read cache"), and one that reconnects
+ * starts afresh (cache.c clears its mirror; nats.c's own kvStore_PurgeDeletes keeps markers
+ * younger than 30 minutes for the same reason, for watchers that resume).
+ *
+ * Removal is a stream purge of the key's subject up to and including the marker's sequence
+ * (jsOptions.Stream.Purge: Subject, Sequence = marker + 1, "up to but not including"), never
+ * of the whole subject: a value a concurrent writer put after the marker has a higher
+ * sequence and survives. Compare-and-set stays exact: a create-only commit expects "no
+ * message" (or the tombstone's sequence, then looks again: ops_publish), and succeeds after
+ * the purge as before it; an update expecting a revision from before the delete conflicts
+ * either way (the key's last sequence is 0 or the marker's, never the expected one). One
+ * request per marker, synchronous: TOMBS_AUTO_MAX bounds what one scan pays.
+ *
+ * The policy is process-wide (set once by the CLI before it scans; read atomically); the
+ * figures of the calling thread's last sweep are thread-local (tombs_last).
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "kv/internal.h"
+
+static int policy = TOMBS_AUTO;
+static __thread tombs_stats last;
+
+void tombs_policy(int p)
+{
+    __atomic_store_n(&policy, p, __ATOMIC_RELAXED);
+}
+
+void tombs_last(tombs_stats *out)
+{
+    *out = last;
+}
+
+static size_t limit(void)
+{
+    switch (__atomic_load_n(&policy, __ATOMIC_RELAXED)) {
+    case TOMBS_ALL:
+        return SIZE_MAX;
+    case TOMBS_AUTO:
+        return TOMBS_AUTO_MAX;
+    default:
+        return 0;
+    }
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void tombs_see(tombs *t, kvEntry *e)
+{
+    t->seen++;
+    if (t->n >= limit())
+        return;
+    if (!t->now_ns)
+        t->now_ns = now_ns();
+    if (kvEntry_Created(e) > t->now_ns - (int64_t)TOMBS_GRACE_S * 1000000000)
+        return; /* too young: a watcher may not have it yet */
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 64;
+        tomb *v = realloc(t->v, cap * sizeof *v);
+        if (!v)
+            return; /* out of memory: this one stays, no harm */
+        t->v = v;
+        t->cap = cap;
+    }
+    char *key = strdup(kvEntry_Key(e));
+    if (!key)
+        return;
+    t->v[t->n].key = key;
+    t->v[t->n].seq = kvEntry_Revision(e);
+    t->n++;
+}
+
+/* Removes one marker: its subject's messages up to and including seq. */
+static int purge_one(kv_conn *c, const kv_bucket *b, const tomb *m, const char **why)
+{
+    char subj[KV_KEY_MAX + 300];
+    if (snprintf(subj, sizeof subj, "$KV.%s.%s", b->name, m->key) >= (int)sizeof subj)
+        return -ENAMETOOLONG;
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Wait = kv_timeout_ms();
+    o.Stream.Purge.Subject = subj;
+    o.Stream.Purge.Sequence = m->seq + 1;
+    jsErrCode jerr = 0;
+    kv_guard g;
+    guard_enter(&g, GUARD_REQUEST);
+    natsStatus s = js_PurgeStream(c->js, b->stream, &o, &jerr);
+    int r = s == NATS_OK ? 0 : kv_errmap(s, jerr, why);
+    guard_leave(&g);
+    return r;
+}
+
+int tombs_sweep(kv_conn *c, const kv_bucket *b, tombs *t)
+{
+    int p = __atomic_load_n(&policy, __ATOMIC_RELAXED);
+    last = (tombs_stats){ .seen = t->seen };
+    if (p == TOMBS_OFF || t->n == 0 || (p == TOMBS_AUTO && t->seen < TOMBS_AUTO_MIN))
+        return 0;
+    int r = conn_bucket_limits(c, b);
+    if (r < 0)
+        return r;
+    if (p == TOMBS_AUTO && b->history != 1) {
+        log_at(LOG_DEBUG, "bucket %s keeps %lld revisions per key: %zu delete markers left "
+               "for `asya-state check --fix`", b->name, (long long)b->history, t->seen);
+        return 0;
+    }
+    const char *why = NULL;
+    for (size_t i = 0; i < t->n && r == 0; i++) {
+        r = purge_one(c, b, &t->v[i], &why);
+        if (r == 0)
+            last.removed++;
+    }
+    if (r < 0)
+        log_at(LOG_WARN, "%s: removing a delete marker failed: %s", t->v[last.removed].key,
+               why ? why : strerror(-r));
+    else
+        log_at(LOG_INFO, "bucket %s: %zu delete markers seen by a scan, %zu removed",
+               b->name, t->seen, last.removed);
+    return r;
+}
+
+void tombs_free(tombs *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->v[i].key);
+    free(t->v);
+    *t = (tombs){ 0 };
+}
