@@ -154,10 +154,13 @@ fuzz: fuzz-build
 
 # ---- bench: the figures of issue 5 (printed, not a test; not part of `make test`) ----------
 #   make bench             builds what it needs, runs bench/run against a private nats-server
-#   bench/readme_table.py OUTPUT   writes README's Performance table from that output
+#   make bench-scale       only its scale section (issue 12: 100, 10,000, 100,000 keys);
+#                          BENCH_SCALE_QUICK=1 for 100 and 10,000 keys (about 15 s)
+#   bench/readme_table.py OUTPUT   writes README's Performance table from that output (the rows
+#                          of sections a BENCH_ONLY run did not measure are kept)
 BENCH_PROGS := $(BUILD)/bench/shimprog $(BUILD)/bench/directprog
 
-.PHONY: bench
+.PHONY: bench bench-scale
 $(BUILD)/bench/shimprog: bench/shimprog.c bench/common.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fvisibility=default -o $@ $<
@@ -177,6 +180,9 @@ $(BUILD)/bench/peer/peer.mjs: bench/peer.mjs
 
 bench: all $(BENCH_PROGS) $(BUILD)/bench/peer/peer.mjs
 	BUILD=$(BUILD) bench/run
+
+bench-scale: all $(BENCH_PROGS)
+	BUILD=$(BUILD) BENCH_ONLY=scale bench/run
 
 # ---- asan, memcheck, lint: the tools of issue 4 ("Tooling in CI"); each prints a summary ----
 #   make asan      shim, backend, cli, tools and unit tests built with ASan+UBSan into

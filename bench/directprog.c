@@ -8,7 +8,12 @@
  *                                        revision, with a unique Nats-Msg-Id header
  *   directprog first URL BUCKET KEY      connect + bind + Get; prints us since BENCH_T0_NS
  *   directprog puts URL BUCKET KEY       for each word read from stdin, prints the monotonic
- *                                        time in ns, then puts the word as KEY's value */
+ *                                        time in ns, then puts the word as KEY's value
+ *   directprog scale URL BUCKET PREFIX   batches from stdin (see common.h), the floors of the
+ *                                        scale section: getmiss (a Get of a missing key), get
+ *                                        (of the marker PREFIX.d/), create (kvStore_Create of a
+ *                                        new marker), scan (the keys below PREFIX.d/: a
+ *                                        headers-only watch of PREFIX.>, as a listing must) */
 #include <errno.h>
 #include <nats/nats.h>
 #include <unistd.h>
@@ -106,6 +111,57 @@ static int cycle(const char *op, size_t size, unsigned iter)
     return -EINVAL;
 }
 
+/* The scale section's floors; size is unused. */
+static const char *scale_prefix;
+
+static int scale_scan(void)
+{
+    char filter[256], base[256];
+    snprintf(filter, sizeof filter, "%s.>", scale_prefix);
+    int blen = snprintf(base, sizeof base, "%s.d/", scale_prefix);
+    kvWatchOptions o;
+    kvWatchOptions_Init(&o);
+    o.MetaOnly = true;
+    kvWatcher *w = NULL;
+    natsStatus s = kvStore_Watch(&w, kv, filter, &o);
+    int below = 0;
+    while (s == NATS_OK) {
+        kvEntry *e = NULL;
+        s = kvWatcher_Next(&e, w, 60000);
+        if (s != NATS_OK || !e)
+            break;
+        below += strncmp(kvEntry_Key(e), base, (size_t)blen) == 0;
+        kvEntry_Destroy(e);
+    }
+    kvWatcher_Destroy(w);
+    return s == NATS_OK && below > 0 ? 0 : st_err(s == NATS_OK ? NATS_NOT_FOUND : s);
+}
+
+static int scale_op(const char *op, size_t size, unsigned iter)
+{
+    (void)size;
+    char key[256];
+    kvEntry *e = NULL;
+    natsStatus s;
+    if (strcmp(op, "getmiss") == 0 || strcmp(op, "get") == 0) {
+        int miss = op[3] == 'm';
+        if (miss)
+            snprintf(key, sizeof key, "%s.nope%u", scale_prefix, iter);
+        else
+            snprintf(key, sizeof key, "%s.d/", scale_prefix);
+        s = kvStore_Get(&e, kv, key);
+        kvEntry_Destroy(e);
+        return (s == NATS_NOT_FOUND) == miss ? 0 : st_err(s == NATS_OK ? NATS_ERR : s);
+    }
+    if (strcmp(op, "create") == 0) {
+        snprintf(key, sizeof key, "%s.c%d-%u/", scale_prefix, (int)getpid(), iter);
+        return st_err(kvStore_Create(NULL, kv, key, "", 0));
+    }
+    if (strcmp(op, "scan") == 0)
+        return scale_scan();
+    return -EINVAL;
+}
+
 static int bind(const char *url, const char *bucket, natsConnection **nc, jsCtx **js)
 {
     natsStatus s = natsConnection_ConnectTo(nc, url);
@@ -148,6 +204,11 @@ int main(int argc, char **argv)
             fflush(stdout);
             rc = st_err(kvStore_PutString(NULL, kv, argv[4], word)) < 0;
         }
+    } else if (argc >= 5 && strcmp(argv[1], "scale") == 0) {
+        scale_prefix = argv[4];
+        if (bind(argv[2], argv[3], &nc, &js) < 0)
+            return 1;
+        rc = bench_serve(scale_op);
     } else {
         fprintf(stderr, "usage: see the first comment of bench/directprog.c\n");
     }
