@@ -162,11 +162,16 @@ static int scale_op(const char *op, size_t size, unsigned iter)
     return -EINVAL;
 }
 
-static int bind(const char *url, const char *bucket, natsConnection **nc, jsCtx **js)
+/* wait_ms: the JetStream API's bound (0: nats.c's default, 5 s). */
+static int bind(const char *url, const char *bucket, natsConnection **nc, jsCtx **js,
+                int64_t wait_ms)
 {
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Wait = wait_ms;
     natsStatus s = natsConnection_ConnectTo(nc, url);
     if (s == NATS_OK)
-        s = natsConnection_JetStream(js, *nc, NULL);
+        s = natsConnection_JetStream(js, *nc, &o);
     if (s == NATS_OK)
         s = js_KeyValue(&kv, *js, bucket);
     return st_err(s);
@@ -181,7 +186,7 @@ int main(int argc, char **argv)
         with_id = strcmp(argv[1], "cycles-id") == 0;
         key_char = argc >= 5 ? argv[4][0] : with_id ? 'i' : 'd';
         bucket_name = argv[3];
-        if (bind(argv[2], argv[3], &nc, &js) < 0)
+        if (bind(argv[2], argv[3], &nc, &js, 0) < 0)
             return 1;
         js_ctx = js;
         rc = bench_serve(cycle);
@@ -189,14 +194,14 @@ int main(int argc, char **argv)
         size_t len;
         uint64_t rev;
         bufcap = 65536;
-        if (!(buf = malloc(bufcap)) || bind(argv[2], argv[3], &nc, &js) < 0 ||
+        if (!(buf = malloc(bufcap)) || bind(argv[2], argv[3], &nc, &js, 0) < 0 ||
             get_into(argv[4], &len, &rev) < 0)
             return 1;
         printf("%.1f\n", bench_since_t0_us());
         rc = 0;
     } else if (argc >= 5 && strcmp(argv[1], "puts") == 0) {
         char word[32];
-        if (bind(argv[2], argv[3], &nc, &js) < 0)
+        if (bind(argv[2], argv[3], &nc, &js, 0) < 0)
             return 1;
         rc = 0;
         while (rc == 0 && scanf("%31s", word) == 1) {
@@ -206,7 +211,9 @@ int main(int argc, char **argv)
         }
     } else if (argc >= 5 && strcmp(argv[1], "scale") == 0) {
         scale_prefix = argv[4];
-        if (bind(argv[2], argv[3], &nc, &js) < 0)
+        /* a scan of 100,000 keys on a busy server: the consumer's creation may take longer
+         * than 5 s (the shim's side gets NATS_TIMEOUT_MS=30000 alike) */
+        if (bind(argv[2], argv[3], &nc, &js, 30000) < 0)
             return 1;
         rc = bench_serve(scale_op);
     } else {
