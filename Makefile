@@ -30,6 +30,9 @@ CLI_SRC     := $(wildcard cli/*.c) $(wildcard kv/*.c) $(COMMON_SRC) shim/mounts.
 # Pure logic the unit tests exercise without a server.
 PURE_SRC    := kv/keycodec.c shim/mounts.c shim/path.c shim/fdtable.c $(COMMON_SRC)
 UNIT_SRC    := $(wildcard tests/unit/*.c)
+# The kv/ rules through kv.h on a real nats-server the test binary starts itself.
+UNIT_SERVER := $(BUILD)/unit-server-tests
+UNIT_SERVER_SRC := $(wildcard tests/unit/server/*.c) $(wildcard kv/*.c) $(COMMON_SRC)
 TOOLS_SRC   := $(wildcard tests/tools/*.c)
 TOOLS       := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOLS_SRC))
 
@@ -38,6 +41,7 @@ SHIM_OBJ    := $(call obj,shim,$(SHIM_SRC))
 KV_OBJ      := $(call obj,kv,$(KV_SRC))
 CLI_OBJ     := $(call obj,cli,$(CLI_SRC))
 UNIT_OBJ    := $(call obj,unit,$(PURE_SRC) $(UNIT_SRC))
+UNIT_SERVER_OBJ := $(call obj,unit,$(UNIT_SERVER_SRC))
 
 HEADERS     := $(wildcard */*.h */*.def) VERSION
 
@@ -79,8 +83,12 @@ $(BUILD)/tools/%: tests/tools/%.c $(HEADERS)
 $(UNIT): $(UNIT_OBJ)
 	$(CC) -o $@ $(UNIT_OBJ) $(LDFLAGS) -lcriterion -ldl -lpthread
 
-unit: $(UNIT)
+$(UNIT_SERVER): $(UNIT_SERVER_OBJ)
+	$(CC) -o $@ $(UNIT_SERVER_OBJ) $(LDFLAGS) -lcriterion -lnats -lpthread
+
+unit: $(UNIT) $(UNIT_SERVER)
 	$(UNIT) --jobs 2
+	$(UNIT_SERVER) --jobs 2
 
 integration: all
 	tests/integration/run
