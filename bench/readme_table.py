@@ -24,9 +24,9 @@ def old_rows(block):
             if len(cells) == 5:
                 rows.append(cells)
     # each section's run: the block's date, or the one its note gives for the sections it kept
-    m = re.search(r"output: (.*?UTC)", block)
-    dates = {r[0]: m.group(1) if m else "an earlier run" for r in rows}
-    for secs, date in re.findall(r"Sections ([^:]*): from the run of (.*?UTC)", block):
+    m = re.search(r"output: (.*?UTC), (.*?v[0-9.]+)\.", block)
+    dates = {r[0]: f"{m.group(1)} ({m.group(2)})" if m else "an earlier run" for r in rows}
+    for secs, date in re.findall(r"Sections ([^:]*): from the run of (.*?UTC \(.*?\))\.", block):
         dates.update({sec: date for sec in secs.split(", ")})
     return rows, dates
 
