@@ -208,9 +208,9 @@ static int dirs_fn(const char *key, void *arg)
  * repairs both. */
 static void check_markers(const struct mount *mt, int fix)
 {
-    kv_mount *m;
-    kv_conn *c;
-    const kv_bucket *b;
+    kv_mount *m = NULL;
+    kv_conn *c = NULL;
+    const kv_bucket *b = NULL;
     char base[KV_KEY_MAX + 2];
     snprintf(base, sizeof base, "%s%s", mt->prefix ? mt->prefix : "", mt->prefix ? "." : "");
     int r = kv_backend()->mount(mt->bucket, mt->prefix, 0, &m);
@@ -232,6 +232,8 @@ static void check_markers(const struct mount *mt, int fix)
     char names[200] = "";
     dir_seen *d, *tmp;
     HASH_ITER(hh, a.dirs, d, tmp) {
+        /* d is calloc'd by dir_add (cppcheck loses it in uthash's macros) */
+        /* cppcheck-suppress uninitvar */
         if (r == 0 && !d->has_marker) {
             missing++;
             char rel[KV_KEY_MAX + 1];
