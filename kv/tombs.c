@@ -28,7 +28,7 @@
  * message" (or the tombstone's sequence, then looks again: ops_publish), and succeeds after
  * the purge as before it; an update expecting a revision from before the delete conflicts
  * either way (the key's last sequence is 0 or the marker's, never the expected one). One
- * request per marker, synchronous: TOMBS_AUTO_MAX bounds what one scan pays.
+ * request per marker, pipelined (purge_all); TOMBS_AUTO_MAX bounds what one scan pays.
  *
  * The policy is process-wide (set once by the CLI before it scans; read atomically); the
  * figures of the calling thread's last sweep are thread-local (tombs_last).
@@ -100,23 +100,59 @@ void tombs_see(tombs *t, kvEntry *e)
     t->n++;
 }
 
-/* Removes one marker: its subject's messages up to and including seq. */
-static int purge_one(kv_conn *c, const kv_bucket *b, const tomb *m, const char **why)
+/* Removes every marker of t at once: one purge request per marker (the JetStream API's
+ * "$JS.API.STREAM.PURGE.<stream>" with a subject filter and a sequence bound, what
+ * js_PurgeStream sends), all published before the first reply is awaited, the replies
+ * collected on one inbox: one round trip for the lot instead of one per marker (1,000
+ * purges took about 0.35 s one by one). *removed gets the purges that succeeded. */
+static int purge_all(kv_conn *c, const kv_bucket *b, const tombs *t, size_t *removed,
+                     const char **why)
 {
-    char subj[KV_KEY_MAX + 300];
-    if (snprintf(subj, sizeof subj, "$KV.%s.%s", b->name, m->key) >= (int)sizeof subj)
-        return -ENAMETOOLONG;
-    jsOptions o;
-    jsOptions_Init(&o);
-    o.Wait = kv_timeout_ms();
-    o.Stream.Purge.Subject = subj;
-    o.Stream.Purge.Sequence = m->seq + 1;
-    jsErrCode jerr = 0;
+    char api[300], inbox[64], body[KV_KEY_MAX + 400];
+    snprintf(api, sizeof api, "$JS.API.STREAM.PURGE.%s", b->stream);
+    natsInbox *ib = NULL;
+    natsSubscription *sub = NULL;
     kv_guard g;
-    guard_enter(&g, GUARD_REQUEST);
-    natsStatus s = js_PurgeStream(c->js, b->stream, &o, &jerr);
-    int r = s == NATS_OK ? 0 : kv_errmap(s, jerr, why);
+    guard_enter(&g, GUARD_THREADS); /* a subscription */
+    natsStatus s = natsInbox_Create(&ib);
+    if (s == NATS_OK) {
+        snprintf(inbox, sizeof inbox, "%s", (const char *)ib);
+        s = natsConnection_SubscribeSync(&sub, c->nc, inbox);
+    }
+    natsInbox_Destroy(ib);
     guard_leave(&g);
+    size_t sent = 0, answered = 0;
+    guard_enter(&g, GUARD_REQUEST);
+    for (; s == NATS_OK && sent < t->n; sent++) {
+        int n = snprintf(body, sizeof body, "{\"filter\":\"$KV.%s.%s\",\"seq\":%llu}",
+                         b->name, t->v[sent].key, (unsigned long long)t->v[sent].seq + 1);
+        if (n < 0 || (size_t)n >= sizeof body)
+            break; /* cannot be: keys are at most KV_KEY_MAX bytes */
+        s = natsConnection_PublishRequest(c->nc, api, inbox, body, n);
+    }
+    if (s == NATS_OK)
+        s = natsConnection_FlushTimeout(c->nc, kv_timeout_ms());
+    while (s == NATS_OK && answered < sent) {
+        natsMsg *msg = NULL;
+        s = natsSubscription_NextMsg(&msg, sub, kv_timeout_ms());
+        if (s != NATS_OK)
+            break;
+        answered++;
+        /* {"type":"...stream_purge_response","success":true,"purged":1}, or an "error" */
+        const char *d = natsMsg_GetData(msg);
+        if (d && strstr(d, "\"success\":true"))
+            (*removed)++;
+        else if (!*why)
+            *why = "the server refused a purge (see its reply with ASYA_STATE_LOG=debug)";
+        if (d && !strstr(d, "\"success\":true"))
+            log_at(LOG_DEBUG, "purge reply: %.200s", d);
+        natsMsg_Destroy(msg);
+    }
+    natsSubscription_Destroy(sub);
+    int r = s == NATS_OK ? 0 : kv_errmap(s, 0, why);
+    guard_leave(&g);
+    if (r == 0 && *removed < t->n)
+        r = -EIO;
     return r;
 }
 
@@ -135,14 +171,10 @@ int tombs_sweep(kv_conn *c, const kv_bucket *b, tombs *t)
         return 0;
     }
     const char *why = NULL;
-    for (size_t i = 0; i < t->n && r == 0; i++) {
-        r = purge_one(c, b, &t->v[i], &why);
-        if (r == 0)
-            last.removed++;
-    }
+    r = purge_all(c, b, t, &last.removed, &why);
     if (r < 0)
-        log_at(LOG_WARN, "%s: removing a delete marker failed: %s", t->v[last.removed].key,
-               why ? why : strerror(-r));
+        log_at(LOG_WARN, "bucket %s: removing delete markers: %zu of %zu removed: %s",
+               b->name, last.removed, t->n, why ? why : strerror(-r));
     else
         log_at(LOG_INFO, "bucket %s: %zu delete markers seen by a scan, %zu removed",
                b->name, t->seen, last.removed);

@@ -240,8 +240,7 @@ Test(markers, listing_of_the_directory_itself_repairs_it)
     cr_expect(st.is_dir);
 }
 
-/* ---- delete markers removed by a scan (a value written after one surviving the removal:
- * tests/integration/t_markers.sh, which can race a writer against it) ---- */
+/* ---- delete markers removed by a scan ---- */
 
 Test(markers, scan_removes_old_delete_markers_only)
 {
@@ -266,4 +265,35 @@ Test(markers, scan_removes_old_delete_markers_only)
     uint64_t rev = 0;
     cr_expect_eq(ops->commit(m, "t1", "new", 3, KV_COMMIT_EXCL, &rev), 0,
                  "create-only on a removed key");
+}
+
+/* The race that matters, made deterministic: a scan saw k's delete marker at sequence S,
+ * another client then wrote k again, and only then does the removal run. The purge is
+ * bounded by S: the new value stays. */
+Test(markers, removal_keeps_a_value_written_after_the_marker)
+{
+    put("u.k", "old");
+    cr_assert_eq(kvStore_Delete(kvs, "u.k"), NATS_OK);
+    kvEntryList h = { 0 };
+    cr_assert_eq(kvStore_History(&h, kvs, "u.k", NULL), NATS_OK);
+    cr_assert(h.Count >= 1 && kvEntry_Operation(h.Entries[h.Count - 1]) == kvOp_Delete);
+    uint64_t marker = kvEntry_Revision(h.Entries[h.Count - 1]);
+    kvEntryList_Destroy(&h);
+    put("u.k", "new");              /* after the scan saw the marker */
+    tomb one = { .key = strdup("u.k"), .seq = marker };
+    tombs t = { .seen = TOMBS_AUTO_MIN, .n = 1, .cap = 1, .v = &one };
+    kv_conn *c;
+    const kv_bucket *b;
+    cr_assert_eq(ops_open(m, "u.k", &c, &b), 0);
+    cr_expect_eq(tombs_sweep(c, b, &t), 0);
+    conn_release(c);
+    tombs_stats st;
+    tombs_last(&st);
+    cr_expect_eq(st.removed, 1, "the purge request succeeded");
+    free(one.key);
+    kvEntry *e = NULL;
+    cr_assert_eq(kvStore_Get(&e, kvs, "u.k"), NATS_OK, "the value written after the marker "
+                 "survives");
+    cr_expect_eq(strcmp(kvEntry_ValueString(e), "new"), 0);
+    kvEntry_Destroy(e);
 }
