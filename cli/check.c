@@ -225,7 +225,7 @@ static void check_markers(const struct mount *mt, int fix)
     r = dirs_scan(c, b, m->prefix, base, dirs_fn, &a);
     tombs_stats ts;
     tombs_last(&ts);
-    tombs_policy(TOMBS_AUTO);
+    tombs_policy(TOMBS_OFF); /* check's other scans (--read-only's listing) remove nothing */
     if (r == 0 && a.err)
         r = a.err;
     size_t missing = 0, written = 0;
@@ -302,6 +302,7 @@ int cmd_check(int argc, char **argv)
     if (read_only && fix)
         return cli_usage_error("check", "--fix writes: it cannot go with --read-only");
     check_problems = 0;
+    tombs_policy(TOMBS_OFF); /* only --fix removes delete markers (check_markers) */
 
     /* configuration */
     const kv_ops *ops = NULL;
