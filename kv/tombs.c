@@ -22,8 +22,8 @@
  * younger than 30 minutes for the same reason, for watchers that resume).
  *
  * Removal is a stream purge of the key's subject up to and including the marker's sequence
- * (jsOptions.Stream.Purge: Subject, Sequence = marker + 1, "up to but not including"), never
- * of the whole subject: a value a concurrent writer put after the marker has a higher
+ * (the request js_PurgeStream sends, with filter = the key's subject and seq = marker + 1,
+ * "up to but not including"), never of the whole subject: a value a concurrent writer put after the marker has a higher
  * sequence and survives. Compare-and-set stays exact: a create-only commit expects "no
  * message" (or the tombstone's sequence, then looks again: ops_publish), and succeeds after
  * the purge as before it; an update expecting a revision from before the delete conflicts
@@ -105,8 +105,8 @@ void tombs_see(tombs *t, kvEntry *e)
  * js_PurgeStream sends), all published before the first reply is awaited, the replies
  * collected on one inbox: one round trip for the lot instead of one per marker (1,000
  * purges took about 0.35 s one by one). *removed gets the purges that succeeded. */
-static int purge_all(kv_conn *c, const kv_bucket *b, const tombs *t, size_t *removed,
-                     const char **why)
+static int purge_all(kv_conn *c, const kv_bucket *b, const tomb *v, size_t nv,
+                     size_t *removed, const char **why)
 {
     char api[300], inbox[64], body[KV_KEY_MAX + 400];
     snprintf(api, sizeof api, "$JS.API.STREAM.PURGE.%s", b->stream);
@@ -123,9 +123,9 @@ static int purge_all(kv_conn *c, const kv_bucket *b, const tombs *t, size_t *rem
     guard_leave(&g);
     size_t sent = 0, answered = 0;
     guard_enter(&g, GUARD_REQUEST);
-    for (; s == NATS_OK && sent < t->n; sent++) {
+    for (; s == NATS_OK && sent < nv; sent++) {
         int n = snprintf(body, sizeof body, "{\"filter\":\"$KV.%s.%s\",\"seq\":%llu}",
-                         b->name, t->v[sent].key, (unsigned long long)t->v[sent].seq + 1);
+                         b->name, v[sent].key, (unsigned long long)v[sent].seq + 1);
         if (n < 0 || (size_t)n >= sizeof body)
             break; /* cannot be: keys are at most KV_KEY_MAX bytes */
         s = natsConnection_PublishRequest(c->nc, api, inbox, body, n);
@@ -151,7 +151,7 @@ static int purge_all(kv_conn *c, const kv_bucket *b, const tombs *t, size_t *rem
     natsSubscription_Destroy(sub);
     int r = s == NATS_OK ? 0 : kv_errmap(s, 0, why);
     guard_leave(&g);
-    if (r == 0 && *removed < t->n)
+    if (r == 0 && answered < nv)
         r = -EIO;
     return r;
 }
@@ -171,7 +171,13 @@ int tombs_sweep(kv_conn *c, const kv_bucket *b, tombs *t)
         return 0;
     }
     const char *why = NULL;
-    r = purge_all(c, b, t, &last.removed, &why);
+    /* in slices: the replies of one stay well inside a subscription's pending limits */
+    for (size_t i = 0; i < t->n && r == 0; i += TOMBS_AUTO_MAX) {
+        size_t n = t->n - i < TOMBS_AUTO_MAX ? t->n - i : TOMBS_AUTO_MAX;
+        r = purge_all(c, b, t->v + i, n, &last.removed, &why);
+    }
+    if (r == 0 && last.removed < t->n)
+        r = -EIO; /* refused by the server: why says so */
     if (r < 0)
         log_at(LOG_WARN, "bucket %s: removing delete markers: %zu of %zu removed: %s",
                b->name, last.removed, t->n, why ? why : strerror(-r));
