@@ -164,8 +164,8 @@ fuzz: fuzz-build
 #   make bench             builds what it needs, runs bench/run against a private nats-server
 #   make bench-scale       only its scale section (issue 12: 100, 10,000, 100,000 keys);
 #                          BENCH_SCALE_QUICK=1 for 100 and 10,000 keys (about 15 s)
-#   bench/readme_table.py OUTPUT   writes README's Performance table from that output (the rows
-#                          of sections a BENCH_ONLY run did not measure are kept)
+#   bench/readme_table.py OUTPUT   writes docs/performance.md's table from that output (the
+#                          rows of sections a BENCH_ONLY run did not measure are kept)
 BENCH_PROGS := $(BUILD)/bench/shimprog $(BUILD)/bench/directprog
 
 .PHONY: bench bench-scale

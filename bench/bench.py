@@ -4,7 +4,7 @@ each figure, one machine line
 
     BENCH <section> | <figure> | <measured> | <target> | <met|MISSED|->
 
-which bench/readme_table.py turns into the README table. Measures, asserts nothing.
+which bench/readme_table.py turns into the table of docs/performance.md. Measures, asserts nothing.
 """
 
 import os
@@ -473,8 +473,8 @@ def main():
     machine()
     bucket = f"bench_{os.getpid()}"
     kvtool("--wait", "bucket-add", bucket)
-    # BENCH_ONLY=cycles,memory...: some sections only (for a quick look; the README table
-    # is written from a whole run)
+    # BENCH_ONLY=cycles,memory...: some sections only (for a quick look; the table of
+    # docs/performance.md is written from a whole run)
     only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
     for section in (cycles, foreign, first_touch, memory, sidecar, cache, scale):
         if not only or section.__name__ in only:

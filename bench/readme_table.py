@@ -1,14 +1,13 @@
-"""readme_table.py OUTPUT [README]: writes README.md's Performance table from `make bench`
-output (the MACHINE, DATE and "BENCH section | figure | measured | target | met" lines of
-bench/bench.py). Replaces the block between <!-- bench:begin --> and <!-- bench:end -->; when
-the markers are absent, appends them under a "## Performance" heading at the end. No figure
-is typed by hand: everything in the block comes from OUTPUT, except that the rows of sections
-OUTPUT does not have (a BENCH_ONLY run) are kept from the block they replace, and the block
-says which and from when.
+"""readme_table.py OUTPUT [FILE]: writes the table of docs/performance.md (or FILE; the README
+links to it) from `make bench` output (the MACHINE, DATE and "BENCH section | figure |
+measured | target | met" lines of bench/bench.py). Replaces the block between
+<!-- bench:begin --> and <!-- bench:end -->; when the markers are absent, appends them under a
+"## Performance" heading at the end. No figure is typed by hand: everything in the block comes
+from OUTPUT, except that the rows of sections OUTPUT does not have (a BENCH_ONLY run) are kept
+from the block they replace, and the block says which and from when.
 """
-import re
-
 import os
+import re
 import sys
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -68,9 +67,9 @@ def table(lines, previous=""):
 
 def main():
     if len(sys.argv) < 2:
-        raise SystemExit("usage: readme_table.py BENCH_OUTPUT [README.md]")
+        raise SystemExit("usage: readme_table.py BENCH_OUTPUT [docs/performance.md]")
     readme = sys.argv[2] if len(sys.argv) > 2 else os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "performance.md")
     with open(readme) as f:
         text = f.read()
     b, e = text.find(BEGIN), text.find(END)

@@ -25,7 +25,7 @@ static const struct cli_cmd cli_cmds[] = {
     { "history", cmd_history, "history [--json] PATH: the revisions the bucket keeps" },
     { "revert", cmd_revert, "revert PATH REV: write an earlier revision's value again" },
     { "watch", cmd_watch, "watch [--json] [PATH]: one line per change until interrupted" },
-    { "bucket", cmd_bucket, "bucket add|ls|info|rm: manage KV buckets" },
+    { "bucket", cmd_bucket, "bucket add|ls|info|edit|rm: manage KV buckets" },
     { "check", cmd_check, "check [--read-only | --fix]: diagnose configuration, server, buckets, markers" },
     { "run", cmd_run, "run -- CMD [ARGS]: run CMD with the shim preloaded" },
     { "health", cmd_health, "health: the sidecar's GET /healthz on CONNECTOR_SOCKET, exit 0 on 200" },

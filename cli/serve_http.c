@@ -17,6 +17,7 @@
  *   HEAD /keys/{key}                  204 Content-Length, X-Is-File | 404 without a body
  *   GET /meta/{key}[?attr=version]    200 {"attrs": ["version"]} | {"attr", "value"}
  *   PUT /meta/{key}?attr=A            403 for version, 400 unsupported_attribute otherwise
+ *                                     (/meta of a missing key: 404 before the attribute)
  *   POST /query                       serve_query.c
  * Anything else: 404 {"error": "not_found"}; a method other than these five: 501.
  * A key ending in "/" names a directory: PUT creates its marker (and its parents'), HEAD
@@ -333,18 +334,16 @@ static void keys_list(struct serve_ctx *ctx, struct serve_req *q)
 
 /* ---- /meta -------------------------------------------------------------------------- */
 
+/* As Asya's server with its connectors: the key is looked up first (404 for a missing one,
+ * whatever the attribute), then the attribute (400 unsupported_attribute, 403 for writing
+ * version). The answers that need no lookup (no attr on a PUT, a body that is not JSON) are
+ * given at once by meta_put_check. */
 static void meta_get(struct serve_ctx *ctx, struct serve_req *q, const char *rel)
 {
     char *attr = NULL;
     int r = serve_query_get(q->query, "attr", &attr);
     if (r == -EINVAL)
         return serve_reply_error(&q->reply, 400, "bad_request", "a NUL byte in the query");
-    if (attr && strcmp(attr, "version") != 0) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "'%.200s'", attr);
-        free(attr);
-        return serve_reply_error(&q->reply, 400, "unsupported_attribute", msg);
-    }
     uint64_t rev = 0;
     r = ctx->ops->version(ctx->mount, rel, &rev);
     if (r < 0) {
@@ -352,7 +351,12 @@ static void meta_get(struct serve_ctx *ctx, struct serve_req *q, const char *rel
         return reply_kv_error(&q->reply, r, "version", q->key);
     }
     json_t *j;
-    if (attr) {
+    if (attr && strcmp(attr, "version") != 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "'%.200s'", attr);
+        free(attr);
+        return serve_reply_error(&q->reply, 400, "unsupported_attribute", msg);
+    } else if (attr) {
         char buf[24];
         snprintf(buf, sizeof buf, "%" PRIu64, rev);
         j = json_pack("{s:s, s:s}", "attr", "version", "value", buf);
@@ -363,22 +367,39 @@ static void meta_get(struct serve_ctx *ctx, struct serve_req *q, const char *rel
     serve_reply_json(&q->reply, 200, j);
 }
 
-static void meta_put(struct serve_req *q)
+/* PUT /meta answers that need no lookup; 1 when q->reply was set. */
+static int meta_put_check(struct serve_req *q)
 {
     char *attr = NULL;
-    if (serve_query_get(q->query, "attr", &attr) < 0)
-        return serve_reply_error(&q->reply, 400, "bad_request", "attr query parameter required");
+    if (serve_query_get(q->query, "attr", &attr) < 0) {
+        serve_reply_error(&q->reply, 400, "bad_request", "attr query parameter required");
+        return 1;
+    }
+    free(attr);
     json_error_t jerr;
     json_t *body = q->too_large ? NULL : json_loadb(q->body ? q->body : "", q->len,
                                                     JSON_DECODE_ANY, &jerr);
-    char msg[300];
     if (!body)
         serve_reply_error(&q->reply, 400, "bad_request", "invalid JSON body");
+    json_decref(body);
+    return !body;
+}
+
+/* PUT /meta once meta_put_check passed: no attribute is writable. */
+static void meta_put(struct serve_ctx *ctx, struct serve_req *q, const char *rel)
+{
+    char *attr = NULL;
+    uint64_t rev = 0;
+    int r = ctx->ops->version(ctx->mount, rel, &rev);
+    char msg[300];
+    if (r < 0)
+        reply_kv_error(&q->reply, r, "version", q->key);
+    else if (serve_query_get(q->query, "attr", &attr) < 0)
+        serve_reply_error(&q->reply, 500, "internal_error", "out of memory");
     else if (strcmp(attr, "version") == 0)
         serve_reply_error(&q->reply, 403, "permission_denied", "version is read-only");
     else if (snprintf(msg, sizeof msg, "'%.200s'", attr) > 0)
         serve_reply_error(&q->reply, 400, "unsupported_attribute", msg);
-    json_decref(body);
     free(attr);
 }
 
@@ -442,11 +463,7 @@ static int answer_at_once(struct serve_ctx *ctx, struct serve_req *q)
             serve_reply_error(&q->reply, 503, "unavailable", ctx->not_ready);
         return 1;
     case R_META:
-        if (q->method == M_PUT) {
-            meta_put(q);
-            return 1;
-        }
-        return 0;
+        return q->method == M_PUT && meta_put_check(q);
     default:
         return 0;
     }
@@ -468,7 +485,9 @@ static void answer(struct serve_ctx *ctx, struct serve_req *q)
         return serve_reply_error(&q->reply, 400, "bad_request",
                                  "a key is '/'-separated names, none empty, \".\" or \"..\"");
     }
-    if (q->route == R_META)
+    if (q->route == R_META && q->method == M_PUT)
+        meta_put(ctx, q, rel);
+    else if (q->route == R_META)
         meta_get(ctx, q, rel);
     else if (q->method == M_GET && is_dir)
         serve_reply_error(&q->reply, 400, "bad_request", "a directory has no value");

@@ -316,6 +316,13 @@ def t_meta():
     T.eq("GET /meta unknown attr 400", (400, "unsupported_attribute"), (st, err_of(body)))
     st, _, body = request(SOCK, "GET", "/meta/missing.json?attr=version")
     T.eq("GET /meta of a missing key 404", (404, "key_not_found"), (st, err_of(body)))
+    # the key before the attribute, as Asya's server with its connectors
+    st, _, body = request(SOCK, "GET", "/meta/missing.json?attr=color")
+    T.eq("GET /meta of a missing key, unknown attr: 404 first", (404, "key_not_found"),
+         (st, err_of(body)))
+    st, _, body = request(SOCK, "PUT", "/meta/missing.json?attr=ttl",
+                          body=json.dumps({"value": "7"}))
+    T.eq("PUT /meta of a missing key 404", (404, "key_not_found"), (st, err_of(body)))
     request(SOCK, "GET", k("m.json"))                 # remembers the current revision
     kv("put", BUCKET, f"{PREFIX}.m.json", "v3")      # moved by someone else
     request(SOCK, "GET", "/meta/m.json?attr=version")
