@@ -542,6 +542,85 @@ def cache(bucket):
            "<= 100 ms", met)
 
 
+# ---- 7. scale --------------------------------------------------------------------------------
+# Each shim operation against its direct floor: what a direct libnats client pays for the
+# same answer (bench/directprog.c scale).
+SCALE_OPS = (("open-missing", "getmiss", "open of a missing file", "Get miss"),
+             ("exists-missing", "getmiss", "exists of a missing path", "Get miss"),
+             ("isdir", "get", "isdir of a directory", "Get"),
+             ("stat-dir", "get", "stat of a directory", "Get"),
+             ("makedirs-new", "create", "makedirs of a new directory", "create"),
+             ("listdir", "scan", "listdir of a 10-entry directory", "headers-only scan"))
+
+
+def scale(_bucket):
+    """At 100, 10,000 and 100,000 keys (BENCH_SCALE_SIZES; BENCH_SCALE_QUICK=1: 100 and
+    10,000), flat (sc.u<i>.json) and nested (sc.users/u<i>/state.json), 1 KiB values filled
+    by kvtool: every single-name operation under the shim (Python, bench/scale_shim.py)
+    against its direct floor, interleaved batch by batch in one run. Medians."""
+    quick = os.environ.get("BENCH_SCALE_QUICK") == "1"
+    sizes = [int(x) for x in os.environ.get(
+        "BENCH_SCALE_SIZES", "100,10000" if quick else "100,10000,100000").split(",")]
+    rounds = 3 if quick else 6
+    out(f"## 7. scale: single-name operations under the shim (Python) vs the direct floor, at "
+        f"{', '.join(f'{n:,}' for n in sizes)} keys, flat and nested; median ms of {rounds} "
+        "interleaved rounds")
+    med = {}
+    for layout, fmt in (("flat", "sc.u%d.json"), ("nested", "sc.users/u%d/state.json")):
+        for n in sizes:
+            b = f"scale_{layout}_{n}_{os.getpid()}"
+            kvtool("--wait", "bucket-add", b)
+            kvtool("fill", b, fmt, str(n), "1024")
+            for k in ("sc.d/", "sc.m/"):
+                kvtool("put", b, k, "")
+            kvtool("fill", b, "sc.d/f%d", "10", "1024")
+            env = dict(shim_env(b, "/state/sc"), STATE_PREFIX="sc", NATS_TIMEOUT_MS="30000")
+            workers = {"shim": Worker([PYTHON, os.path.join(ROOT, "bench", "scale_shim.py"),
+                                       "/state/sc"], env),
+                       "direct": Worker([DIRECTPROG, "scale", URL, b, "sc"], dict(os.environ))}
+            samples = {}
+            rng = random.Random(3)
+            try:
+                for r in range(rounds + 1):      # round 0 is warm-up, discarded
+                    for op, floor, _, _ in SCALE_OPS:
+                        batch = (1 if n >= 100000 else 2 if n >= 10000 else 10) \
+                            if op == "listdir" else 10
+                        pairs = [("shim", op), ("direct", floor)]
+                        for side, o in rng.sample(pairs, 2):
+                            t = workers[side].batch(o, 0, batch)
+                            if r:
+                                samples.setdefault((side, op), []).extend(t)
+            finally:
+                for w in workers.values():
+                    w.close()
+                kvtool("bucket-del", b)
+            for op, _, _, _ in SCALE_OPS:
+                med[(layout, n, op)] = (statistics.median(samples[("shim", op)]) / 1000,
+                                        statistics.median(samples[("direct", op)]) / 1000)
+        for op, _, label, floor_name in SCALE_OPS:
+            single = op != "listdir"
+            for n in sizes:
+                a, b = med[(layout, n, op)]
+                ratio = a / b
+                met = verdict(ratio, 3.0) if single else "-"
+                out(f"{layout:6} {n:>7,} keys  {label:32} shim {a:8.3f} ms  {floor_name} "
+                    f"{b:8.3f} ms  ratio {ratio:5.2f}" + (f"  (target <= 3: {met})" if single else ""))
+                figure("scale", f"{label}, {layout}, {n:,} keys: ms shim / {floor_name}",
+                       f"{a:.3f} / {b:.3f} = {ratio:.2f}", "<= 3" if single else "", met)
+            # Growth: the shim's time at the largest size over the smallest, divided by the
+            # floor's own growth (the server's, and this shared machine's drift between the
+            # two sizes, which moved the raw figure by up to 2x either way).
+            (lo, flo), (hi, fhi) = med[(layout, sizes[0], op)], med[(layout, sizes[-1], op)]
+            growth = (hi / lo) / (fhi / flo)
+            met = verdict(growth, 1.3) if single else "-"
+            out(f"{layout:6} {label:32} growth {sizes[0]:,} -> {sizes[-1]:,} keys: shim "
+                f"{hi / lo:.2f}, floor {fhi / flo:.2f}, shim/floor {growth:.2f}"
+                + (f"  (target <= 1.3: {met})" if single else ""))
+            figure("scale", f"{label}, {layout}: growth {sizes[0]:,} -> {sizes[-1]:,} keys, "
+                   "shim / floor", f"{hi / lo:.2f} / {fhi / flo:.2f} = {growth:.2f}",
+                   "<= 1.3" if single else "", met)
+
+
 def main():
     machine()
     bucket = f"bench_{os.getpid()}"
@@ -549,7 +628,7 @@ def main():
     # BENCH_ONLY=cycles,memory...: some sections only (for a quick look; the table of
     # docs/performance.md is written from a whole run)
     only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
-    for section in (cycles, foreign, first_touch, memory, sidecar, query, cache):
+    for section in (cycles, foreign, first_touch, memory, sidecar, query, cache, scale):
         if not only or section.__name__ in only:
             section(bucket)
 

@@ -26,7 +26,7 @@ static const struct cli_cmd cli_cmds[] = {
     { "revert", cmd_revert, "revert PATH REV: write an earlier revision's value again" },
     { "watch", cmd_watch, "watch [--json] [PATH]: one line per change until interrupted" },
     { "bucket", cmd_bucket, "bucket add|ls|info|edit|rm: manage KV buckets" },
-    { "check", cmd_check, "check [--read-only]: diagnose configuration, server, buckets" },
+    { "check", cmd_check, "check [--read-only | --fix]: diagnose configuration, server, buckets, markers" },
     { "run", cmd_run, "run -- CMD [ARGS]: run CMD with the shim preloaded" },
     { "health", cmd_health, "health: the sidecar's GET /healthz on CONNECTOR_SOCKET, exit 0 on 200" },
     { "serve", cmd_serve, "serve: sidecar mode, Asya's connector on CONNECTOR_SOCKET" },

@@ -57,7 +57,7 @@ _asya_state()
         rm) opts="-d --dir -f --force --help" ;;
         history) opts="--json --help" ;;
         watch) opts="--json --initial --help" ;;
-        check) opts="--read-only --help" ;;
+        check) opts="--read-only --fix --help" ;;
         serve) opts="--max-body --max-body-total --header-timeout --help" ;;
         health) opts="--socket --timeout --help" ;;
         bucket)
