@@ -88,49 +88,27 @@ void dirs_after_fork_child(void)
 int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *base,
               int (*fn)(const char *key, void *arg), void *arg)
 {
-    (void)c;
-    char filter[KV_KEY_MAX + 8];
-    kvWatchOptions wo;
-    kvWatchOptions_Init(&wo);
-    wo.MetaOnly = true;
-    wo.Timeout = kv_timeout_ms();
-    kvWatcher *w = NULL;
-    kv_guard g;
-    guard_enter(&g, GUARD_THREADS); /* creating a subscription: nats.c may start threads */
-    natsStatus s;
-    if (prefix && *prefix) {
-        snprintf(filter, sizeof filter, "%s.>", prefix);
-        s = kvStore_Watch(&w, b->kv, filter, &wo);
-    } else {
-        s = kvStore_WatchAll(&w, b->kv, &wo);
-    }
-    guard_leave(&g);
-    const char *why = NULL;
-    int r = s == NATS_OK ? 0 : kv_errmap(s, 0, &why);
+    kv_walk *w = NULL;
+    int r = walk_open(c, b, prefix, 0, &w);
+    if (r < 0)
+        return r;
     size_t blen = strlen(base);
-    while (r == 0) {
-        kvEntry *e = NULL;
-        guard_enter(&g, GUARD_REQUEST);
-        s = kvWatcher_Next(&e, w, wo.Timeout);
-        if (s != NATS_OK)
-            r = kv_errmap(s, 0, &why);
-        guard_leave(&g);
-        if (r < 0 || !e)
+    const char *why = NULL;
+    kv_rec e;
+    for (;;) {
+        int n = walk_next(w, kv_timeout_ms(), &e, &why);
+        if (n != 0) {
+            r = n == 1 ? 0 : n;     /* 1: every key seen */
             break;
-        const char *k = kvEntry_Key(e);
-        if (k && kvEntry_Operation(e) == kvOp_Put && strncmp(k, base, blen) == 0)
-            r = fn(k, arg);
-        kvEntry_Destroy(e);
+        }
+        if (e.op == KV_OP_PUT && strncmp(e.key, base, blen) == 0 && (r = fn(e.key, arg)) != 0)
+            break;
     }
-    if (w) {
-        guard_enter(&g, GUARD_REQUEST);
-        kvWatcher_Destroy(w);
-        guard_leave(&g);
-    }
+    walk_close(w);
     if (r < 0) {
         if (r == -ENOENT || r == -EEXIST)
             r = -EIO;
-        log_at(LOG_WARN, "%s*: listing keys failed: %s", base, why ? why : "error");
+        log_at(LOG_WARN, "%s*: listing keys failed: %s", base, why ? why : strerror(-r));
     }
     return r;
 }
@@ -171,9 +149,10 @@ typedef struct list_arg {
     int err;
 } list_arg;
 
-static int list_fn(const char *key, void *arg)
+/* One key of the listed directory's (base's) subtree; below: key is "<base>name/" standing
+ * for keys below a directory that has no marker (the mirror's CHILD_BELOW). */
+static int list_key(list_arg *a, const char *key, int below)
 {
-    list_arg *a = arg;
     const char *rest = key + a->blen;
     if (!*rest) {
         a->marker_seen = 1;
@@ -192,7 +171,7 @@ static int list_fn(const char *key, void *arg)
         log_at(LOG_WARN, "%s: not listed: its name decodes to '.', '..' or a '/'", key);
         return 0;
     }
-    int is_marker = slash && slash[1] == '\0';
+    int is_marker = slash && slash[1] == '\0' && !below;
     name_ent *e = NULL;
     HASH_FIND_STR(a->names, name, e);
     if (!e) {
@@ -217,6 +196,16 @@ static int list_fn(const char *key, void *arg)
     return 0;
 }
 
+static int list_fn(const char *key, void *arg)
+{
+    return list_key(arg, key, 0);
+}
+
+static int child_fn(void *arg, const char *key, int kind)
+{
+    return list_key(arg, key, kind == CHILD_BELOW);
+}
+
 /* Writes the markers of the directories a listing found only through keys below them. */
 static void repair(kv_conn *c, const kv_bucket *b, const kv_mount *m, name_ent *names)
 {
@@ -225,6 +214,8 @@ static void repair(kv_conn *c, const kv_bucket *b, const kv_mount *m, name_ent *
             continue;
         uint64_t rev = 0;
         int r = ops_publish(c, b, e->marker, "", 0, KV_REV_ABSENT, 0, &rev);
+        if (r == 0)
+            cache_note(m, e->marker, "", 0, rev, 0);
         if (r == 0 || r == -EEXIST)
             dirs_note(m, e->marker, 1);
         log_at(r == 0 || r == -EEXIST ? LOG_INFO : LOG_WARN,
@@ -269,7 +260,10 @@ int dirs_list(kv_mount *m, const char *rel, kv_list *out)
     if (r < 0 || (r = ops_open(m, base, &c, &b)) < 0)
         return r;
     list_arg a = { .m = m, .blen = strlen(base) };
-    r = dirs_scan(c, b, m->prefix, base, list_fn, &a);
+    cache_start(m);
+    r = cache_children(m, base, child_fn, &a); /* the read cache's mirror, when fresh */
+    if (r == 1)
+        r = dirs_scan(c, b, m->prefix, base, list_fn, &a);
     if (r == 0 && a.err)
         r = a.err;
     if (r == 0 && *rel && a.n == 0 && !a.marker_seen) {
@@ -358,20 +352,16 @@ int dirs_mkdir(kv_mount *m, const char *rel)
     }
     /* a value of that name: EEXIST; a marker: the create-only write below says EEXIST */
     char key[KV_KEY_MAX + 2];
-    kvEntry *e = NULL;
     /* (only this lookup's ENOENT means "free": the parent's above must stay ENOENT) */
     if (r == 0 && (r = ops_key(m, rel, 0, key, sizeof key)) == 0) {
-        r = ops_entry(b, key, &e);
-        if (r == 0) {
-            kvEntry_Destroy(e);
-            r = -EEXIST;
-        } else if (r == -ENOENT) {
-            r = 0;
-        }
+        r = ops_entry_stat(m, b, key, 0, &st);
+        r = r == 0 ? -EEXIST : r == -ENOENT ? 0 : r;
     }
     uint64_t rev = 0;
     if (r == 0)
         r = ops_publish(c, b, marker, "", 0, KV_REV_ABSENT, 0, &rev);
+    if (r == 0)
+        cache_note(m, marker, "", 0, rev, 0);
     conn_release(c);
     if (r == 0)
         dirs_note(m, marker, 1);
@@ -408,6 +398,8 @@ int dirs_rmdir(kv_mount *m, const char *rel)
         uint64_t seen = kvEntry_Revision(e), rev = 0;
         kvEntry_Destroy(e);
         r = ops_publish(c, b, marker, NULL, 0, seen, 1, &rev);
+        if (r == 0)
+            cache_note(m, marker, NULL, 0, rev, 1);
         if (r != -EEXIST)
             break;
     }
@@ -443,9 +435,8 @@ int dirs_parent(kv_mount *m, const char *rel)
         r = -ENOTDIR;
     /* a directory not known yet: rel itself may be one (one Get more, until it is known) */
     char self[KV_KEY_MAX + 2];
-    kvEntry *e = NULL;
-    if (r == 0 && ops_key(m, rel, 1, self, sizeof self) == 0 && ops_entry(b, self, &e) == 0) {
-        kvEntry_Destroy(e);
+    if (r == 0 && ops_key(m, rel, 1, self, sizeof self) == 0 &&
+        ops_entry_stat(m, b, self, 1, &st) == 0) {
         dirs_note(m, self, 1);
         r = -EISDIR;
     }
@@ -470,6 +461,8 @@ int dirs_mkparents(kv_mount *m, const char *rel)
     uint64_t rev = 0;
     r = ops_publish(c, b, marker, "", 0, KV_REV_ABSENT, 0, &rev);
     conn_release(c);
+    if (r == 0)
+        cache_note(m, marker, "", 0, rev, 0);
     if (r == -EEXIST)
         r = 0; /* another writer made it: what we wanted */
     if (r == 0)

@@ -41,7 +41,7 @@ static int scan_one(void *arg, const char *key, const void *data, size_t len)
     return a->fn(a->arg, rel, len ? data : NULL, len);
 }
 
-/* The ordered-consumer pass: every live value under the mount, once. */
+/* The ordered-consumer pass (walk.c): every live value under the mount, once. */
 static int scan_server(kv_mount *m, scan_arg *a)
 {
     kv_conn *c;
@@ -49,43 +49,21 @@ static int scan_server(kv_mount *m, scan_arg *a)
     int r = ops_open(m, a->blen ? a->base : "(bucket)", &c, &b);
     if (r < 0)
         return r;
-    if (m->flags & KV_MOUNT_WATCH)
-        cache_start(m);
-    kvWatchOptions wo;
-    kvWatchOptions_Init(&wo);
-    wo.Timeout = kv_timeout_ms(); /* deletes are skipped here, as dirs_scan does: nats.c
-                                      3.4.1 times out after a few thousand it skips itself */
-    kvWatcher *w = NULL;
-    char filter[KV_KEY_MAX + 8];
-    kv_guard g;
-    guard_enter(&g, GUARD_THREADS); /* a subscription: nats.c may start threads */
-    natsStatus s;
-    if (m->prefix) {
-        snprintf(filter, sizeof filter, "%s.>", m->prefix);
-        s = kvStore_Watch(&w, b->kv, filter, &wo);
-    } else {
-        s = kvStore_WatchAll(&w, b->kv, &wo);
-    }
-    guard_leave(&g);
+    cache_start(m);
+    kv_walk *w = NULL;
     const char *why = NULL;
-    r = s == NATS_OK ? 0 : kv_errmap(s, 0, &why);
-    while (r == 0) {
-        kvEntry *e = NULL;
-        guard_enter(&g, GUARD_REQUEST);
-        s = kvWatcher_Next(&e, w, wo.Timeout);
-        if (s != NATS_OK)
-            r = kv_errmap(s, 0, &why);
-        guard_leave(&g);
-        if (r < 0 || !e)
-            break;
-        if (kvEntry_Operation(e) == kvOp_Put)
-            r = scan_one(a, kvEntry_Key(e), kvEntry_Value(e), (size_t)kvEntry_ValueLen(e));
-        kvEntry_Destroy(e);
-    }
-    if (w) {
-        guard_enter(&g, GUARD_REQUEST);
-        kvWatcher_Destroy(w);
-        guard_leave(&g);
+    if ((r = walk_open(c, b, m->prefix, 1, &w)) == 0) {
+        kv_rec e;
+        for (;;) {
+            int n = walk_next(w, kv_timeout_ms(), &e, &why);
+            if (n != 0) {
+                r = n == 1 ? 0 : n;     /* 1: every key seen */
+                break;
+            }
+            if (e.op == KV_OP_PUT && (r = scan_one(a, e.key, e.data, e.len)) != 0)
+                break;
+        }
+        walk_close(w);
     }
     conn_release(c);
     if (r < 0 && why) {
@@ -106,7 +84,7 @@ int scan_values(kv_mount *m, const char *rel_prefix,
         return -ENAMETOOLONG;
     scan_arg a = { base, (size_t)n, rel_prefix ? rel_prefix : "",
                    rel_prefix ? strlen(rel_prefix) : 0, fn, arg };
-    if (m->flags & KV_MOUNT_WATCH) {
+    if (m->flags & KV_MOUNT_WATCH) { /* a mirror with values */
         int r = cache_each(m, scan_one, &a);
         if (r != 1)
             return r;
