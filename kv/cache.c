@@ -32,7 +32,8 @@
  * newer note; a key this process deleted keeps a tombstone until the walk delivers that
  * delete (then it goes: the walk delivers in stream order, nothing older can follow).
  *
- * The index: one hash table of nodes by full key. A directory is the node of its marker key
+ * The index: one hash table of nodes by full key (chained, FNV-1a; uthash's 56-byte handle
+ * was a third of a node). A directory is the node of its marker key
  * ("<prefix>.a/b/"), present (live) or not; it exists as a node while anything is below it,
  * keeps its children in a list (kids, sibling links) and counts the live keys below it
  * (below), so a directory written by another client without markers is still listed (and
@@ -61,10 +62,7 @@
 #include <string.h>
 #include <time.h>
 
-#define HASH_NONFATAL_OOM 1
-static __thread int add_failed;
-#define uthash_nonfatal_oom(obj) (add_failed = 1)
-#include <uthash.h>
+#include <malloc.h>
 
 #include "common/log.h"
 #include "kv/internal.h"
@@ -72,9 +70,10 @@ static __thread int add_failed;
 #define WATCH_POLL_MS 50        /* longest a silent watcher goes unchecked */
 #define RETRY_MS 100            /* wait before another attempt when not connected */
 
-/* One key: a value, or a directory (its key is the marker key, ending in '/'). */
+/* One key: a value, or a directory (its key is the marker key, ending in '/'). Kept small:
+ * a read=meta mirror of 100,000 keys holds 100,000 of them (README "Read cache"). */
 typedef struct node {
-    UT_hash_handle hh;          /* in the mirror's table, by key */
+    struct node *chain;         /* the next node in its hash slot */
     struct node *prev, *next;   /* siblings, in the parent directory's kids */
     union {
         struct node *kids;      /* a directory: its children */
@@ -84,6 +83,8 @@ typedef struct node {
     int64_t time_ns;
     uint32_t len;               /* a value's length */
     uint32_t below;             /* a directory: live keys below it (its marker not counted) */
+    uint32_t hash;              /* of key */
+    uint16_t klen;              /* strlen(key): a NATS subject, under 4 KiB */
     uint8_t live;               /* the key exists (a value, or the directory's marker) */
     uint8_t tomb;               /* deleted by this process, not yet delivered by the walk */
     char key[];                 /* NUL-terminated */
@@ -91,7 +92,8 @@ typedef struct node {
 
 struct kv_cache {
     pthread_mutex_t mu;
-    node *table;                /* mu: every node but the root, by key */
+    node **slots;               /* mu: every node but the root, by key: chained hash table */
+    size_t cap, count;          /* mu: slots (a power of two, or 0), nodes in them */
     node root;                  /* mu: the mount root (its kids); key "" */
     char base[KV_KEY_MAX + 2];  /* the keys' common start: "<prefix>." or "" */
     size_t blen;
@@ -128,8 +130,7 @@ static int fresh(const kv_cache *k)
 
 static int is_dir(const kv_cache *k, const node *n)
 {
-    size_t l = strlen(n->key);
-    return n == &k->root || (l > k->blen && n->key[l - 1] == '/');
+    return n == &k->root || (n->klen > k->blen && n->key[n->klen - 1] == '/');
 }
 
 static void node_free(kv_cache *k, node *n)
@@ -141,24 +142,69 @@ static void node_free(kv_cache *k, node *n)
 
 static void index_clear(kv_cache *k)
 {
-    node *n, *tmp;
-    HASH_ITER(hh, k->table, n, tmp) {
-        /* HASH_DEL then free of the iterated entry is uthash's idiom (the analyzer loses
-         * track of tmp): NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
-        HASH_DEL(k->table, n);
-        node_free(k, n);
-    }
+    for (size_t i = 0; i < k->cap; i++)
+        for (node *n = k->slots[i], *next; n; n = next) {
+            next = n->chain;
+            node_free(k, n);
+        }
+    free(k->slots);
+    k->slots = NULL;
+    k->cap = k->count = 0;
     k->root.u.kids = NULL;
     k->root.below = 0;
+}
+
+static uint32_t hash_of(const char *key, size_t len) /* FNV-1a */
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)key[i]) * 16777619u;
+    return h;
 }
 
 static node *find(kv_cache *k, const char *key, size_t len)
 {
     if (len == k->blen)
         return &k->root;
-    node *n = NULL;
-    HASH_FIND(hh, k->table, key, len, n);
-    return n;
+    uint32_t h = hash_of(key, len);
+    for (node *n = k->cap ? k->slots[h & (k->cap - 1)] : NULL; n; n = n->chain)
+        if (n->hash == h && n->klen == len && memcmp(n->key, key, len) == 0)
+            return n;
+    return NULL;
+}
+
+/* Puts n in the table, doubling it when as full as it is long. -1: no memory. */
+static int table_add(kv_cache *k, node *n)
+{
+    if (k->count + 1 > k->cap) {
+        size_t cap = k->cap ? 2 * k->cap : 1024;
+        node **slots = calloc(cap, sizeof *slots);
+        if (!slots)
+            return -1;
+        for (size_t i = 0; i < k->cap; i++)
+            for (node *e = k->slots[i], *next; e; e = next) {
+                next = e->chain;
+                e->chain = slots[e->hash & (cap - 1)];
+                slots[e->hash & (cap - 1)] = e;
+            }
+        free(k->slots);
+        k->slots = slots;
+        k->cap = cap;
+    }
+    node **s = &k->slots[n->hash & (k->cap - 1)];
+    n->chain = *s;
+    *s = n;
+    k->count++;
+    return 0;
+}
+
+static void table_del(kv_cache *k, node *n)
+{
+    node **p = &k->slots[n->hash & (k->cap - 1)];
+    while (*p != n)
+        p = &(*p)->chain;
+    *p = n->chain;
+    k->count--;
 }
 
 /* The length of key's parent directory key ("<prefix>.a/" for "<prefix>.a/b" and
@@ -174,7 +220,7 @@ static size_t parent_len(const kv_cache *k, const char *key, size_t len)
 
 static node *parent_of(kv_cache *k, const node *n)
 {
-    return find(k, n->key, parent_len(k, n->key, strlen(n->key)));
+    return find(k, n->key, parent_len(k, n->key, n->klen));
 }
 
 /* The node of key, made (with the directories above it) when missing. NULL: no memory. */
@@ -187,9 +233,9 @@ static node *node_get(kv_cache *k, const char *key, size_t len)
     if (!dir || (n = calloc(1, offsetof(node, key) + len + 1)) == NULL)
         return NULL;
     memcpy(n->key, key, len);
-    add_failed = 0;
-    HASH_ADD_KEYPTR(hh, k->table, n->key, len, n);
-    if (add_failed) {
+    n->klen = (uint16_t)len;
+    n->hash = hash_of(key, len);
+    if (table_add(k, n) < 0) {
         free(n);
         return NULL;
     }
@@ -211,7 +257,7 @@ static void prune(kv_cache *k, node *n)
             dir->u.kids = n->next;
         if (n->next)
             n->next->prev = n->prev;
-        HASH_DEL(k->table, n);
+        table_del(k, n);
         node_free(k, n);
         n = dir;
     }
@@ -308,6 +354,9 @@ static void watch_once(kv_cache *k, kv_conn *c, const kv_bucket *b, uint64_t gen
         if (r < 0 && r != -ETIMEDOUT)
             break;
         if (r == 1) {
+            /* the initial flood of messages is freed: give its pages back, so the process
+             * keeps what the mirror holds, not the peak of its making */
+            malloc_trim(0);
             pthread_mutex_lock(&k->mu);
             if (k->gen == gen)
                 k->ready = 1;
@@ -492,7 +541,8 @@ void cache_after_fork_child(void)
     pthread_mutex_init(&caches_mu, NULL);
     for (kv_cache *k = caches; k; k = k->next) {
         pthread_mutex_init(&k->mu, NULL);
-        k->table = NULL;        /* abandoned: the parent's thread may have been inside it */
+        k->slots = NULL;        /* abandoned: the parent's thread may have been inside it */
+        k->cap = k->count = 0;
         k->root.u.kids = NULL;
         k->ready = 0;
         k->running = 0;
@@ -509,9 +559,10 @@ int cache_each(kv_mount *m, int (*fn)(void *arg, const char *key, const void *da
     pthread_mutex_lock(&k->mu);
     if (fresh(k)) {
         r = 0;
-        for (node *e = k->table; e && r == 0; e = e->hh.next)
-            if (e->live && !is_dir(k, e))
-                r = fn(arg, e->key, e->u.data, e->len);
+        for (size_t i = 0; i < k->cap && r == 0; i++)
+            for (node *e = k->slots[i]; e && r == 0; e = e->chain)
+                if (e->live && !is_dir(k, e))
+                    r = fn(arg, e->key, e->u.data, e->len);
     }
     pthread_mutex_unlock(&k->mu);
     return r;
