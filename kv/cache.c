@@ -450,51 +450,57 @@ void cache_start(kv_mount *m)
     pthread_mutex_unlock(&caches_mu);
 }
 
-int cache_get(kv_mount *m, const char *key, kv_value *out)
+/* m's mirror, locked, when it is fresh; else NULL (nothing locked). */
+static kv_cache *lock_fresh(const kv_mount *m)
 {
     kv_cache *k = cache_of(m);
     if (!k)
+        return NULL;
+    pthread_mutex_lock(&k->mu);
+    if (fresh(k))
+        return k;
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+int cache_get(kv_mount *m, const char *key, kv_value *out)
+{
+    kv_cache *k = lock_fresh(m);
+    if (!k)
         return 1;
     int r = 1;
-    pthread_mutex_lock(&k->mu);
-    if (fresh(k)) {
-        node *e = find(k, key, strlen(key));
-        if (!e || !e->live || is_dir(k, e)) {
-            r = -ENOENT;
-        } else if (m->flags & KV_MOUNT_WATCH) {
-            void *data = e->len ? malloc(e->len) : NULL;
-            if (!e->len || data) { /* else: let the direct path report it */
-                if (e->len)
-                    memcpy(data, e->u.data, e->len);
-                out->data = data;
-                out->len = e->len;
-                out->rev = e->rev;
-                out->mtime_ns = e->time_ns;
-                r = 0;
-            }
-        } /* read=meta: a present value is read by a direct Get */
-    }
+    node *e = find(k, key, strlen(key));
+    if (!e || !e->live || is_dir(k, e)) {
+        r = -ENOENT;
+    } else if (m->flags & KV_MOUNT_WATCH) {
+        void *data = e->len ? malloc(e->len) : NULL;
+        if (!e->len || data) { /* else: let the direct path report it */
+            if (e->len)
+                memcpy(data, e->u.data, e->len);
+            out->data = data;
+            out->len = e->len;
+            out->rev = e->rev;
+            out->mtime_ns = e->time_ns;
+            r = 0;
+        }
+    } /* read=meta: a present value is read by a direct Get */
     pthread_mutex_unlock(&k->mu);
     return r;
 }
 
 int cache_stat(const kv_mount *m, const char *key, kv_stat *out)
 {
-    kv_cache *k = cache_of(m);
+    kv_cache *k = lock_fresh(m);
     if (!k)
         return 1;
-    int r = 1;
-    pthread_mutex_lock(&k->mu);
-    if (fresh(k)) {
-        node *e = find(k, key, strlen(key));
-        r = -ENOENT;
-        if (e && e->live) {
-            out->is_dir = is_dir(k, e);
-            out->size = out->is_dir ? 0 : e->len;
-            out->rev = e->rev;
-            out->mtime_ns = e->time_ns;
-            r = 0;
-        }
+    node *e = find(k, key, strlen(key));
+    int r = -ENOENT;
+    if (e && e->live) {
+        out->is_dir = is_dir(k, e);
+        out->size = out->is_dir ? 0 : e->len;
+        out->rev = e->rev;
+        out->mtime_ns = e->time_ns;
+        r = 0;
     }
     pthread_mutex_unlock(&k->mu);
     return r;
@@ -503,22 +509,18 @@ int cache_stat(const kv_mount *m, const char *key, kv_stat *out)
 int cache_children(const kv_mount *m, const char *base,
                    int (*fn)(void *arg, const char *key, int kind), void *arg)
 {
-    kv_cache *k = cache_of(m);
+    kv_cache *k = lock_fresh(m);
     if (!k)
         return 1;
-    int r = 1;
-    pthread_mutex_lock(&k->mu);
-    if (fresh(k)) {
-        node *d = find(k, base, strlen(base));
-        r = 0;
-        if (d && d != &k->root && d->live)
-            r = fn(arg, d->key, CHILD_SELF);
-        for (node *e = d && is_dir(k, d) ? d->u.kids : NULL; e && r == 0; e = e->next) {
-            if (!is_dir(k, e))
-                r = e->live ? fn(arg, e->key, CHILD_VALUE) : 0;
-            else if (e->live || e->below)
-                r = fn(arg, e->key, e->live ? CHILD_MARKER : CHILD_BELOW);
-        }
+    node *d = find(k, base, strlen(base));
+    int r = 0;
+    if (d && d != &k->root && d->live)
+        r = fn(arg, d->key, CHILD_SELF);
+    for (node *e = d && is_dir(k, d) ? d->u.kids : NULL; e && r == 0; e = e->next) {
+        if (!is_dir(k, e))
+            r = e->live ? fn(arg, e->key, CHILD_VALUE) : 0;
+        else if (e->live || e->below)
+            r = fn(arg, e->key, e->live ? CHILD_MARKER : CHILD_BELOW);
     }
     pthread_mutex_unlock(&k->mu);
     return r;
@@ -552,18 +554,14 @@ void cache_after_fork_child(void)
 int cache_each(kv_mount *m, int (*fn)(void *arg, const char *key, const void *data, size_t len),
                void *arg)
 {
-    kv_cache *k = cache_of(m);
-    if (!k || !(m->flags & KV_MOUNT_WATCH))
+    kv_cache *k = (m->flags & KV_MOUNT_WATCH) ? lock_fresh(m) : NULL;
+    if (!k)
         return 1;
-    int r = 1;
-    pthread_mutex_lock(&k->mu);
-    if (fresh(k)) {
-        r = 0;
-        for (size_t i = 0; i < k->cap && r == 0; i++)
-            for (node *e = k->slots[i]; e && r == 0; e = e->chain)
-                if (e->live && !is_dir(k, e))
-                    r = fn(arg, e->key, e->u.data, e->len);
-    }
+    int r = 0;
+    for (size_t i = 0; i < k->cap && r == 0; i++)
+        for (node *e = k->slots[i]; e && r == 0; e = e->chain)
+            if (e->live && !is_dir(k, e))
+                r = fn(arg, e->key, e->u.data, e->len);
     pthread_mutex_unlock(&k->mu);
     return r;
 }

@@ -3,12 +3,12 @@
  *
  * A directory rel exists when its marker key "key(rel)/" exists (SPEC "Paths and keys"):
  * stat answers with two Gets at most. '/' is not a NATS subject token separator, so keys
- * below a directory cannot be selected by a subject filter: listings and rmdir's emptiness
- * test scan every key under the mount's prefix ("<prefix>.>", or the whole bucket without
- * a prefix) with a MetaOnly watcher until its "initial values done" marker (a NULL entry),
- * filtering client-side: one ordered consumer, O(keys under the prefix). Delete markers are
- * skipped here, not by nats.c: 3.4.1's watcher deducts the elapsed time again for every
- * delete it skips itself, and times out after a few thousand.
+ * below a directory cannot be selected by a subject filter. Listings take the names from the
+ * read cache's mirror when the mount has a fresh one (cache_children: the directory's own
+ * children, no request); otherwise they, and always rmdir's emptiness test (a stale mirror
+ * must not let rmdir drop the marker of a directory another client just wrote into), scan
+ * every key under the mount's prefix in one headers-only pass (walk.c's walk_once),
+ * filtering client-side: O(keys under the prefix).
  *
  * Listing: names one level below, decoded with key_decode, each once, sorted; marker keys
  * are never files. A name that is both a value and a directory ("a" and "a/x") is listed as
@@ -85,26 +85,25 @@ void dirs_after_fork_child(void)
     pthread_mutex_init(&known_mu, NULL);
 }
 
+typedef struct keys_arg {
+    const char *base;
+    size_t blen;
+    int (*fn)(const char *key, void *arg);
+    void *arg;
+} keys_arg;
+
+static int keys_fn(void *arg, const kv_rec *e)
+{
+    keys_arg *a = arg;
+    return strncmp(e->key, a->base, a->blen) == 0 ? a->fn(e->key, a->arg) : 0;
+}
+
 int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *base,
               int (*fn)(const char *key, void *arg), void *arg)
 {
-    kv_walk *w = NULL;
-    int r = walk_open(c, b, prefix, 0, &w);
-    if (r < 0)
-        return r;
-    size_t blen = strlen(base);
+    keys_arg a = { base, strlen(base), fn, arg };
     const char *why = NULL;
-    kv_rec e;
-    for (;;) {
-        int n = walk_next(w, kv_timeout_ms(), &e, &why);
-        if (n != 0) {
-            r = n == 1 ? 0 : n;     /* 1: every key seen */
-            break;
-        }
-        if (e.op == KV_OP_PUT && strncmp(e.key, base, blen) == 0 && (r = fn(e.key, arg)) != 0)
-            break;
-    }
-    walk_close(w);
+    int r = walk_once(c, b, prefix, 0, keys_fn, &a, &why);
     if (r < 0) {
         if (r == -ENOENT || r == -EEXIST)
             r = -EIO;

@@ -165,6 +165,11 @@ int walk_open(kv_conn *c, const kv_bucket *b, const char *prefix, int values, kv
  * *why (may be NULL) gets a short static description of a failure. Not logged. */
 int walk_next(kv_walk *w, int64_t timeout_ms, kv_rec *rec, const char **why);
 void walk_close(kv_walk *w);
+/* One pass: fn(arg, rec) for the current value of every key under prefix (delete and purge
+ * markers skipped), each wait bounded by NATS_TIMEOUT_MS, until every key is seen (0) or fn
+ * returns non-zero (returned). Errors of the walk as walk_next (walk_open's logged). */
+int walk_once(kv_conn *c, const kv_bucket *b, const char *prefix, int values,
+              int (*fn)(void *arg, const kv_rec *rec), void *arg, const char **why);
 
 /* ---- revmem.c ---- */
 int revmem_init(int per_process);

@@ -1,11 +1,10 @@
 /* scan.c: every value under a prefix of a mount, for the sidecar's POST /query (kv.h scan).
  *
  * Two sources, chosen per call: the read cache's mirror when the mount has one and it is
- * fresh (cache_each: no request at all), else one pass of an ordered consumer over the
- * mount's keys ("<prefix>.>", or the whole bucket without a prefix) with values and without
- * deletes, read until the watcher's "initial values done" marker. rel prefixes are plain
- * string prefixes and '/' is not a subject token separator, so the pass covers the whole
- * mount and filters here, as dirs_scan does for listings. Marker keys ("dir/") and keys this
+ * fresh (cache_each: no request at all; read=watch only, read=meta holds no values), else
+ * one pass over the mount's keys with values (walk.c's walk_once), deletes skipped. rel
+ * prefixes are plain string prefixes and '/' is not a subject token separator, so the pass
+ * covers the whole mount and filters here, as dirs_scan does for listings. Marker keys ("dir/") and keys this
  * connector would not have written (they do not decode) are left out.
  */
 #include <errno.h>
@@ -41,6 +40,11 @@ static int scan_one(void *arg, const char *key, const void *data, size_t len)
     return a->fn(a->arg, rel, len ? data : NULL, len);
 }
 
+static int scan_rec(void *arg, const kv_rec *e)
+{
+    return scan_one(arg, e->key, e->data, e->len);
+}
+
 /* The ordered-consumer pass (walk.c): every live value under the mount, once. */
 static int scan_server(kv_mount *m, scan_arg *a)
 {
@@ -50,21 +54,8 @@ static int scan_server(kv_mount *m, scan_arg *a)
     if (r < 0)
         return r;
     cache_start(m);
-    kv_walk *w = NULL;
     const char *why = NULL;
-    if ((r = walk_open(c, b, m->prefix, 1, &w)) == 0) {
-        kv_rec e;
-        for (;;) {
-            int n = walk_next(w, kv_timeout_ms(), &e, &why);
-            if (n != 0) {
-                r = n == 1 ? 0 : n;     /* 1: every key seen */
-                break;
-            }
-            if (e.op == KV_OP_PUT && (r = scan_one(a, e.key, e.data, e.len)) != 0)
-                break;
-        }
-        walk_close(w);
-    }
+    r = walk_once(c, b, m->prefix, 1, scan_rec, a, &why);
     conn_release(c);
     if (r < 0 && why) {
         if (r == -ENOENT || r == -EEXIST)

@@ -60,11 +60,13 @@ int walk_open(kv_conn *c, const kv_bucket *b, const char *prefix, int values, kv
     if (s == NATS_OK)
         s = natsSubscription_GetConsumerInfo(&ci, w->sub, NULL, &jerr);
     int r = s == NATS_OK ? 0 : kv_errmap(s, jerr, &why);
-    if (r == 0 && ci->NumPending == 0 && ci->Delivered.Consumer == 0)
+    if (r == 0 && ci && ci->NumPending == 0 && ci->Delivered.Consumer == 0)
         w->marker_due = 1; /* nothing under the prefix */
     jsConsumerInfo_Destroy(ci);
-    if (r < 0)
+    if (r < 0 && w->sub) {
+        natsSubscription_Unsubscribe(w->sub);
         natsSubscription_Destroy(w->sub);
+    }
     guard_leave(&g);
     if (r < 0) {
         if (r == -ENOENT || r == -EEXIST)
@@ -96,6 +98,8 @@ int walk_next(kv_walk *w, int64_t timeout_ms, kv_rec *rec, const char **why)
     if (s == NATS_OK)
         s = natsMsg_GetMetaData(&md, msg);
     int r = s == NATS_OK ? 0 : kv_errmap(s, 0, why);
+    if (r == 0 && (!msg || !md))
+        r = -EIO; /* nats.c promises both with NATS_OK */
     if (r == 0) {
         const char *v = NULL, *subj = natsMsg_GetSubject(msg);
         rec->key = strlen(subj) > w->pre ? subj + w->pre : "";
@@ -138,4 +142,25 @@ void walk_close(kv_walk *w)
     natsSubscription_Destroy(w->sub);
     guard_leave(&g);
     free(w);
+}
+
+int walk_once(kv_conn *c, const kv_bucket *b, const char *prefix, int values,
+              int (*fn)(void *arg, const kv_rec *rec), void *arg, const char **why)
+{
+    kv_walk *w = NULL;
+    int r = walk_open(c, b, prefix, values, &w);
+    if (r < 0)
+        return r;
+    kv_rec e;
+    for (;;) {
+        int n = walk_next(w, kv_timeout_ms(), &e, why);
+        if (n != 0) {
+            r = n == 1 ? 0 : n;     /* 1: every key seen */
+            break;
+        }
+        if (e.op == KV_OP_PUT && (r = fn(arg, &e)) != 0)
+            break;
+    }
+    walk_close(w);
+    return r;
 }
