@@ -27,6 +27,7 @@
 struct kv_walk {
     natsSubscription *sub;
     size_t pre;             /* strlen("$KV.<bucket>.") */
+    int values;             /* values delivered, not headers only */
     int done;               /* initial values delivered (the marker given out) */
     int marker_due;         /* the next walk_next gives the marker */
     uint64_t received, initial;
@@ -44,6 +45,7 @@ int walk_open(kv_conn *c, const kv_bucket *b, const char *prefix, int values, kv
     if (!w)
         return -ENOMEM;
     w->pre = strlen(b->name) + 5;
+    w->values = values;
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Ordered = true;
@@ -111,7 +113,7 @@ int walk_next(kv_walk *w, int64_t timeout_ms, kv_rec *rec, const char **why)
         rec->data = natsMsg_GetData(msg);
         rec->len = (size_t)natsMsg_GetDataLength(msg);
         v = NULL;
-        if (natsMsgHeader_Get(msg, "Nats-Msg-Size", &v) == NATS_OK && v) {
+        if (!w->values && natsMsgHeader_Get(msg, "Nats-Msg-Size", &v) == NATS_OK && v) {
             rec->data = NULL;               /* headers only: the length is all we have */
             rec->len = strtoull(v, NULL, 10);
         }
