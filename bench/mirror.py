@@ -16,6 +16,7 @@ asserts nothing; prints BENCH lines as bench.py does (bench/readme_table.py read
 """
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -145,6 +146,7 @@ def main():
     finally:
         for b in buckets:
             subprocess.run([kvtool, "bucket-del", b], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
