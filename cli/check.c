@@ -347,7 +347,7 @@ int cmd_check(int argc, char **argv)
                       "above): fix the entries", bad, bad == 1 ? "" : "s");
     if (t.warnings > 0)
         check_line(0, "mounts: %d setting%s ignored (named above: an unknown option, "
-                      "read= or STATE_READ_CACHE other than watch): fix or remove %s",
+                      "read= or STATE_READ_CACHE other than watch or meta): fix or remove %s",
                    t.warnings, t.warnings == 1 ? "" : "s", t.warnings == 1 ? "it" : "them");
 
     /* server, buckets, probes */

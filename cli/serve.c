@@ -1,9 +1,8 @@
 /* serve.c: `asya-state serve`, the sidecar mode. Owns the process-level life of the
  * connector: reading its configuration, the one kv mount (revision memory per process,
- * STATE_READ_CACHE=watch for the read cache), health (a probe at start, then one a second
- * for the sidecar's whole life: /healthz says 503 while the server or the bucket does not
- * answer), the
- * Unix socket CONNECTOR_SOCKET (a stale one replaced, a live one left alone; mode 0666 or
+ * STATE_READ_CACHE=watch or meta for the read cache), health (a probe at start, then one a
+ * second for the sidecar's whole life: /healthz says 503 while the server or the bucket
+ * does not answer), the Unix socket CONNECTOR_SOCKET (a stale one replaced, a live one left alone; mode 0666 or
  * CONNECTOR_SOCKET_MODE so the runtime container's user can connect), the libmicrohttpd
  * daemon and the clean stop on SIGTERM/SIGINT: stop accepting, let requests in flight finish
  * (new ones on open connections get 503), then close and remove the socket.
@@ -22,6 +21,7 @@
  */
 #include "cli/cli.h"
 #include "cli/serve.h"
+#include "shim/mounts.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -201,9 +201,9 @@ static int serve_setup_kv(struct serve_ctx *ctx)
     if (r < 0)
         return CLI_FAIL; /* init named the variable */
     const char *cache = getenv("STATE_READ_CACHE");
-    unsigned flags = cache && strcmp(cache, "watch") == 0 ? KV_MOUNT_WATCH : 0;
+    unsigned flags = cache ? mounts_read_mode(cache, strlen(cache)) : 0;
     if (cache && cache[0] && !flags)
-        log_at(LOG_WARN, "serve: STATE_READ_CACHE=%s ignored (only watch)", cache);
+        log_at(LOG_WARN, "serve: STATE_READ_CACHE=%s ignored (only watch or meta)", cache);
     r = ctx->ops->mount(bucket, prefix, flags, &ctx->mount);
     if (r < 0) {
         log_at(LOG_ERROR, "serve: cannot use bucket %s: %s", bucket, strerror(-r));

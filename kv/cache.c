@@ -1,54 +1,68 @@
-/* cache.c: the watch-fed read cache of a KV_MOUNT_WATCH mount (SPEC "Read cache").
+/* cache.c: the read cache's mirror of a mount (SPEC "Read cache"): read=watch (keys and
+ * values) or read=meta (keys and metadata only, for key spaces whose values do not fit).
  *
- * One mirror per mount: a uthash table key -> (value, revision, time, deleted), fed by a
- * KV watcher on the mount's keys ("<prefix>.>", or the whole bucket without a prefix,
- * deletes and purges included) that runs in a thread of ours, created with every signal
- * blocked (so are the subscription threads nats.c starts from it). ops_get() asks
- * cache_get() first; the mirror answers only while it is *fresh*:
+ * One mirror per mount, fed by a walk (walk.c) over the mount's keys ("<prefix>.>", or the
+ * whole bucket without a prefix; deletes and purges included; headers only for meta) that
+ * runs in a thread of ours, created with every signal blocked (so are the subscription
+ * threads nats.c starts from it). The mirror answers only while it is *fresh*:
  *
- *   fresh = the watcher delivered its "initial values done" marker (a NULL entry), and the
- *           connection generation (conn_generation(): bumped on every disconnect, reconnect
- *           and new connection) is the one the watcher was created under.
+ *   fresh = the walk delivered its "initial values done" marker, and the connection
+ *           generation (conn_generation(): bumped on every disconnect, reconnect and new
+ *           connection) is the one the walk was started under.
  *
- * Otherwise the caller makes a direct Get. nats.c 3.4.1 watchers go silent after a
+ * Otherwise callers make direct requests. nats.c 3.4.1 subscriptions go silent after a
  * reconnect (their ordered consumer is gone with the server's state), so the thread
- * notices a generation change within WATCH_POLL_MS, drops the watcher, clears the mirror
- * and makes a new one on the current connection; until that one has delivered its initial
- * values, gets are direct again. The thread never connects: it waits for an operation to
- * have made the connection (conn_current()).
+ * notices a generation change within WATCH_POLL_MS, drops the walk, clears the mirror and
+ * starts a new one on the current connection; until that one has delivered its initial
+ * values, everything is direct again. The thread never connects: it waits for an operation
+ * to have made the connection (conn_current()).
  *
+ * What a fresh mirror answers (ops.c and dirs.c ask it first):
+ *   cache_get       watch: the value; meta: only "missing" (a present value is a direct Get);
+ *   cache_stat      size, revision, time of a value or a directory marker, or "missing":
+ *                   stat, exists, isdir, negative lookups, the parent checks of open/mkdir;
+ *   cache_children  the names one level below a directory, from its own list of children:
+ *                   a listing costs O(entries in that directory), not O(keys);
+ *   cache_each      every value (watch): the sidecar's /query.
  * A served get returns the mirror's revision, which ops_get remembers exactly as a direct
  * Get's, so compare-and-set still guards every write: a stale read can cause a conflict,
- * never a lost update. Commits and removes of this process are written into the mirror
- * (cache_note) so a process reads its own writes. An entry is only ever replaced by one
- * with a revision at least as new, so a late watcher delivery cannot undo a newer note.
+ * never a lost update. Writes, removes and markers of this process are noted into the
+ * mirror at once (cache_note), so a process sees its own changes. A key's state is only
+ * ever replaced by one with a revision at least as new, so a late delivery cannot undo a
+ * newer note; a key this process deleted keeps a tombstone until the walk delivers that
+ * delete (then it goes: the walk delivers in stream order, nothing older can follow).
+ *
+ * The index: one hash table of nodes by full key (chained, FNV-1a; uthash's 56-byte handle
+ * was a third of a node). A directory is the node of its marker key
+ * ("<prefix>.a/b/"), present (live) or not; it exists as a node while anything is below it,
+ * keeps its children in a list (kids, sibling links) and counts the live keys below it
+ * (below), so a directory written by another client without markers is still listed (and
+ * the listing repairs its marker, dirs.c). The mount root is the node k->root, not hashed.
  *
  * Locks: caches_mu guards the list of caches (for fork) and each mount's cache pointer at
- * creation; cache.mu guards a mirror's table, ready, gen. caches_mu -> cache.mu; neither
- * is held across a call into nats.c or while taking conn_mu.
+ * creation; cache.mu guards a mirror's index, ready, gen. caches_mu -> cache.mu -> known_mu
+ * (dirs.c: cache_children's callback notes markers); none is held across a call into
+ * nats.c or while taking conn_mu.
  *
- * rand(): the watcher's creation and destruction run inside a hygiene guard that blocks
+ * rand(): the walk's creation and destruction run inside a hygiene guard that blocks
  * signals (nats.c may start threads) but leaves the rand() state alone: only a connect
  * swaps it (hygiene.c), and this thread never connects. So background work of ours never
  * hands a program thread's rand() the private state (it did, before: a flaky test showed
- * it). The long kvWatcher_Next waits run unguarded.
+ * it).
  *
- * Fork: the child has no watcher thread. cache_after_fork_child() abandons every mirror's
- * table (the thread may have been mid-update; leaked on purpose), re-initialises the locks
- * and marks the caches stopped: the child's gets are direct until its first get restarts a
- * watcher.
+ * Fork: the child has no walk thread. cache_after_fork_child() abandons every mirror's
+ * index (the thread may have been mid-update; leaked on purpose), re-initialises the locks
+ * and marks the caches stopped: the child's operations are direct.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define HASH_NONFATAL_OOM 1
-static __thread int add_failed;
-#define uthash_nonfatal_oom(obj) (add_failed = 1)
-#include <uthash.h>
+#include <malloc.h>
 
 #include "common/log.h"
 #include "kv/internal.h"
@@ -56,22 +70,38 @@ static __thread int add_failed;
 #define WATCH_POLL_MS 50        /* longest a silent watcher goes unchecked */
 #define RETRY_MS 100            /* wait before another attempt when not connected */
 
-typedef struct cache_entry {
-    UT_hash_handle hh;
-    void *data;                 /* NULL when len is 0 */
-    size_t len;
+/* One key: a value, or a directory (its key is the marker key, ending in '/'). Kept small:
+ * a read=meta mirror of 100,000 keys holds 100,000 of them (README "Read cache"). */
+typedef struct node {
+    struct node *chain;         /* the next node in its hash slot */
+    struct node *prev, *next;   /* siblings, in the parent directory's kids */
+    union {
+        struct node *kids;      /* a directory: its children */
+        void *data;             /* a value under read=watch: its bytes (NULL when len 0) */
+    } u;
     uint64_t rev;
     int64_t time_ns;
-    int deleted;                /* a delete or purge marker: the key is absent */
+    uint32_t len;               /* a value's length */
+    uint32_t below;             /* a directory: live keys below it (its marker not counted) */
+    uint32_t hash;              /* of key */
+    uint16_t klen;              /* strlen(key): a NATS subject, under 4 KiB */
+    uint8_t live;               /* the key exists (a value, or the directory's marker) */
+    uint8_t tomb;               /* deleted by this process, not yet delivered by the walk */
     char key[];                 /* NUL-terminated */
-} cache_entry;
+} node;
 
 struct kv_cache {
     pthread_mutex_t mu;
-    cache_entry *table;         /* mu */
+    node **slots;               /* mu: every node but the root, by key: chained hash table */
+    size_t cap, count;          /* mu: slots (a power of two, or 0), nodes in them */
+    node root;                  /* mu: the mount root (its kids); key "" */
+    char base[KV_KEY_MAX + 2];  /* the keys' common start: "<prefix>." or "" */
+    size_t blen;
     int ready;                  /* mu: initial values delivered for generation gen */
-    uint64_t gen;               /* mu: conn_generation() the watcher was created under */
-    int running;                /* caches_mu: a watcher thread exists in this process */
+    int broken;                 /* mu: a change could not be mirrored: not fresh until the
+                                   next walk */
+    uint64_t gen;               /* mu: conn_generation() the walk was started under */
+    int running;                /* caches_mu: a walk thread exists in this process */
     const kv_mount *m;
     struct kv_cache *next;      /* caches_mu */
 };
@@ -91,139 +121,252 @@ static kv_cache *cache_of(const kv_mount *m)
     return __atomic_load_n(&m->cache, __ATOMIC_ACQUIRE);
 }
 
-/* ---- the mirror ---- */
-
-static void entry_free(cache_entry *e)
+static int fresh(const kv_cache *k)
 {
-    free(e->data);
-    free(e);
+    return k->ready && !k->broken && k->gen == conn_generation();
 }
 
-static void table_clear(cache_entry **t)
+/* ---- the index (k->mu held) ---- */
+
+static int is_dir(const kv_cache *k, const node *n)
 {
-    cache_entry *e, *tmp;
-    HASH_ITER(hh, *t, e, tmp) {
-        /* HASH_DEL then free of the iterated entry is uthash's idiom (the analyzer loses
-         * track of tmp): NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
-        HASH_DEL(*t, e);
-        entry_free(e);
-    }
+    return n == &k->root || (n->klen > k->blen && n->key[n->klen - 1] == '/');
 }
 
-/* Puts key's new state into k's table unless the table already has a newer revision.
- * Called with k->mu held; data is copied before the lock by the caller (copy). */
-static void table_set_locked(kv_cache *k, const char *key, void **data, size_t len,
-                             uint64_t rev, int64_t time_ns, int deleted)
+static void node_free(kv_cache *k, node *n)
 {
-    cache_entry *e = NULL;
-    size_t kl = strlen(key);
-    HASH_FIND(hh, k->table, key, kl, e);
-    if (e && e->rev > rev)
-        return;
-    if (!e) {
-        if ((e = calloc(1, sizeof *e + kl + 1)) == NULL)
-            return;
-        memcpy(e->key, key, kl + 1);
-        add_failed = 0;
-        HASH_ADD_KEYPTR(hh, k->table, e->key, kl, e);
-        if (add_failed) {
-            free(e);
-            return;
+    if (!is_dir(k, n))
+        free(n->u.data);
+    free(n);
+}
+
+static void index_clear(kv_cache *k)
+{
+    for (size_t i = 0; i < k->cap; i++)
+        for (node *n = k->slots[i], *next; n; n = next) {
+            next = n->chain;
+            node_free(k, n);
         }
-    }
-    free(e->data);
-    e->data = *data;
-    *data = NULL;
-    e->len = len;
-    e->rev = rev;
-    e->time_ns = time_ns;
-    e->deleted = deleted;
+    free(k->slots);
+    k->slots = NULL;
+    k->cap = k->count = 0;
+    k->root.u.kids = NULL;
+    k->root.below = 0;
 }
 
+static uint32_t hash_of(const char *key, size_t len) /* FNV-1a */
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)key[i]) * 16777619u;
+    return h;
+}
+
+static node *find(kv_cache *k, const char *key, size_t len)
+{
+    if (len == k->blen)
+        return &k->root;
+    uint32_t h = hash_of(key, len);
+    for (node *n = k->cap ? k->slots[h & (k->cap - 1)] : NULL; n; n = n->chain)
+        if (n->hash == h && n->klen == len && memcmp(n->key, key, len) == 0)
+            return n;
+    return NULL;
+}
+
+/* Puts n in the table, doubling it when as full as it is long. -1: no memory. */
+static int table_add(kv_cache *k, node *n)
+{
+    if (k->count + 1 > k->cap) {
+        size_t cap = k->cap ? 2 * k->cap : 1024;
+        node **slots = calloc(cap, sizeof *slots);
+        if (!slots)
+            return -1;
+        for (size_t i = 0; i < k->cap; i++)
+            for (node *e = k->slots[i], *next; e; e = next) {
+                next = e->chain;
+                e->chain = slots[e->hash & (cap - 1)];
+                slots[e->hash & (cap - 1)] = e;
+            }
+        free(k->slots);
+        k->slots = slots;
+        k->cap = cap;
+    }
+    node **s = &k->slots[n->hash & (k->cap - 1)];
+    n->chain = *s;
+    *s = n;
+    k->count++;
+    return 0;
+}
+
+static void table_del(kv_cache *k, node *n)
+{
+    node **p = &k->slots[n->hash & (k->cap - 1)];
+    while (*p != n)
+        p = &(*p)->chain;
+    *p = n->chain;
+    k->count--;
+}
+
+/* The length of key's parent directory key ("<prefix>.a/" for "<prefix>.a/b" and
+ * "<prefix>.a/b/"), k->blen for the root. */
+static size_t parent_len(const kv_cache *k, const char *key, size_t len)
+{
+    if (len > k->blen && key[len - 1] == '/')
+        len--;
+    while (len > k->blen && key[len - 1] != '/')
+        len--;
+    return len;
+}
+
+static node *parent_of(kv_cache *k, const node *n)
+{
+    return find(k, n->key, parent_len(k, n->key, n->klen));
+}
+
+/* The node of key, made (with the directories above it) when missing. NULL: no memory. */
+static node *node_get(kv_cache *k, const char *key, size_t len)
+{
+    node *n = find(k, key, len);
+    if (n)
+        return n;
+    node *dir = node_get(k, key, parent_len(k, key, len));
+    if (!dir || (n = calloc(1, offsetof(node, key) + len + 1)) == NULL)
+        return NULL;
+    memcpy(n->key, key, len);
+    n->klen = (uint16_t)len;
+    n->hash = hash_of(key, len);
+    if (table_add(k, n) < 0) {
+        free(n);
+        return NULL;
+    }
+    n->next = dir->u.kids;
+    if (n->next)
+        n->next->prev = n;
+    dir->u.kids = n;
+    return n;
+}
+
+/* Removes n and then each directory above it that nothing keeps any more. */
+static void prune(kv_cache *k, node *n)
+{
+    while (n && n != &k->root && !n->live && !n->tomb && !(is_dir(k, n) && n->u.kids)) {
+        node *dir = parent_of(k, n);
+        if (n->prev)
+            n->prev->next = n->next;
+        else if (dir)
+            dir->u.kids = n->next;
+        if (n->next)
+            n->next->prev = n->prev;
+        table_del(k, n);
+        node_free(k, n);
+        n = dir;
+    }
+}
+
+/* key's new state: live (a value of len bytes, *data taken when not NULL) or deleted;
+ * local: noted by this process (a delete leaves a tombstone). Keeps a newer revision. */
+static void index_set(kv_cache *k, const char *key, void **data, size_t len, uint64_t rev,
+                      int64_t time_ns, int live, int local)
+{
+    size_t kl = strlen(key);
+    if (kl <= k->blen || strncmp(key, k->base, k->blen) != 0)
+        return; /* not a key of this mount (or its root, which always exists) */
+    node *n = find(k, key, kl);
+    if (n && n->rev > rev)
+        return;
+    if (!n && !live && !local)
+        return; /* the delete of a key we never had */
+    if (!n && (n = node_get(k, key, kl)) == NULL) {
+        k->broken = 1; /* the key would read as missing: no longer a faithful mirror */
+        return;
+    }
+    if (n->live != live)
+        for (node *d = parent_of(k, n); d; d = d == &k->root ? NULL : parent_of(k, d))
+            d->below += live ? 1 : (uint32_t)-1;
+    n->live = (uint8_t)live;
+    n->tomb = !live && local;
+    n->rev = rev;
+    n->time_ns = time_ns;
+    n->len = (uint32_t)len;
+    if (!is_dir(k, n)) {
+        free(n->u.data);
+        n->u.data = live ? *data : NULL;
+        if (live)
+            *data = NULL;
+    }
+    prune(k, n);
+}
+
+/* Records key's new state; copies data first under read=watch (NULL data: headers only). */
 static void note(kv_cache *k, const char *key, const void *data, size_t len, uint64_t rev,
-                 int64_t time_ns, int deleted)
+                 int64_t time_ns, int deleted, int local)
 {
     void *copy = NULL;
-    if (len && !deleted) {
-        if ((copy = malloc(len)) == NULL) {
-            /* Cannot mirror the new value: drop the key so it is never served stale. */
-            deleted = -1;
-        } else {
+    int lost = 0;
+    if ((k->m->flags & KV_MOUNT_WATCH) && len && !deleted) {
+        if (!data || (copy = malloc(len)) == NULL)
+            lost = 1; /* cannot mirror the value */
+        else
             memcpy(copy, data, len);
-        }
     }
     pthread_mutex_lock(&k->mu);
-    if (deleted < 0) {
-        cache_entry *e = NULL;
-        HASH_FIND(hh, k->table, key, strlen(key), e);
-        if (e) {
-            HASH_DEL(k->table, e);
-            entry_free(e);
-        }
-        k->ready = 0;       /* the key would read as absent: no longer a faithful mirror */
-    } else {
-        table_set_locked(k, key, &copy, deleted ? 0 : len, rev, time_ns, deleted);
-    }
+    if (lost)
+        k->broken = 1;
+    else
+        index_set(k, key, &copy, len, rev, time_ns, !deleted, local);
     pthread_mutex_unlock(&k->mu);
     free(copy);
 }
 
-/* ---- the watcher thread ---- */
+/* ---- the walk thread ---- */
 
-/* Watches on c until the generation moves on, the connection closes or the watcher fails.
- * The mirror is cleared first and is fresh from the initial-values marker on. */
+static const char *label(const kv_mount *m, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s%s%s (read=%s)", m->bucket, m->prefix ? "/" : "",
+             m->prefix ? m->prefix : "", (m->flags & KV_MOUNT_WATCH) ? "watch" : "meta");
+    return out;
+}
+
+/* Walks on c until the generation moves on, the connection closes or the walk fails. The
+ * mirror is cleared first and is fresh from the initial-values marker on. */
 static void watch_once(kv_cache *k, kv_conn *c, const kv_bucket *b, uint64_t gen)
 {
+    char lb[KV_KEY_MAX + 64];
     const kv_mount *m = k->m;
     pthread_mutex_lock(&k->mu);
-    table_clear(&k->table);
+    index_clear(k);
     k->ready = 0;
+    k->broken = 0;
     k->gen = gen;
     pthread_mutex_unlock(&k->mu);
 
-    kvWatchOptions wo;
-    kvWatchOptions_Init(&wo);
-    kvWatcher *w = NULL;
-    char filter[KV_KEY_MAX + 8];
-    kv_guard g;
-    guard_enter(&g, GUARD_THREADS); /* a subscription: nats.c may start threads */
-    natsStatus s;
-    if (m->prefix) {
-        snprintf(filter, sizeof filter, "%s.>", m->prefix);
-        s = kvStore_Watch(&w, b->kv, filter, &wo);
-    } else {
-        s = kvStore_WatchAll(&w, b->kv, &wo);
-    }
-    const char *why = NULL;
-    if (s != NATS_OK)
-        kv_errmap(s, 0, &why);
-    guard_leave(&g);
-    if (s != NATS_OK) {
-        log_at(LOG_INFO, "read cache %s%s%s: cannot watch (%s); gets stay direct",
-               m->bucket, m->prefix ? "/" : "", m->prefix ? m->prefix : "", why);
+    kv_walk *w = NULL;
+    if (walk_open(c, b, m->prefix, (m->flags & KV_MOUNT_WATCH) != 0, &w) < 0) {
+        log_at(LOG_INFO, "read cache %s: cannot watch; requests stay direct",
+               label(m, lb, sizeof lb));
         return;
     }
-    log_at(LOG_DEBUG, "read cache %s%s%s: watcher created", m->bucket, m->prefix ? "/" : "",
-           m->prefix ? m->prefix : "");
+    log_at(LOG_DEBUG, "read cache %s: watcher created", label(m, lb, sizeof lb));
     size_t n = 0;
     for (;;) {
-        kvEntry *e = NULL;
-        s = kvWatcher_Next(&e, w, WATCH_POLL_MS);
-        if (s != NATS_OK && s != NATS_TIMEOUT)
+        kv_rec e;
+        int r = walk_next(w, WATCH_POLL_MS, &e, NULL);
+        if (r < 0 && r != -ETIMEDOUT)
             break;
-        if (s == NATS_OK && !e) {
+        if (r == 1) {
+            /* the initial flood of messages is freed: give its pages back, so the process
+             * keeps what the mirror holds, not the peak of its making */
+            malloc_trim(0);
             pthread_mutex_lock(&k->mu);
             if (k->gen == gen)
                 k->ready = 1;
+            int broken = k->broken;
             pthread_mutex_unlock(&k->mu);
-            log_at(LOG_INFO, "read cache %s%s%s: caught up (%zu entries); serving reads",
-                   m->bucket, m->prefix ? "/" : "", m->prefix ? m->prefix : "", n);
-        } else if (s == NATS_OK) {
-            kvOperation op = kvEntry_Operation(e);
-            note(k, kvEntry_Key(e), kvEntry_Value(e), (size_t)kvEntry_ValueLen(e),
-                 kvEntry_Revision(e), kvEntry_Created(e),
-                 op == kvOp_Delete || op == kvOp_Purge);
-            kvEntry_Destroy(e);
+            log_at(broken ? LOG_WARN : LOG_INFO, "read cache %s: caught up (%zu entries)%s",
+                   label(m, lb, sizeof lb), n,
+                   broken ? ", but out of memory: requests stay direct" : "; serving reads");
+        } else if (r == 0) {
+            note(k, e.key, e.data, e.len, e.rev, e.time_ns, e.op != KV_OP_PUT, 0);
             n++;
         }
         if (conn_generation() != gen || natsConnection_IsClosed(c->nc))
@@ -232,12 +375,10 @@ static void watch_once(kv_cache *k, kv_conn *c, const kv_bucket *b, uint64_t gen
     pthread_mutex_lock(&k->mu);
     k->ready = 0;
     pthread_mutex_unlock(&k->mu);
-    log_at(LOG_INFO, "read cache %s%s%s: watcher dropped (connection %s); gets are direct "
-           "until a new one has caught up", m->bucket, m->prefix ? "/" : "",
-           m->prefix ? m->prefix : "", conn_generation() != gen ? "changed" : "lost");
-    guard_enter(&g, GUARD_THREADS);
-    kvWatcher_Destroy(w);
-    guard_leave(&g);
+    log_at(LOG_INFO, "read cache %s: watcher dropped (connection %s); requests are direct "
+           "until a new one has caught up", label(m, lb, sizeof lb),
+           conn_generation() != gen ? "changed" : "lost");
+    walk_close(w);
 }
 
 static void *watch_main(void *arg)
@@ -255,8 +396,8 @@ static void *watch_main(void *arg)
             conn_bucket(c, k->m->bucket, &b) == 0)
             watch_once(k, c, b, gen);
         conn_release(c);
-        /* Pause before the next attempt unless the watcher ended for a new generation
-         * that is already connected (the common reconnect: go again at once). */
+        /* Pause before the next attempt unless the walk ended for a new generation that is
+         * already connected (the common reconnect: go again at once). */
         if (conn_generation() == gen)
             nap_ms(RETRY_MS);
     }
@@ -272,7 +413,7 @@ static int forked;
 
 void cache_start(kv_mount *m)
 {
-    if (!(m->flags & KV_MOUNT_WATCH) || forked)
+    if (!(m->flags & (KV_MOUNT_WATCH | KV_MOUNT_META)) || forked)
         return;
     kv_cache *k = cache_of(m);
     if (k && __atomic_load_n(&k->running, __ATOMIC_ACQUIRE))
@@ -282,6 +423,9 @@ void cache_start(kv_mount *m)
     if (!k && (k = calloc(1, sizeof *k)) != NULL) {
         pthread_mutex_init(&k->mu, NULL);
         k->m = m;
+        snprintf(k->base, sizeof k->base, "%s%s", m->prefix ? m->prefix : "",
+                 m->prefix ? "." : "");
+        k->blen = strlen(k->base);
         k->next = caches;
         caches = k;
         __atomic_store_n(&m->cache, k, __ATOMIC_RELEASE);
@@ -301,43 +445,88 @@ void cache_start(kv_mount *m)
             __atomic_store_n(&k->running, 1, __ATOMIC_RELEASE);
         else
             log_at(LOG_WARN, "read cache %s: cannot start the watcher thread (errno %d); "
-                   "gets stay direct", m->bucket, e);
+                   "requests stay direct", m->bucket, e);
     }
     pthread_mutex_unlock(&caches_mu);
 }
 
-int cache_get(kv_mount *m, const char *key, kv_value *out)
+/* m's mirror, locked, when it is fresh; else NULL (nothing locked). */
+static kv_cache *lock_fresh(const kv_mount *m)
 {
     kv_cache *k = cache_of(m);
     if (!k)
+        return NULL;
+    pthread_mutex_lock(&k->mu);
+    if (fresh(k))
+        return k;
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+int cache_get(kv_mount *m, const char *key, kv_value *out)
+{
+    kv_cache *k = lock_fresh(m);
+    if (!k)
         return 1;
     int r = 1;
-    pthread_mutex_lock(&k->mu);
-    if (k->ready && k->gen == conn_generation()) {
-        cache_entry *e = NULL;
-        HASH_FIND(hh, k->table, key, strlen(key), e);
-        if (!e || e->deleted) {
-            r = -ENOENT;
-        } else {
-            void *data = e->len ? malloc(e->len) : NULL;
-            if (e->len && !data) {
-                r = 1;          /* let the direct path report it */
-            } else {
-                if (e->len)
-                    memcpy(data, e->data, e->len);
-                out->data = data;
-                out->len = e->len;
-                out->rev = e->rev;
-                out->mtime_ns = e->time_ns;
-                r = 0;
-            }
+    node *e = find(k, key, strlen(key));
+    if (!e || !e->live || is_dir(k, e)) {
+        r = -ENOENT;
+    } else if (m->flags & KV_MOUNT_WATCH) {
+        void *data = e->len ? malloc(e->len) : NULL;
+        if (!e->len || data) { /* else: let the direct path report it */
+            if (e->len)
+                memcpy(data, e->u.data, e->len);
+            out->data = data;
+            out->len = e->len;
+            out->rev = e->rev;
+            out->mtime_ns = e->time_ns;
+            r = 0;
         }
+    } /* read=meta: a present value is read by a direct Get */
+    pthread_mutex_unlock(&k->mu);
+    return r;
+}
+
+int cache_stat(const kv_mount *m, const char *key, kv_stat *out)
+{
+    kv_cache *k = lock_fresh(m);
+    if (!k)
+        return 1;
+    node *e = find(k, key, strlen(key));
+    int r = -ENOENT;
+    if (e && e->live) {
+        out->is_dir = is_dir(k, e);
+        out->size = out->is_dir ? 0 : e->len;
+        out->rev = e->rev;
+        out->mtime_ns = e->time_ns;
+        r = 0;
     }
     pthread_mutex_unlock(&k->mu);
     return r;
 }
 
-void cache_note(kv_mount *m, const char *key, const void *data, size_t len, uint64_t rev,
+int cache_children(const kv_mount *m, const char *base,
+                   int (*fn)(void *arg, const char *key, int kind), void *arg)
+{
+    kv_cache *k = lock_fresh(m);
+    if (!k)
+        return 1;
+    node *d = find(k, base, strlen(base));
+    int r = 0;
+    if (d && d != &k->root && d->live)
+        r = fn(arg, d->key, CHILD_SELF);
+    for (node *e = d && is_dir(k, d) ? d->u.kids : NULL; e && r == 0; e = e->next) {
+        if (!is_dir(k, e))
+            r = e->live ? fn(arg, e->key, CHILD_VALUE) : 0;
+        else if (e->live || e->below)
+            r = fn(arg, e->key, e->live ? CHILD_MARKER : CHILD_BELOW);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return r;
+}
+
+void cache_note(const kv_mount *m, const char *key, const void *data, size_t len, uint64_t rev,
                 int deleted)
 {
     kv_cache *k = cache_of(m);
@@ -345,7 +534,7 @@ void cache_note(kv_mount *m, const char *key, const void *data, size_t len, uint
         return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    note(k, key, data, len, rev, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, deleted);
+    note(k, key, data, len, rev, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, deleted, 1);
 }
 
 void cache_after_fork_child(void)
@@ -354,7 +543,9 @@ void cache_after_fork_child(void)
     pthread_mutex_init(&caches_mu, NULL);
     for (kv_cache *k = caches; k; k = k->next) {
         pthread_mutex_init(&k->mu, NULL);
-        k->table = NULL;        /* abandoned: the parent's thread may have been inside it */
+        k->slots = NULL;        /* abandoned: the parent's thread may have been inside it */
+        k->cap = k->count = 0;
+        k->root.u.kids = NULL;
         k->ready = 0;
         k->running = 0;
     }
@@ -363,17 +554,14 @@ void cache_after_fork_child(void)
 int cache_each(kv_mount *m, int (*fn)(void *arg, const char *key, const void *data, size_t len),
                void *arg)
 {
-    kv_cache *k = cache_of(m);
+    kv_cache *k = (m->flags & KV_MOUNT_WATCH) ? lock_fresh(m) : NULL;
     if (!k)
         return 1;
-    int r = 1;
-    pthread_mutex_lock(&k->mu);
-    if (k->ready && k->gen == conn_generation()) {
-        r = 0;
-        for (cache_entry *e = k->table; e && r == 0; e = e->hh.next)
-            if (!e->deleted)
-                r = fn(arg, e->key, e->data, e->len);
-    }
+    int r = 0;
+    for (size_t i = 0; i < k->cap && r == 0; i++)
+        for (node *e = k->slots[i]; e && r == 0; e = e->chain)
+            if (e->live && !is_dir(k, e))
+                r = fn(arg, e->key, e->u.data, e->len);
     pthread_mutex_unlock(&k->mu);
     return r;
 }

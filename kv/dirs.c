@@ -3,13 +3,13 @@
  *
  * A directory rel exists when its marker key "key(rel)/" exists (SPEC "Paths and keys"):
  * stat answers with two Gets at most. '/' is not a NATS subject token separator, so keys
- * below a directory cannot be selected by a subject filter: listings and rmdir's emptiness
- * test scan every key under the mount's prefix ("<prefix>.>", or the whole bucket without
- * a prefix) with a MetaOnly watcher until its "initial values done" marker (a NULL entry),
- * filtering client-side: one ordered consumer, O(keys under the prefix). Delete markers are
- * skipped here, not by nats.c: 3.4.1's watcher deducts the elapsed time again for every
- * delete it skips itself, and times out after a few thousand. The markers skipped are
- * handed to tombs.c, which removes old ones after the scan, so they do not pile up.
+ * below a directory cannot be selected by a subject filter. Listings take the names from the
+ * read cache's mirror when the mount has a fresh one (cache_children: the directory's own
+ * children, no request); otherwise they, and always rmdir's emptiness test (a stale mirror
+ * must not let rmdir drop the marker of a directory another client just wrote into), scan
+ * every key under the mount's prefix in one headers-only pass (walk.c's walk_once),
+ * filtering client-side: O(keys under the prefix). The delete markers a pass skips are
+ * handed to tombs.c, which removes old ones after it, so they do not pile up.
  *
  * Listing: names one level below, decoded with key_decode, each once, sorted; marker keys
  * are never files. A name that is both a value and a directory ("a" and "a/x") is listed as
@@ -86,57 +86,33 @@ void dirs_after_fork_child(void)
     pthread_mutex_init(&known_mu, NULL);
 }
 
+typedef struct keys_arg {
+    const char *base;
+    size_t blen;
+    int (*fn)(const char *key, void *arg);
+    void *arg;
+} keys_arg;
+
+static int keys_fn(void *arg, const kv_rec *e)
+{
+    keys_arg *a = arg;
+    return strncmp(e->key, a->base, a->blen) == 0 ? a->fn(e->key, a->arg) : 0;
+}
+
 int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *base,
               int (*fn)(const char *key, void *arg), void *arg)
 {
-    char filter[KV_KEY_MAX + 8];
-    kvWatchOptions wo;
-    kvWatchOptions_Init(&wo);
-    wo.MetaOnly = true;
-    wo.Timeout = kv_timeout_ms();
-    kvWatcher *w = NULL;
-    kv_guard g;
-    guard_enter(&g, GUARD_THREADS); /* creating a subscription: nats.c may start threads */
-    natsStatus s;
-    if (prefix && *prefix) {
-        snprintf(filter, sizeof filter, "%s.>", prefix);
-        s = kvStore_Watch(&w, b->kv, filter, &wo);
-    } else {
-        s = kvStore_WatchAll(&w, b->kv, &wo);
-    }
-    guard_leave(&g);
+    keys_arg a = { base, strlen(base), fn, arg };
     const char *why = NULL;
-    int r = s == NATS_OK ? 0 : kv_errmap(s, 0, &why);
-    size_t blen = strlen(base);
     tombs t = { 0 };
-    while (r == 0) {
-        kvEntry *e = NULL;
-        guard_enter(&g, GUARD_REQUEST);
-        s = kvWatcher_Next(&e, w, wo.Timeout);
-        if (s != NATS_OK)
-            r = kv_errmap(s, 0, &why);
-        guard_leave(&g);
-        if (r < 0 || !e)
-            break;
-        const char *k = kvEntry_Key(e);
-        if (k && kvEntry_Operation(e) == kvOp_Put && strncmp(k, base, blen) == 0)
-            r = fn(k, arg);
-        else if (k && kvEntry_Operation(e) != kvOp_Put)
-            tombs_see(&t, e);
-        kvEntry_Destroy(e);
-    }
-    if (w) {
-        guard_enter(&g, GUARD_REQUEST);
-        kvWatcher_Destroy(w);
-        guard_leave(&g);
-    }
+    int r = walk_once(c, b, prefix, 0, keys_fn, &a, &t, &why);
     if (r >= 0)
         tombs_sweep(c, b, &t); /* delete markers do not pile up (tombs.c) */
     tombs_free(&t);
     if (r < 0) {
         if (r == -ENOENT || r == -EEXIST)
             r = -EIO;
-        log_at(LOG_WARN, "%s*: listing keys failed: %s", base, why ? why : "error");
+        log_at(LOG_WARN, "%s*: listing keys failed: %s", base, why ? why : strerror(-r));
     }
     return r;
 }
@@ -177,9 +153,10 @@ typedef struct list_arg {
     int err;
 } list_arg;
 
-static int list_fn(const char *key, void *arg)
+/* One key of the listed directory's (base's) subtree; below: key is "<base>name/" standing
+ * for keys below a directory that has no marker (the mirror's CHILD_BELOW). */
+static int list_key(list_arg *a, const char *key, int below)
 {
-    list_arg *a = arg;
     const char *rest = key + a->blen;
     if (!*rest) {
         a->marker_seen = 1;
@@ -198,7 +175,7 @@ static int list_fn(const char *key, void *arg)
         log_at(LOG_WARN, "%s: not listed: its name decodes to '.', '..' or a '/'", key);
         return 0;
     }
-    int is_marker = slash && slash[1] == '\0';
+    int is_marker = slash && slash[1] == '\0' && !below;
     name_ent *e = NULL;
     HASH_FIND_STR(a->names, name, e);
     if (!e) {
@@ -223,6 +200,16 @@ static int list_fn(const char *key, void *arg)
     return 0;
 }
 
+static int list_fn(const char *key, void *arg)
+{
+    return list_key(arg, key, 0);
+}
+
+static int child_fn(void *arg, const char *key, int kind)
+{
+    return list_key(arg, key, kind == CHILD_BELOW);
+}
+
 /* Writes the markers of the directories a listing found only through keys below them. */
 static void repair(kv_conn *c, const kv_bucket *b, const kv_mount *m, name_ent *names)
 {
@@ -231,6 +218,8 @@ static void repair(kv_conn *c, const kv_bucket *b, const kv_mount *m, name_ent *
             continue;
         uint64_t rev = 0;
         int r = ops_publish(c, b, e->marker, "", 0, KV_REV_ABSENT, 0, &rev);
+        if (r == 0)
+            cache_note(m, e->marker, "", 0, rev, 0);
         if (r == 0 || r == -EEXIST)
             dirs_note(m, e->marker, 1);
         log_at(r == 0 || r == -EEXIST ? LOG_INFO : LOG_WARN,
@@ -275,7 +264,10 @@ int dirs_list(kv_mount *m, const char *rel, kv_list *out)
     if (r < 0 || (r = ops_open(m, base, &c, &b)) < 0)
         return r;
     list_arg a = { .m = m, .blen = strlen(base) };
-    r = dirs_scan(c, b, m->prefix, base, list_fn, &a);
+    cache_start(m);
+    r = cache_children(m, base, child_fn, &a); /* the read cache's mirror, when fresh */
+    if (r == 1)
+        r = dirs_scan(c, b, m->prefix, base, list_fn, &a);
     if (r == 0 && a.err)
         r = a.err;
     if (r == 0 && *rel && a.n == 0 && !a.marker_seen) {
@@ -364,20 +356,16 @@ int dirs_mkdir(kv_mount *m, const char *rel)
     }
     /* a value of that name: EEXIST; a marker: the create-only write below says EEXIST */
     char key[KV_KEY_MAX + 2];
-    kvEntry *e = NULL;
     /* (only this lookup's ENOENT means "free": the parent's above must stay ENOENT) */
     if (r == 0 && (r = ops_key(m, rel, 0, key, sizeof key)) == 0) {
-        r = ops_entry(b, key, &e);
-        if (r == 0) {
-            kvEntry_Destroy(e);
-            r = -EEXIST;
-        } else if (r == -ENOENT) {
-            r = 0;
-        }
+        r = ops_entry_stat(m, b, key, 0, &st);
+        r = r == 0 ? -EEXIST : r == -ENOENT ? 0 : r;
     }
     uint64_t rev = 0;
     if (r == 0)
         r = ops_publish(c, b, marker, "", 0, KV_REV_ABSENT, 0, &rev);
+    if (r == 0)
+        cache_note(m, marker, "", 0, rev, 0);
     conn_release(c);
     if (r == 0)
         dirs_note(m, marker, 1);
@@ -414,6 +402,8 @@ int dirs_rmdir(kv_mount *m, const char *rel)
         uint64_t seen = kvEntry_Revision(e), rev = 0;
         kvEntry_Destroy(e);
         r = ops_publish(c, b, marker, NULL, 0, seen, 1, &rev);
+        if (r == 0)
+            cache_note(m, marker, NULL, 0, rev, 1);
         if (r != -EEXIST)
             break;
     }
@@ -449,9 +439,8 @@ int dirs_parent(kv_mount *m, const char *rel)
         r = -ENOTDIR;
     /* a directory not known yet: rel itself may be one (one Get more, until it is known) */
     char self[KV_KEY_MAX + 2];
-    kvEntry *e = NULL;
-    if (r == 0 && ops_key(m, rel, 1, self, sizeof self) == 0 && ops_entry(b, self, &e) == 0) {
-        kvEntry_Destroy(e);
+    if (r == 0 && ops_key(m, rel, 1, self, sizeof self) == 0 &&
+        ops_entry_stat(m, b, self, 1, &st) == 0) {
         dirs_note(m, self, 1);
         r = -EISDIR;
     }
@@ -476,6 +465,8 @@ int dirs_mkparents(kv_mount *m, const char *rel)
     uint64_t rev = 0;
     r = ops_publish(c, b, marker, "", 0, KV_REV_ABSENT, 0, &rev);
     conn_release(c);
+    if (r == 0)
+        cache_note(m, marker, "", 0, rev, 0);
     if (r == -EEXIST)
         r = 0; /* another writer made it: what we wanted */
     if (r == 0)

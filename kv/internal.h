@@ -6,7 +6,8 @@
  *   conn.c    the one connection and its bound buckets
  *   errmap.c  the one table from nats.c statuses / JetStream codes / texts to errno
  *   revmem.c  the revision memory
- *   cache.c   the watch-fed read cache of KV_MOUNT_WATCH mounts (a mirror per mount)
+ *   walk.c    every key under a prefix: the one ordered consumer of listings, scans, mirrors
+ *   cache.c   the watch-fed read cache of KV_MOUNT_WATCH/META mounts (a mirror per mount)
  *   ops.c     bind, get, stat, commit, remove, version;  dirs.c  list, mkdir, rmdir, key scans
  *   tombs.c   the delete markers a key scan skips, and their removal
  *   watch.c   key, history, watch (for the CLI)
@@ -143,6 +144,37 @@ uint64_t conn_generation(void);
  * -ENOTCONN when there is none or nats.c closed it for good. */
 int conn_current(kv_conn **out);
 
+/* ---- walk.c ---- */
+typedef struct kv_walk kv_walk;
+
+/* One entry of a walk: valid until the next walk_next or walk_close. */
+typedef struct kv_rec {
+    const char *key;        /* the full key (prefix included) */
+    int op;                 /* KV_OP_PUT, KV_OP_DEL or KV_OP_PURGE */
+    uint64_t rev;
+    int64_t time_ns;
+    const void *data;       /* the value; NULL when walking headers only */
+    size_t len;             /* the value's length, also when walking headers only */
+} kv_rec;
+
+/* Starts a walk over every key under prefix (NULL or "": the whole bucket): the last entry
+ * of each key (delete and purge markers included), then, for as long as the caller goes on,
+ * every change. values 0: headers only (data NULL, len from the server). Sends the
+ * subscription and one consumer-info request. -errno, logged. Free with walk_close. */
+int walk_open(kv_conn *c, const kv_bucket *b, const char *prefix, int values, kv_walk **out);
+/* 0: *rec is the next entry; 1: every initial entry has been delivered (once, in order);
+ * -ETIMEDOUT: nothing within timeout_ms (the walk goes on); other -errno: the walk failed.
+ * *why (may be NULL) gets a short static description of a failure. Not logged. */
+int walk_next(kv_walk *w, int64_t timeout_ms, kv_rec *rec, const char **why);
+void walk_close(kv_walk *w);
+/* One pass: fn(arg, rec) for the current value of every key under prefix (delete and purge
+ * markers skipped, and handed to tombs_see(t) when t is not NULL), each wait bounded by
+ * NATS_TIMEOUT_MS, until every key is seen (0) or fn returns non-zero (returned). Errors of
+ * the walk as walk_next (walk_open's logged). */
+typedef struct tombs tombs;
+int walk_once(kv_conn *c, const kv_bucket *b, const char *prefix, int values,
+              int (*fn)(void *arg, const kv_rec *rec), void *arg, tombs *t, const char **why);
+
 /* ---- revmem.c ---- */
 int revmem_init(int per_process);
 int revmem_recall(const void *mount, const char *key, uint64_t *rev);
@@ -161,26 +193,40 @@ struct kv_mount {
     char *bucket;
     char *prefix;           /* NULL for none */
     unsigned flags;
-    kv_cache *cache;        /* KV_MOUNT_WATCH: set once by cache_start (atomic), else NULL */
+    kv_cache *cache;        /* KV_MOUNT_WATCH/META: set once by cache_start (atomic) */
 };
 
 /* ---- cache.c ---- */
-/* Starts m's watcher thread once per process (no-op without KV_MOUNT_WATCH or when
+/* Starts m's walk thread once per process (no-op without KV_MOUNT_WATCH/META or when
  * running). Call after an operation has connected; it never connects itself. */
 void cache_start(kv_mount *m);
-/* key's value from m's mirror when the mirror is fresh (caught up on the current
- * connection generation): 0 with *out filled (caller frees out->data), -ENOENT when the
- * mirror says missing or deleted, 1 when not served (make a direct Get). Never a request;
- * remembers nothing (the caller does, as for a direct Get). */
+/* Every cache_* below answers only from a fresh mirror (caught up on the current
+ * connection generation), never with a request, and returns 1 when it does not answer.
+ *
+ * key's value: 0 with *out filled (caller frees out->data; read=watch only), -ENOENT when
+ * the mirror says missing or deleted, 1 when not served (read=meta: also for a present
+ * value). Remembers nothing (the caller does, as for a direct Get). */
 int cache_get(kv_mount *m, const char *key, kv_value *out);
+/* key's size, revision and time (a key ending in '/' is a directory marker: is_dir), or
+ * -ENOENT. */
+int cache_stat(const kv_mount *m, const char *key, kv_stat *out);
+/* What a listing of the directory whose keys start with base ("<prefix>." for the root,
+ * else its marker key) finds: fn(arg, key, kind) for each child, under the mirror's lock
+ * (fn may take only leaf locks: no kv/ call, no nats.c): CHILD_SELF (key = base: the
+ * directory's own marker exists), CHILD_VALUE (a value), CHILD_MARKER (a child directory's
+ * marker, key "<base>name/"), CHILD_BELOW (a child directory without a marker, with keys
+ * below: key "<base>name/"). 0, fn's first non-zero result, or 1. */
+enum { CHILD_SELF, CHILD_VALUE, CHILD_MARKER, CHILD_BELOW };
+int cache_children(const kv_mount *m, const char *base,
+                   int (*fn)(void *arg, const char *key, int kind), void *arg);
 /* This process wrote key: value (deleted 0) or delete marker (deleted 1) at rev. Keeps a
  * newer revision already mirrored. No-op without a cache. */
-void cache_note(kv_mount *m, const char *key, const void *data, size_t len, uint64_t rev,
+void cache_note(const kv_mount *m, const char *key, const void *data, size_t len, uint64_t rev,
                 int deleted);
 void cache_after_fork_child(void);
-/* Calls fn(arg, key, data, len) for every live entry of m's mirror, under the mirror's lock
- * (fn must not call into kv/ or nats.c), when the mirror is fresh: returns 0 or fn's first
- * non-zero result. 1 when not served (no mirror, or not caught up): scan the server. */
+/* Calls fn(arg, key, data, len) for every live value of m's mirror (read=watch), under the
+ * mirror's lock (fn must not call into kv/ or nats.c): returns 0 or fn's first non-zero
+ * result. 1 when not served (no mirror with values, or not caught up): scan the server. */
 int cache_each(kv_mount *m, int (*fn)(void *arg, const char *key, const void *data, size_t len),
                void *arg);
 
@@ -205,6 +251,10 @@ int ops_open(const kv_mount *m, const char *key, kv_conn **c, const kv_bucket **
 int ops_key_open(kv_mount *m, const char *rel, int marker, char *key, size_t keysz,
                  kv_conn **c, const kv_bucket **b);
 
+/* key's stat (a value; a directory marker when is_dir): from the read cache's mirror when
+ * fresh, else one Get. -ENOENT when missing (not logged). */
+int ops_entry_stat(const kv_mount *m, const kv_bucket *b, const char *key, int is_dir,
+                   kv_stat *out);
 /* stat on an acquired connection (dirs.c uses it too). */
 int ops_stat_on(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *rel,
                 kv_stat *out);
@@ -255,18 +305,18 @@ typedef struct tomb {
     uint64_t seq;
 } tomb;
 /* The delete markers one scan skipped: seen counts all, v holds those it may remove. */
-typedef struct tombs {
+struct tombs {
     size_t seen, n, cap;
     tomb *v;
     int64_t now_ns;         /* the time the first marker was seen (its age is against it) */
-} tombs;
+};
 typedef struct tombs_stats {
     size_t seen, removed;
 } tombs_stats;
 /* The process's policy (TOMBS_AUTO unless the CLI sets another; see tombs.c). */
 void tombs_policy(int policy);
 /* A delete or purge entry a scan skipped. Cannot fail (out of memory: not removable). */
-void tombs_see(tombs *t, kvEntry *e);
+void tombs_see(tombs *t, const kv_rec *e);
 /* After a scan: removes what the policy allows of t (one request each). 0 or the first
  * failure (logged; the rest stay). The figures go to the thread's tombs_last. */
 int tombs_sweep(kv_conn *c, const kv_bucket *b, tombs *t);

@@ -71,7 +71,10 @@ enum {
 
 /* mount flags */
 enum {
-    KV_MOUNT_WATCH = 1,      /* serve gets from a watcher-fed mirror (read cache) */
+    KV_MOUNT_WATCH = 1,      /* read=watch: a watcher-fed mirror of keys and values serves
+                                gets, stats, lookups and listings (read cache) */
+    KV_MOUNT_META = 2,       /* read=meta: the same mirror without values: stats, lookups,
+                                listings and missing keys; a present value is a direct Get */
 };
 
 /* commit flags */

@@ -309,7 +309,7 @@ int ops_get(kv_mount *m, const char *rel, kv_value *out)
 {
     char key[KV_KEY_MAX + 2];
     int r = ops_key(m, rel, 0, key, sizeof key);
-    if (r == 0 && *rel && (m->flags & KV_MOUNT_WATCH)) {
+    if (r == 0 && *rel && (m->flags & (KV_MOUNT_WATCH | KV_MOUNT_META))) {
         /* The read cache (cache.c): served only when caught up on this connection. */
         r = cache_get(m, key, out);
         if (r == 0 || r == -ENOENT) {
@@ -322,8 +322,7 @@ int ops_get(kv_mount *m, const char *rel, kv_value *out)
     const kv_bucket *b;
     if (r < 0 || (r = ops_open(m, key, &c, &b)) < 0)
         return r;
-    if (m->flags & KV_MOUNT_WATCH)
-        cache_start(m);
+    cache_start(m);
     kvEntry *e = NULL;
     r = ops_entry(b, key, &e);
     if (r == 0) {
@@ -342,11 +341,14 @@ int ops_get(kv_mount *m, const char *rel, kv_value *out)
     return r;
 }
 
-/* Fills out from the entry of key (a value, or a directory marker when is_dir). */
-static int entry_stat(const kv_bucket *b, const char *key, int is_dir, kv_stat *out)
+int ops_entry_stat(const kv_mount *m, const kv_bucket *b, const char *key, int is_dir,
+                   kv_stat *out)
 {
+    int r = cache_stat(m, key, out);
+    if (r <= 0)
+        return r;
     kvEntry *e = NULL;
-    int r = ops_entry(b, key, &e);
+    r = ops_entry(b, key, &e);
     if (r < 0)
         return r;
     out->is_dir = is_dir;
@@ -368,13 +370,13 @@ int ops_stat_on(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *r
     }
     char key[KV_KEY_MAX + 2];
     int r = ops_key(m, rel, 0, key, sizeof key);
-    if (r == 0 && (r = entry_stat(b, key, 0, out)) != -ENOENT)
+    if (r == 0 && (r = ops_entry_stat(m, b, key, 0, out)) != -ENOENT)
         return r;                       /* a value, or a failure */
     if (r != -ENOENT || (r = ops_key(m, rel, 1, key, sizeof key)) < 0)
         return r;
     /* A directory is its marker (SPEC "Paths and keys"): two Gets at most, never a scan. */
     (void)c;
-    r = entry_stat(b, key, 1, out);
+    r = ops_entry_stat(m, b, key, 1, out);
     if (r == 0)
         dirs_note(m, key, 1);
     return r;
@@ -393,6 +395,7 @@ int ops_stat(kv_mount *m, const char *rel, kv_stat *out)
     int r = ops_key_open(m, rel, 0, key, sizeof key, &c, &b);
     if (r < 0)
         return r;
+    cache_start(m);
     r = ops_stat_on(c, b, m, rel, out);
     conn_release(c);
     return r;

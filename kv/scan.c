@@ -1,13 +1,12 @@
 /* scan.c: every value under a prefix of a mount, for the sidecar's POST /query (kv.h scan).
  *
  * Two sources, chosen per call: the read cache's mirror when the mount has one and it is
- * fresh (cache_each: no request at all), else one pass of an ordered consumer over the
- * mount's keys ("<prefix>.>", or the whole bucket without a prefix) with values and without
- * deletes, read until the watcher's "initial values done" marker. rel prefixes are plain
- * string prefixes and '/' is not a subject token separator, so the pass covers the whole
- * mount and filters here, as dirs_scan does for listings. Marker keys ("dir/") and keys this
- * connector would not have written (they do not decode) are left out. The delete markers
- * the pass skips go to tombs.c, as dirs_scan's do.
+ * fresh (cache_each: no request at all; read=watch only, read=meta holds no values), else
+ * one pass over the mount's keys with values (walk.c's walk_once), deletes skipped. rel
+ * prefixes are plain string prefixes and '/' is not a subject token separator, so the pass
+ * covers the whole mount and filters here, as dirs_scan does for listings. Marker keys
+ * ("dir/") and keys this connector would not have written (they do not decode) are left
+ * out. The delete markers the pass skips go to tombs.c, as dirs_scan's do.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -42,7 +41,12 @@ static int scan_one(void *arg, const char *key, const void *data, size_t len)
     return a->fn(a->arg, rel, len ? data : NULL, len);
 }
 
-/* The ordered-consumer pass: every live value under the mount, once. */
+static int scan_rec(void *arg, const kv_rec *e)
+{
+    return scan_one(arg, e->key, e->data, e->len);
+}
+
+/* The ordered-consumer pass (walk.c): every live value under the mount, once. */
 static int scan_server(kv_mount *m, scan_arg *a)
 {
     kv_conn *c;
@@ -50,47 +54,10 @@ static int scan_server(kv_mount *m, scan_arg *a)
     int r = ops_open(m, a->blen ? a->base : "(bucket)", &c, &b);
     if (r < 0)
         return r;
-    if (m->flags & KV_MOUNT_WATCH)
-        cache_start(m);
-    kvWatchOptions wo;
-    kvWatchOptions_Init(&wo);
-    wo.Timeout = kv_timeout_ms(); /* deletes are skipped here, as dirs_scan does: nats.c
-                                      3.4.1 times out after a few thousand it skips itself */
-    kvWatcher *w = NULL;
-    char filter[KV_KEY_MAX + 8];
-    kv_guard g;
-    guard_enter(&g, GUARD_THREADS); /* a subscription: nats.c may start threads */
-    natsStatus s;
-    if (m->prefix) {
-        snprintf(filter, sizeof filter, "%s.>", m->prefix);
-        s = kvStore_Watch(&w, b->kv, filter, &wo);
-    } else {
-        s = kvStore_WatchAll(&w, b->kv, &wo);
-    }
-    guard_leave(&g);
+    cache_start(m);
     const char *why = NULL;
-    r = s == NATS_OK ? 0 : kv_errmap(s, 0, &why);
     tombs t = { 0 };
-    while (r == 0) {
-        kvEntry *e = NULL;
-        guard_enter(&g, GUARD_REQUEST);
-        s = kvWatcher_Next(&e, w, wo.Timeout);
-        if (s != NATS_OK)
-            r = kv_errmap(s, 0, &why);
-        guard_leave(&g);
-        if (r < 0 || !e)
-            break;
-        if (kvEntry_Operation(e) == kvOp_Put)
-            r = scan_one(a, kvEntry_Key(e), kvEntry_Value(e), (size_t)kvEntry_ValueLen(e));
-        else
-            tombs_see(&t, e);
-        kvEntry_Destroy(e);
-    }
-    if (w) {
-        guard_enter(&g, GUARD_REQUEST);
-        kvWatcher_Destroy(w);
-        guard_leave(&g);
-    }
+    r = walk_once(c, b, m->prefix, 1, scan_rec, a, &t, &why);
     if (r >= 0)
         tombs_sweep(c, b, &t); /* delete markers do not pile up (tombs.c) */
     tombs_free(&t);
@@ -113,7 +80,7 @@ int scan_values(kv_mount *m, const char *rel_prefix,
         return -ENAMETOOLONG;
     scan_arg a = { base, (size_t)n, rel_prefix ? rel_prefix : "",
                    rel_prefix ? strlen(rel_prefix) : 0, fn, arg };
-    if (m->flags & KV_MOUNT_WATCH) {
+    if (m->flags & KV_MOUNT_WATCH) { /* a mirror with values */
         int r = cache_each(m, scan_one, &a);
         if (r != 1)
             return r;

@@ -75,14 +75,14 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-void tombs_see(tombs *t, kvEntry *e)
+void tombs_see(tombs *t, const kv_rec *e)
 {
     t->seen++;
     if (t->n >= limit())
         return;
     if (!t->now_ns)
         t->now_ns = now_ns();
-    if (kvEntry_Created(e) > t->now_ns - (int64_t)TOMBS_GRACE_S * 1000000000)
+    if (e->time_ns > t->now_ns - (int64_t)TOMBS_GRACE_S * 1000000000)
         return; /* too young: a watcher may not have it yet */
     if (t->n == t->cap) {
         size_t cap = t->cap ? 2 * t->cap : 64;
@@ -92,11 +92,11 @@ void tombs_see(tombs *t, kvEntry *e)
         t->v = v;
         t->cap = cap;
     }
-    char *key = strdup(kvEntry_Key(e));
+    char *key = strdup(e->key);
     if (!key)
         return;
     t->v[t->n].key = key;
-    t->v[t->n].seq = kvEntry_Revision(e);
+    t->v[t->n].seq = e->rev;
     t->n++;
 }
 

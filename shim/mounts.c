@@ -93,6 +93,14 @@ static int mounts_eq(struct span s, const char *lit)
     return s.n == n && memcmp(s.p, lit, n) == 0;
 }
 
+#define MOUNTS_READ_MODES (KV_MOUNT_WATCH | KV_MOUNT_META)
+
+unsigned mounts_read_mode(const char *v, size_t n)
+{
+    struct span s = { v, n };
+    return mounts_eq(s, "watch") ? KV_MOUNT_WATCH : mounts_eq(s, "meta") ? KV_MOUNT_META : 0;
+}
+
 /* NATS bucket names: [A-Za-z0-9_-]+. */
 static int mounts_bucket_ok(const char *b, size_t n)
 {
@@ -248,11 +256,12 @@ static int mounts_option(struct mount_spec *s, struct span k, struct span v)
         return 0;
     }
     if (mounts_eq(k, "read")) {
-        if (mounts_eq(v, "watch"))
-            s->kv_flags |= KV_MOUNT_WATCH;
+        unsigned f = mounts_read_mode(v.p, v.n);
+        if (f)
+            s->kv_flags = (s->kv_flags & ~(unsigned)MOUNTS_READ_MODES) | f;
         else
-            mounts_warn(s, MOUNTS_VAR ": mount '%.*s': read=%.*s ignored (only read=watch)",
-                        (int)s->name.n, s->name.p, (int)v.n, v.p);
+            mounts_warn(s, MOUNTS_VAR ": mount '%.*s': read=%.*s ignored (only read=watch or "
+                        "read=meta)", (int)s->name.n, s->name.p, (int)v.n, v.p);
         return 0;
     }
     /* Ignored, as Asya's runtime does, but never silently: a typo (prefx=) would else put
@@ -363,10 +372,9 @@ static int mounts_defaults(const struct mount_env *env, struct mount_spec *d)
         }
     }
     if (env->read_cache && *env->read_cache) {
-        if (strcmp(env->read_cache, "watch") == 0)
-            d->kv_flags |= KV_MOUNT_WATCH;
-        else
-            log_at(LOG_WARN, "STATE_READ_CACHE=%s ignored (only watch)", env->read_cache);
+        d->kv_flags |= mounts_read_mode(env->read_cache, strlen(env->read_cache));
+        if (!d->kv_flags)
+            log_at(LOG_WARN, "STATE_READ_CACHE=%s ignored (only watch or meta)", env->read_cache);
     }
     return problems;
 }
@@ -410,7 +418,8 @@ int mounts_parse(const struct mount_env *env, struct mount_table *t)
     struct mount_spec d;
     memset(t, 0, sizeof *t);
     int problems = mounts_defaults(env, &d);
-    if (env->read_cache && *env->read_cache && strcmp(env->read_cache, "watch") != 0)
+    if (env->read_cache && *env->read_cache &&
+        !mounts_read_mode(env->read_cache, strlen(env->read_cache)))
         t->warnings++; /* mounts_defaults warned */
     int r = -1;
     if (env->proxy_mounts)

@@ -17,7 +17,8 @@ struct mount {
     size_t pathlen;
     char *bucket;      /* bucket= option or NATS_KV_BUCKET; NULL when neither */
     char *prefix;      /* prefix= option or STATE_PREFIX; NULL for none */
-    unsigned kv_flags; /* KV_MOUNT_WATCH (kv/kv.h) for read=watch or STATE_READ_CACHE=watch */
+    unsigned kv_flags; /* KV_MOUNT_WATCH (kv/kv.h) for read=watch, KV_MOUNT_META for read=meta
+                          (or STATE_READ_CACHE=watch|meta) */
     int err;           /* 0, or the negative errno every operation under the mount fails with:
                           -ENOTSUP for a write mode other than buffered, -EIO for bad
                           configuration (missing bucket, overlap, malformed entry) */
@@ -41,7 +42,7 @@ struct mount_env {     /* the environment's values; NULL when unset */
 
 /* Builds the mount table from env by SPEC "Configuration": ASYA_STATE_PROXY_MOUNTS entries
  * `name:path[:opts]` joined by ';' (opts `k=v` joined by ','; write=buffered is the only
- * write mode; bucket=, prefix=, read=watch; unknown options ignored with one warning line each, counted in t->warnings; first matching mount
+ * write mode; bucket=, prefix=, read=watch|meta; unknown options ignored with one warning line each, counted in t->warnings; first matching mount
  * wins so order is kept), else STATE_MOUNT, default "/state". Each problem is reported with
  * ONE log_at(LOG_ERROR, ...) line naming the variable (and the entry) and marks the
  * affected mount(s) with err; when ASYA_STATE_PROXY_MOUNTS does not parse at all, the table
@@ -50,6 +51,10 @@ struct mount_env {     /* the environment's values; NULL when unset */
  * one without a prefix) mark both mounts -EIO. Allocates with malloc (once, at start).
  * Returns the number of problems reported (0 when all is well). */
 int mounts_parse(const struct mount_env *env, struct mount_table *t);
+
+/* The kv mount flag of a read cache mode: "watch" KV_MOUNT_WATCH, "meta" KV_MOUNT_META; 0 for
+ * anything else (the caller warns). */
+unsigned mounts_read_mode(const char *v, size_t n);
 
 /* Frees every string of the table and sets n to 0. Safe on a zeroed or freed table. */
 void mounts_free(struct mount_table *t);

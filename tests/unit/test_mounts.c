@@ -102,6 +102,30 @@ Test(mounts, asya_format_spacing_and_defaults)
     mounts_free(&t);
 }
 
+Test(mounts, read_modes)
+{
+    /* read=meta per mount; a mount's read= replaces STATE_READ_CACHE's mode; another value
+     * is ignored with a warning (counted; warnings are not captured here), keeping the
+     * default */
+    struct mount_table t;
+    int r = mt_parse(&t, "a:/a:read=meta,prefix=a;b:/b:read=watch,prefix=b;c:/c:prefix=c;"
+                     "d:/d:read=values,prefix=d", NULL, "bk",
+                     NULL, "meta");
+    cr_assert_eq(r, 0);
+    cr_assert_eq(t.n, 4);
+    cr_assert_eq(t.m[0].kv_flags, KV_MOUNT_META);
+    cr_assert_eq(t.m[1].kv_flags, KV_MOUNT_WATCH);
+    cr_assert_eq(t.m[2].kv_flags, KV_MOUNT_META);
+    cr_assert_eq(t.m[3].kv_flags, KV_MOUNT_META);
+    cr_assert_eq(t.warnings, 1);
+    mounts_free(&t);
+
+    cr_assert_eq(mt_parse(&t, NULL, "/s", "bk", NULL, "everything"), 0);
+    cr_assert_eq(t.m[0].kv_flags, 0);
+    cr_assert_eq(t.warnings, 1);
+    mounts_free(&t);
+}
+
 Test(mounts, state_mount_and_default)
 {
     struct mount_table t;
