@@ -4,6 +4,7 @@
  *   nkey.c    the public key of an NKey seed file
  *   hygiene.c the guard around every call into nats.c (signals, rand() state)
  *   conn.c    the one connection and its bound buckets
+ *   dial.c    helper threads for the connect (signals blocked), cutting nats.c's endless wait
  *   errmap.c  the one table from nats.c statuses / JetStream codes / texts to errno
  *   revmem.c  the revision memory
  *   cache.c   the watch-fed read cache of KV_MOUNT_WATCH mounts (a mirror per mount)
@@ -16,7 +17,7 @@
  *   caches_mu (cache.c) -> a mirror's mu (kv_cache.mu): taken without any other lock held
  *   and never held while taking conn_mu or calling into nats.c (rand_mu, via a guard, only
  *   around pthread_create under caches_mu).
- * Only conn_mu is ever held across a network request, and only for the connect itself.
+ * No lock is ever held across a network request.
  * Every function returns 0 or a negative errno and never sets errno, unless it says so.
  */
 #ifndef ASYA_KV_INTERNAL_H
@@ -25,6 +26,7 @@
 #include <nats/nats.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "kv/kv.h"
 
@@ -91,6 +93,23 @@ void guard_after_fork_child(void);
 int kv_errmap(natsStatus s, jsErrCode jerr, const char **why);
 /* 1 when a request failing with s may nevertheless have been applied by the server. */
 int kv_outcome_unknown(natsStatus s);
+
+/* ---- dial.c ---- */
+/* Starts fn(arg) in a detached thread with every signal blocked; the caller's mask is
+ * changed only around pthread_create. 0 or -errno (-EAGAIN: no thread). */
+int dial_thread(void *(*fn)(void *), void *arg);
+/* The TCP sockets open when a connect attempt starts (n -1: unknown, then nothing is cut). */
+#define DIAL_BASELINE_MAX 256
+typedef struct dial_sockets {
+    int n;
+    ino_t ino[DIAL_BASELINE_MAX];
+} dial_sockets;
+void dial_baseline(dial_sockets *b);
+/* When thread tid spins in nats.c 3.4.1's connect past its deadline, shuts down the one new
+ * socket (not in b) connected to a server URL's port, so the connect fails and returns.
+ * Takes 100 ms (it measures the thread's CPU time). 1 when it cut a socket. */
+int dial_unstick(pid_t tid, const dial_sockets *b, const char *const *urls, int nurls);
+pid_t dial_gettid(void);
 
 /* ---- conn.c ---- */
 typedef struct kv_bucket {
