@@ -238,6 +238,16 @@ static int make_options(natsOptions **out, const kv_config *cfg)
     return 0;
 }
 
+/* EMFILE or ENFILE when no socket can be made right now, else 0. */
+static int socket_unavailable(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int e = fd < 0 ? errno : 0;
+    if (fd >= 0)
+        close(fd);
+    return e == EMFILE || e == ENFILE ? e : 0;
+}
+
 /* The connect itself, in the attempt's thread (one at a time). A failure is logged unless
  * *cut is set (atomic): then the supervisor cut the socket, and says so. */
 static int connect_nats(kv_conn **out, const char *key, const int *cut)
@@ -274,6 +284,14 @@ static int connect_nats(kv_conn **out, const char *key, const int *cut)
             r = kv_errmap(s, 0, &why);
             if (r == -ENOENT || r == -EEXIST)
                 r = -EIO;
+            /* nats.c reports a socket() that failed for want of descriptors as "no server";
+             * a local disk would say EMFILE or ENFILE: if no socket can be made now, say so. */
+            int e = socket_unavailable();
+            if (e) {
+                r = -e;
+                why = e == EMFILE ? "out of descriptors (EMFILE: RLIMIT_NOFILE reached)"
+                                  : "out of descriptors (ENFILE: the system's table is full)";
+            }
             /* key is "" for a mount's root (a listing): then the server alone is named */
             if (!__atomic_load_n(cut, __ATOMIC_ACQUIRE))
                 log_at(LOG_ERROR, "%s%scannot connect to NATS at %s: %s", key, *key ? ": " : "",
