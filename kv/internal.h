@@ -224,6 +224,7 @@ int ops_stat_on(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *r
                 kv_stat *out);
 /* ops_key_open and release: the key is valid, the connection up, the bucket bound. */
 int ops_bind(kv_mount *m, const char *rel);
+int ops_limit(kv_mount *m, const char *rel, uint64_t *max);
 int ops_get(kv_mount *m, const char *rel, kv_value *out);
 int ops_stat(kv_mount *m, const char *rel, kv_stat *out);
 int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsigned flags,

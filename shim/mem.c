@@ -287,7 +287,7 @@ static size_t copy_out(const struct shim_mem *m, void *buf, size_t n, off_t off)
 /* Sets the length to len: zero-fills growth, keeps capacity on shrinking. */
 static int set_len(struct shim_mem *m, size_t len)
 {
-    if (len > MEM_MAX)
+    if (len > MEM_MAX || (m->max && len > m->max))
         return -EFBIG;
     if (len > m->cap) {
         size_t cap = m->cap ? m->cap : 256;
@@ -311,7 +311,7 @@ static int copy_in(struct shim_mem *m, const void *buf, size_t n, off_t off)
 {
     if (n == 0)
         return 0;
-    if (n > MEM_MAX || (size_t)off > MEM_MAX - n)
+    if (n > MEM_MAX || (size_t)off > MEM_MAX - n || (m->max && (size_t)off + n > m->max))
         return -EFBIG;
     size_t end = (size_t)off + n;
     int r = end > m->len ? set_len(m, end) : 0;
