@@ -248,6 +248,24 @@ static int socket_unavailable(void)
     return e == EMFILE || e == ENFILE ? e : 0;
 }
 
+/* nats.c starts the thread of its reply subscription at the first request: made here, in
+ * the connecting thread (every signal blocked), by a request to a subject of this
+ * connection's own inbox that nobody answers (1 ms, its outcome ignored: a permission
+ * violation or no responders alike), so later requests (the bucket's binding) need not block
+ * the caller's signals. */
+static void warm_up(natsConnection *nc)
+{
+    char subj[64];
+    natsInbox *inbox = NULL;
+    natsMsg *reply = NULL;
+    if (natsInbox_Create(&inbox) != NATS_OK)
+        return;
+    snprintf(subj, sizeof subj, "%s.warm", (const char *)inbox);
+    natsInbox_Destroy(inbox);
+    natsConnection_RequestString(&reply, nc, subj, "", 1);
+    natsMsg_Destroy(reply);
+}
+
 /* The connect itself, in the attempt's thread (one at a time). A failure is logged unless
  * *cut is set (atomic): then the supervisor cut the socket, and says so. */
 static int connect_nats(kv_conn **out, const char *key, const int *cut)
@@ -279,6 +297,8 @@ static int connect_nats(kv_conn **out, const char *key, const int *cut)
             jo.Wait = cfg->timeout_ms;
             s = natsConnection_JetStream(&js, nc, &jo);
         }
+        if (s == NATS_OK)
+            warm_up(nc);
         if (s != NATS_OK) {
             const char *why = NULL;
             r = kv_errmap(s, 0, &why);
@@ -609,10 +629,10 @@ static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out)
     }
     jsErrCode jerr = 0;
     kv_guard g;
-    /* GUARD_THREADS: binding is the first request on a connection, and nats.c creates
-     * the thread of its reply subscription on the first request. The stream's limits are
-     * read later, by the first commit (conn_bucket_limits): a first read pays one request. */
-    guard_enter(&g, GUARD_THREADS);
+    /* GUARD_REQUEST: the thread of nats.c's reply subscription, started by the first
+     * request, was started by the connect (warm_up). The stream's limits are read later,
+     * by a writable open or the first commit (conn_bucket_limits): one request. */
+    guard_enter(&g, GUARD_REQUEST);
     natsStatus s = js_KeyValue(&b->kv, c->js, name);
     b->max_value = -1;
     const char *why = NULL;
