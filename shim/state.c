@@ -582,23 +582,25 @@ static int load_backend(void)
 
 int shim_backend(int idx, const kv_ops **o, kv_mount **km)
 {
-    if (!__atomic_load_n(&ops, __ATOMIC_ACQUIRE)) {
+    const kv_ops *loaded = __atomic_load_n(&ops, __ATOMIC_ACQUIRE);
+    if (!loaded) {
         pthread_mutex_lock(&load_lock);
         int r = ops ? 0 : load_failed ? load_failed : load_backend();
         if (r == -EIO)
             load_failed = r;
+        loaded = ops;
         pthread_mutex_unlock(&load_lock);
-        if (r < 0)
-            return r;
+        if (!loaded)
+            return r < 0 ? r : -EIO;
     }
     const struct mount *m = &mounts.m[idx];
     int r = 0;
     pthread_mutex_lock(&backend_lock);
     if (!kms[idx])
-        r = ops->mount(m->bucket, m->prefix, m->kv_flags, &kms[idx]);
+        r = loaded->mount(m->bucket, m->prefix, m->kv_flags, &kms[idx]);
     *km = kms[idx];
     pthread_mutex_unlock(&backend_lock);
-    *o = ops;
+    *o = loaded;
     return r < 0 ? r : 0;
 }
 
