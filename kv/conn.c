@@ -378,6 +378,8 @@ typedef struct attempt {
     dial_sockets before;    /* written by the connecting thread before tid is published */
     int cut;                /* atomic: the supervisor is cutting the spin (the outcome is then
                              * -ETIMEDOUT, whatever nats.c says of the closed socket) */
+    int hold;               /* the first caller holds its log lines (the CLI): so do the
+                             * attempt's threads, whose lines are about that caller's open */
 } attempt;
 static attempt *inflight;       /* guarded by conn_mu: the attempt under way, or NULL */
 
@@ -409,6 +411,8 @@ static int ts_passed(struct timespec t)
 static void *attempt_connect(void *arg)
 {
     attempt *a = arg;
+    if (a->hold)
+        log_hold();
     dial_baseline(&a->before);
     pthread_mutex_lock(&conn_mu);
     a->tid = dial_gettid();
@@ -443,6 +447,8 @@ static void *attempt_connect(void *arg)
 static void *attempt_supervise(void *arg)
 {
     attempt *a = arg;
+    if (a->hold)
+        log_hold();
     pthread_mutex_lock(&conn_mu);
     a->refs++;
     pthread_mutex_unlock(&conn_mu);
@@ -499,6 +505,7 @@ static int connect_wait_locked(const char *key)
             return -ENOMEM;
         a->refs = 1;            /* the supervisor's, taken over by it */
         a->timeout_ms = cfg->timeout_ms;
+        a->hold = log_holding();
         snprintf(a->key, sizeof a->key, "%s", key);
         clock_gettime(CLOCK_REALTIME, &a->start);
         int r = dial_thread(attempt_supervise, a);

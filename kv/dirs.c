@@ -96,7 +96,7 @@ int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *ba
     wo.Timeout = kv_timeout_ms();
     kvWatcher *w = NULL;
     kv_guard g;
-    guard_enter(&g, GUARD_THREADS); /* creating a subscription: nats.c may start threads */
+    guard_enter(&g, GUARD_REQUEST); /* a synchronous subscription: no thread of nats.c */
     natsStatus s;
     if (prefix && *prefix) {
         snprintf(filter, sizeof filter, "%s.>", prefix);

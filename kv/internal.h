@@ -64,7 +64,11 @@ typedef struct kv_guard {
 /* How guard_enter guards a call into nats.c:
  *  GUARD_REQUEST  blocks SIGPIPE (only when the connection can raise it: TLS);
  *  GUARD_THREADS  blocks every signal: for calls that may create threads (they inherit the
- *                 mask): subscriptions, a connection's first request, thread creation;
+ *                 mask): thread creation, a connection's end. nats.c 3.4.1 starts its
+ *                 threads at nats_Open, the connect and the first request, all made by the
+ *                 connect's helper thread (conn.c); the KV watchers used for listings,
+ *                 history and watch are synchronous subscriptions, which start none, so
+ *                 no wait on the server blocks a program thread's signals;
  *  GUARD_CONNECT  that, and a private rand() state: nats_Open and the connect call srand()
  *                 and rand() (thousands of times, in the caller's thread). Nothing else in
  *                 nats.c 3.4.1 that the kv/ code calls does (traced with an interposed

@@ -58,7 +58,7 @@ static int scan_server(kv_mount *m, scan_arg *a)
     kvWatcher *w = NULL;
     char filter[KV_KEY_MAX + 8];
     kv_guard g;
-    guard_enter(&g, GUARD_THREADS); /* a subscription: nats.c may start threads */
+    guard_enter(&g, GUARD_REQUEST); /* a synchronous subscription: no thread of nats.c */
     natsStatus s;
     if (m->prefix) {
         snprintf(filter, sizeof filter, "%s.>", m->prefix);
