@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "shim/inode.h"
 #include "shim/mem.h"
 
@@ -362,8 +363,12 @@ static ssize_t mem_io(struct shim_mem *m, const struct iovec *iov, int cnt, off_
  * file: its close returns the error and commits nothing, so the old value stays. */
 static void poison(struct shim_mem *m, int err)
 {
-    if (err == -EFBIG || err == -ENOMEM || err == -ENOSPC)
-        shim_inode_poison(m->file ? m->file->ino : NULL, err);
+    struct shim_inode *ino = m->file ? m->file->ino : NULL;
+    if ((err == -EFBIG || err == -ENOMEM || err == -ENOSPC) && ino &&
+        shim_inode_poison(ino, err) == 0) /* the first: one line (rel: old names stay valid) */
+        log_at(LOG_WARN, "%s: write refused: %s; the file will not be committed", ino->rel,
+               err == -EFBIG ? "value larger than the bucket or server allows"
+                             : strerror(-err));
 }
 
 static int mem_call(int fd, const struct iovec *iov, int cnt, off_t off, unsigned how,
