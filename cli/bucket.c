@@ -1,5 +1,5 @@
 /* bucket.c: `asya-state bucket add NAME [options]`, creating a JetStream KV bucket (Debian
- * ships no `nats` CLI), and the dispatch of `bucket ls|info|rm` (cli/bucket_admin.c).
+ * ships no `nats` CLI), and the dispatch of `bucket ls|info|edit|rm` (cli/bucket_admin.c).
  * Bucket administration is the one family that calls nats.c directly, because kv/ (the
  * shim's boundary) has no business creating or deleting buckets: it connects through
  * kv/'s own connection (conn_acquire, the same environment as the shim) and calls
@@ -36,11 +36,16 @@ static void bucket_usage(FILE *out)
             "                                  [--storage file|memory]\n"
             "       asya-state bucket ls [--json]\n"
             "       asya-state bucket info [--json] NAME\n"
+            "       asya-state bucket edit NAME [--history N] [--ttl DURATION|none]\n"
+            "                                   [--max-value-size SIZE|none]\n"
+            "                                   [--max-bytes SIZE|none] [--json]\n"
             "       asya-state bucket rm NAME\n"
             "\n"
             "add creates the NATS JetStream KV bucket NAME on NATS_URL (an existing bucket\n"
             "with the same settings is accepted); ls lists the buckets; info shows one\n"
-            "bucket's settings and size; rm deletes a bucket and every value in it.\n"
+            "bucket's settings and size; edit changes an existing bucket's history, ttl,\n"
+            "max value size or max bytes, keeping its values; rm deletes a bucket and\n"
+            "every value in it.\n"
             "\n"
             "  --replicas N          1..5 (default 1; 3 for high availability)\n"
             "  --ttl DURATION        age limit of a value, Go-style: 90s, 1h30m, 0.5s, 7d\n"
@@ -48,7 +53,8 @@ static void bucket_usage(FILE *out)
             "  --max-value-size SIZE largest value: 1048576, 512KiB, 1MiB, 1MB (default none)\n"
             "  --history N           revisions kept per key, 1..64 (default 1)\n"
             "  --storage file|memory (default file)\n"
-            "  --json                (ls, info) JSON output\n"
+            "  --max-bytes SIZE      (edit) the bucket's total size limit, history included\n"
+            "  --json                (ls, info, edit) JSON output\n"
             "  -h, --help            this help\n");
     cli_help_footer(out);
 }
@@ -168,9 +174,13 @@ int cmd_bucket(int argc, char **argv)
         return bucket_info(argc - 1, argv + 1);
     if (strcmp(sub, "rm") == 0)
         return bucket_rm(argc - 1, argv + 1);
+    if (strcmp(sub, "edit") == 0)
+        return bucket_edit(argc - 1, argv + 1);
     if (strcmp(sub, "add") != 0)
-        return cli_usage_error("bucket", *sub ? "unknown subcommand '%s' (add, ls, info, rm)"
-                                              : "a subcommand is required (add, ls, info, rm)%s",
+        return cli_usage_error("bucket", *sub ? "unknown subcommand '%s' (add, ls, info, edit, "
+                                                "rm)"
+                                              : "a subcommand is required (add, ls, info, edit, "
+                                                "rm)%s",
                                sub);
     int rc = bucket_args(argc - 1, argv + 1, &o, &help);
     if (rc != CLI_OK || help) {

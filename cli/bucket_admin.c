@@ -1,5 +1,5 @@
-/* bucket_admin.c: `asya-state bucket ls [-l] [--json]`, `bucket info [--json] NAME` and
- * `bucket rm NAME`, on nats.c's JetStream calls inside kv/'s guard (see cli/bucket.c for
+/* bucket_admin.c: `asya-state bucket ls [-l] [--json]`, `bucket info [--json] NAME`,
+ * `bucket edit NAME [settings]` and `bucket rm NAME`, on nats.c's JetStream calls inside kv/'s guard (see cli/bucket.c for
  * why bucket administration calls nats.c directly), and the helpers both files share.
  * A KV bucket NAME is the JetStream stream KV_NAME.
  */
@@ -82,10 +82,10 @@ static void bucket_print(const char *name, const jsStreamInfo *si, int json, int
         printf("{\"name\": ");
         cli_json_str(stdout, name);
         printf(", \"values\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"history\": %" PRId64
-               ", \"ttl\": \"%s\", \"max_value_size\": %" PRId32 ", \"storage\": \"%s\", "
-               "\"replicas\": %" PRId64 "}",
+               ", \"ttl\": \"%s\", \"max_value_size\": %" PRId32 ", \"max_bytes\": %" PRId64
+               ", \"storage\": \"%s\", \"replicas\": %" PRId64 "}",
                si->State.Msgs, si->State.Bytes, cf->MaxMsgsPerSubject, cf->MaxAge ? ttl : "0s",
-               cf->MaxMsgSize, storage, cf->Replicas);
+               cf->MaxMsgSize, cf->MaxBytes > 0 ? cf->MaxBytes : -1, storage, cf->Replicas);
     } else if (lng) {
         printf("%-24s %8" PRIu64 " %12" PRIu64 " %4" PRId64 " %10s %s\n", name,
                si->State.Msgs, si->State.Bytes, cf->MaxMsgsPerSubject,
@@ -98,6 +98,11 @@ static void bucket_print(const char *name, const jsStreamInfo *si, int json, int
                cf->MaxAge ? ttl : "none");
         if (cf->MaxMsgSize > 0)
             printf("%" PRId32 "\n", cf->MaxMsgSize);
+        else
+            printf("none\n");
+        printf("max bytes:       ");
+        if (cf->MaxBytes > 0)
+            printf("%" PRId64 "\n", cf->MaxBytes);
         else
             printf("none\n");
         printf("storage:         %s\nreplicas:        %" PRId64 "\n", storage, cf->Replicas);
@@ -259,6 +264,150 @@ int bucket_rm(int argc, char **argv)
         }
     } else if (r == -ENOENT) {
         cli_err("bucket rm", "no bucket '%s'", name);
+    }
+    conn_release(c);
+    return cli_status(r);
+}
+
+/* The settings `bucket edit` changes; a field left at its "unset" value keeps the bucket's. */
+struct bucket_edits {
+    int64_t history;    /* 0: unchanged */
+    int64_t ttl_ns;     /* -1: unchanged; 0: none */
+    int64_t max_value;  /* 0: unchanged; -1: none */
+    int64_t max_bytes;  /* 0: unchanged; -1: none */
+};
+
+/* "none" (no limit) -> -1, else a size up to max, never 0 (0 means unchanged). */
+static int edit_size(const char *opt, const char *arg, int64_t max, int64_t *out)
+{
+    if (strcmp(arg, "none") == 0) {
+        *out = -1;
+        return CLI_OK;
+    }
+    if (cli_size_max(arg, max, out) < 0 || *out == 0)
+        return cli_usage_error("bucket edit", "%s: '%s' is not a size (e.g. 1048576, 512KiB, "
+                               "1MiB) or none", opt, arg);
+    return CLI_OK;
+}
+
+/* Options and NAME of `bucket edit`: CLI_OK, -1 after --help, else an exit status after a
+ * message. */
+static int edit_args(int argc, char **argv, struct bucket_edits *e, int *json)
+{
+    static const struct option lo[] = {
+        { "history", required_argument, NULL, 'H' }, { "ttl", required_argument, NULL, 'T' },
+        { "max-value-size", required_argument, NULL, 'M' },
+        { "max-bytes", required_argument, NULL, 'B' }, { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+    };
+    optind = 0;
+    for (int c; (c = getopt_long(argc, argv, ":h", lo, NULL)) != -1;) {
+        int rc = CLI_OK;
+        switch (c) {
+        case 'H':
+            if (cli_int(optarg, 1, 64, &e->history) < 0)
+                rc = cli_usage_error("bucket edit", "--history wants 1..64, not '%s'", optarg);
+            break;
+        case 'T':
+            if (strcmp(optarg, "none") == 0)
+                e->ttl_ns = 0;
+            else if (cli_duration(optarg, &e->ttl_ns) < 0)
+                rc = cli_usage_error("bucket edit", "--ttl: '%s' is not a duration (e.g. 90s, "
+                                     "1h30m, 0.5s, 7d) or none", optarg);
+            break;
+        case 'M':
+            rc = edit_size("--max-value-size", optarg, INT32_MAX, &e->max_value);
+            break;
+        case 'B':
+            rc = edit_size("--max-bytes", optarg, INT64_MAX, &e->max_bytes);
+            break;
+        case 'j':
+            *json = 1;
+            break;
+        case 'h':
+            printf("usage: asya-state bucket edit NAME [--history N] [--ttl DURATION|none]\n"
+                   "                                   [--max-value-size SIZE|none]\n"
+                   "                                   [--max-bytes SIZE|none] [--json]\n\n"
+                   "Changes settings of an existing bucket, keeping its values; prints the\n"
+                   "settings it has then. See `asya-state bucket --help`.\n");
+            cli_help_footer(stdout);
+            return -1;
+        default:
+            rc = cli_bad_option("bucket edit", c, argv);
+        }
+        if (rc != CLI_OK)
+            return rc;
+    }
+    if (argc - optind != 1)
+        return cli_usage_error("bucket edit", argc == optind ? "NAME is required"
+                                                             : "one NAME only");
+    if (!bucket_name_ok(argv[optind]))
+        return cli_usage_error("bucket edit", "bad bucket name '%s'", argv[optind]);
+    if (!e->history && e->ttl_ns < 0 && !e->max_value && !e->max_bytes)
+        return cli_usage_error("bucket edit", "nothing to change (--history, --ttl, "
+                               "--max-value-size, --max-bytes)");
+    return CLI_OK;
+}
+
+/* A KV bucket's duplicate window, as nats.c's js_CreateKeyValue sets it: 2 minutes, or the
+ * TTL when that is shorter (the server refuses a window longer than the stream's max age). */
+static int64_t edit_dupe_window(int64_t ttl_ns)
+{
+    const int64_t two_min = INT64_C(120000000000);
+    return ttl_ns > 0 && ttl_ns < two_min ? ttl_ns : two_min;
+}
+
+int bucket_edit(int argc, char **argv)
+{
+    struct bucket_edits e = { .ttl_ns = -1 };
+    int json = 0;
+    int rc = edit_args(argc, argv, &e, &json);
+    if (rc != CLI_OK)
+        return rc < 0 ? CLI_OK : rc; /* -1: --help printed */
+    const char *name = argv[optind];
+    kv_conn *c = NULL;
+    int r = bucket_connect("bucket edit", &c);
+    if (r < 0)
+        return cli_status(r);
+    jsStreamInfo *si = NULL, *nsi = NULL;
+    r = bucket_stream("bucket edit", c, name, &si);
+    if (r == -ENOENT)
+        cli_err("bucket edit", "no bucket '%s'", name);
+    if (r == 0) {
+        /* A copy of the bucket's stream configuration with the edits; its strings stay
+         * si's, which lives until the update is answered. */
+        jsStreamConfig cfg = *si->Config;
+        if (e.history)
+            cfg.MaxMsgsPerSubject = e.history;
+        if (e.ttl_ns >= 0) {
+            cfg.MaxAge = e.ttl_ns;
+            cfg.Duplicates = edit_dupe_window(e.ttl_ns);
+        }
+        if (e.max_value)
+            cfg.MaxMsgSize = e.max_value > 0 ? (int32_t)e.max_value : -1;
+        if (e.max_bytes)
+            cfg.MaxBytes = e.max_bytes;
+        jsErrCode jerr = 0;
+        kv_guard g;
+        guard_enter(&g, GUARD_THREADS);
+        natsStatus s = js_UpdateStream(&nsi, c->js, &cfg, NULL, &jerr);
+        const char *why = NULL;
+        const char *text = s == NATS_OK ? "" : nats_GetLastError(NULL);
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", text ? text : "");
+        r = s == NATS_OK ? 0 : kv_errmap(s, jerr, &why);
+        guard_leave(&g);
+        jsStreamInfo_Destroy(si);
+        if (r < 0) {
+            cli_err("bucket edit", "the server refused the change to '%s': %s", name,
+                    bucket_why(why, msg));
+            r = -EIO; /* exit 3: the server's answer, not a missing key or a conflict */
+        } else {
+            bucket_print(name, nsi, json, 0);
+            if (json)
+                printf("\n");
+        }
+        jsStreamInfo_Destroy(nsi);
     }
     conn_release(c);
     return cli_status(r);

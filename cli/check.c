@@ -3,7 +3,10 @@
  * connection, so the same environment as the shim), each mount's bucket (exists; replicated
  * on a server older than 2.11), and a write/read/delete of a probe key under each mount's
  * prefix through kv/'s operations (--read-only: a listing of each mount instead, nothing
- * written). One line per check, "ok" or "problem" plus what to do; the exit status is 3
+ * written), and one scan of each mount's keys for directories without a marker (keys other
+ * clients wrote below a directory nobody made) and for delete markers (kv/tombs.c); --fix
+ * writes the missing markers, create-only, and removes the delete markers older than
+ * TOMBS_GRACE_S. One line per check, "ok" or "problem" plus what to do; the exit status is 3
  * (a server or configuration problem) when any check found a problem. Settings that the
  * shim ignores with a warning (unknown mount options, an ASYA_STATE_LOG that is no level)
  * are problems here: they are typos until proven otherwise.
@@ -20,8 +23,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <uthash.h>
+
 #include "common/log.h"
 #include "kv/internal.h"
+#include "kv/keycodec.h"
 
 static int check_problems;
 
@@ -42,15 +48,18 @@ static void check_line(int ok, const char *fmt, ...)
 static void check_usage(FILE *out)
 {
     fprintf(out,
-            "usage: asya-state check [--read-only]\n"
+            "usage: asya-state check [--read-only | --fix]\n"
             "\n"
             "Checks the setup with the environment the shim and the sidecar use: the\n"
             "configuration, the mounts, the server, each bucket, and a write/read/delete of a\n"
-            "probe key under each mount's prefix. Prints one line per check; exits 3 when any\n"
-            "found a problem.\n"
+            "probe key under each mount's prefix; reports directories without a marker (keys\n"
+            "written below a directory by other clients) and delete markers. Prints one line\n"
+            "per check; exits 3 when any found a problem.\n"
             "\n"
             "  -r, --read-only   list each mount instead of writing a probe key\n"
-            "  -h, --help        this help\n");
+            "  -f, --fix         write the missing directory markers (create-only) and remove\n"
+            "                    delete markers older than %d s (and the deleted keys' history)\n"
+            "  -h, --help        this help\n", TOMBS_GRACE_S);
     cli_help_footer(out);
 }
 
@@ -149,17 +158,139 @@ static void check_probe(const kv_ops *ops, const struct mount *mt)
                                  : "see the asya-state: line above");
 }
 
+/* ---- directory markers and delete markers ---- */
+
+typedef struct dir_seen {
+    UT_hash_handle hh;
+    int has_marker;
+    char key[];         /* the directory's marker key, "<key of rel>/" */
+} dir_seen;
+
+typedef struct dirs_arg {
+    size_t blen;        /* "prefix." */
+    dir_seen *dirs;
+    int err;
+} dirs_arg;
+
+static dir_seen *dir_add(dirs_arg *a, const char *key, size_t n)
+{
+    dir_seen *d = NULL;
+    HASH_FIND(hh, a->dirs, key, n, d);
+    if (d || !(d = calloc(1, sizeof *d + n + 1)))
+        return d;
+    memcpy(d->key, key, n);
+    HASH_ADD_KEYPTR(hh, a->dirs, d->key, n, d);
+    return d;
+}
+
+/* Each live key: every directory above it (one that decodes, as a listing would show it),
+ * and whether the key is itself a directory marker. */
+static int dirs_fn(const char *key, void *arg)
+{
+    dirs_arg *a = arg;
+    char rel[KV_KEY_MAX + 1];
+    for (const char *p = strchr(key + a->blen, '/'); p; p = strchr(p + 1, '/')) {
+        size_t n = (size_t)(p - key) + 1;
+        if (n <= a->blen + 1 || key_decode(key + a->blen, n - 1 - a->blen, rel, sizeof rel) < 0)
+            continue;
+        dir_seen *d = dir_add(a, key, n);
+        if (!d) {
+            a->err = -ENOMEM;
+            return -ENOMEM;
+        }
+        if (p[1] == '\0')
+            d->has_marker = 1;
+    }
+    return 0;
+}
+
+/* One scan of the mount's keys: directories without a marker, delete markers; --fix
+ * repairs both. */
+static void check_markers(const struct mount *mt, int fix)
+{
+    kv_mount *m = NULL;
+    kv_conn *c = NULL;
+    const kv_bucket *b = NULL;
+    char base[KV_KEY_MAX + 2];
+    snprintf(base, sizeof base, "%s%s", mt->prefix ? mt->prefix : "", mt->prefix ? "." : "");
+    int r = kv_backend()->mount(mt->bucket, mt->prefix, 0, &m);
+    if (r == 0)
+        r = ops_open(m, "(check)", &c, &b);
+    if (r < 0) {
+        check_line(0, "mount %s: cannot scan its keys (%s)", mt->path, strerror(-r));
+        return;
+    }
+    dirs_arg a = { .blen = strlen(base) };
+    tombs_policy(fix ? TOMBS_ALL : TOMBS_OFF);
+    r = dirs_scan(c, b, m->prefix, base, dirs_fn, &a);
+    tombs_stats ts;
+    tombs_last(&ts);
+    tombs_policy(TOMBS_OFF); /* check's other scans (--read-only's listing) remove nothing */
+    if (r == 0 && a.err)
+        r = a.err;
+    size_t missing = 0, written = 0;
+    char names[200] = "";
+    dir_seen *d, *tmp;
+    HASH_ITER(hh, a.dirs, d, tmp) {
+        /* d is calloc'd by dir_add (cppcheck loses it in uthash's macros) */
+        /* cppcheck-suppress uninitvar */
+        if (r == 0 && !d->has_marker) {
+            missing++;
+            char rel[KV_KEY_MAX + 1];
+            size_t len = strlen(names);
+            if (key_decode(d->key + a.blen, strlen(d->key) - a.blen - 1, rel, sizeof rel) >= 0 &&
+                len + strlen(rel) + 6 < sizeof names)
+                snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "", rel);
+            else if (len + 6 < sizeof names && !strstr(names, "..."))
+                snprintf(names + len, sizeof names - len, "%s...", len ? ", " : "");
+            uint64_t rev = 0;
+            int w = fix ? ops_publish(c, b, d->key, "", 0, KV_REV_ABSENT, 0, &rev) : -1;
+            if (w == 0 || (fix && w == -EEXIST))
+                written++;
+        }
+        /* uthash's idiom: NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
+        HASH_DEL(a.dirs, d);
+        free(d);
+    }
+    conn_release(c);
+    if (r < 0) {
+        check_line(0, "mount %s: scanning its keys failed (%s): see the asya-state: line above",
+                   mt->path, strerror(-r));
+        return;
+    }
+    if (missing == 0)
+        check_line(1, "mount %s: every directory has its marker", mt->path);
+    else if (fix)
+        check_line(written == missing, "mount %s: %zu director%s without a marker (%s): "
+                   "%zu marker%s written", mt->path, missing, missing == 1 ? "y" : "ies",
+                   names, written, written == 1 ? "" : "s");
+    else
+        check_line(0, "mount %s: %zu director%s without a marker (%s): stat says ENOENT "
+                   "until a listing of the parent writes it; `asya-state check --fix` writes "
+                   "them", mt->path, missing, missing == 1 ? "y" : "ies", names);
+    if (fix)
+        check_line(1, "mount %s: %zu delete marker%s, %zu removed (younger than %d s kept)",
+                   mt->path, ts.seen, ts.seen == 1 ? "" : "s", ts.removed, TOMBS_GRACE_S);
+    else
+        check_line(1, "mount %s: %zu delete marker%s (listings pass over them; "
+                   "`asya-state check --fix` removes those older than %d s)", mt->path,
+                   ts.seen, ts.seen == 1 ? "" : "s", TOMBS_GRACE_S);
+}
+
 int cmd_check(int argc, char **argv)
 {
     static const struct option lo[] = {
-        { "read-only", no_argument, NULL, 'r' }, { "help", no_argument, NULL, 'h' },
+        { "read-only", no_argument, NULL, 'r' }, { "fix", no_argument, NULL, 'f' },
+        { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    int read_only = 0;
+    int read_only = 0, fix = 0;
     optind = 0;
-    for (int c; (c = getopt_long(argc, argv, ":rh", lo, NULL)) != -1;) {
+    for (int c; (c = getopt_long(argc, argv, ":rfh", lo, NULL)) != -1;) {
         if (c == 'r')
             read_only = 1;
+        else if (c == 'f')
+            fix = 1;
         else if (c == 'h') {
             check_usage(stdout);
             return CLI_OK;
@@ -168,7 +299,10 @@ int cmd_check(int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage_error("check", "unexpected argument '%s'", argv[optind]);
+    if (read_only && fix)
+        return cli_usage_error("check", "--fix writes: it cannot go with --read-only");
     check_problems = 0;
+    tombs_policy(TOMBS_OFF); /* only --fix removes delete markers (check_markers) */
 
     /* configuration */
     const kv_ops *ops = NULL;
@@ -251,6 +385,8 @@ int cmd_check(int argc, char **argv)
             check_list(ops, mt);
         else if (bucket_ok[i])
             check_probe(ops, mt);
+        if (bucket_ok[i])
+            check_markers(mt, fix);
     }
     if (c)
         conn_release(c);

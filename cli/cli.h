@@ -38,10 +38,11 @@ int cmd_run(int argc, char **argv);
 int cmd_health(int argc, char **argv);
 /* Diagnosis of the setup (cli/check.c). */
 int cmd_check(int argc, char **argv);
-/* `bucket add|ls|info|rm` (cli/bucket.c, cli/bucket_admin.c). */
+/* `bucket add|ls|info|edit|rm` (cli/bucket.c, cli/bucket_admin.c). */
 int cmd_bucket(int argc, char **argv);
 int bucket_ls(int argc, char **argv);
 int bucket_info(int argc, char **argv);
+int bucket_edit(int argc, char **argv);
 int bucket_rm(int argc, char **argv);
 /* ls, cat, rev, key: the state as the shim sees it (cli/browse.c). */
 int cmd_ls(int argc, char **argv);
@@ -93,8 +94,11 @@ void cli_help_footer(FILE *out);
 int cli_duration(const char *s, int64_t *ns);
 /* ns -> "1h30m0s" style (Go's), into out. */
 void cli_duration_str(int64_t ns, char *out, size_t outsz);
-/* "1MiB", "512KiB", "1MB", "1048576" -> bytes, at most INT32_MAX. 0 or -EINVAL. */
+/* "1MiB", "512KiB", "1MB", "1048576" -> bytes, at most INT32_MAX (a value size: nats.c's
+ * MaxValueSize is an int32). 0 or -EINVAL. */
 int cli_size(const char *s, int64_t *out);
+/* The same, at most max (a stream's MaxBytes is an int64). 0 or -EINVAL. */
+int cli_size_max(const char *s, int64_t max, int64_t *out);
 /* A decimal integer in lo..hi. 0 or -EINVAL. */
 int cli_int(const char *s, int64_t lo, int64_t hi, int64_t *out);
 /* ns since the epoch -> "2006-01-02T15:04:05Z" (UTC), into out (at least 32 bytes). */

@@ -1,12 +1,15 @@
 /* serve.c: `asya-state serve`, the sidecar mode. Owns the process-level life of the
  * connector: reading its configuration, the one kv mount (revision memory per process,
- * STATE_READ_CACHE=watch for the read cache), readiness (a probe at start, retried in the
- * background until the server and the bucket answer; /healthz says 503 until then), the
+ * STATE_READ_CACHE=watch for the read cache), health (a probe at start, then one a second
+ * for the sidecar's whole life: /healthz says 503 while the server or the bucket does not
+ * answer), the
  * Unix socket CONNECTOR_SOCKET (a stale one replaced, a live one left alone; mode 0666 or
  * CONNECTOR_SOCKET_MODE so the runtime container's user can connect), the libmicrohttpd
  * daemon and the clean stop on SIGTERM/SIGINT: stop accepting, let requests in flight finish
  * (new ones on open connections get 503), then close and remove the socket.
- * The requests themselves are serve_http.c's.
+ * The requests themselves are serve_http.c's. Limits: at most SERVE_CONN_MAX connections
+ * (the descriptor limit raised to its hard limit for them), closed after SERVE_IDLE_SECONDS
+ * of silence; the header deadline and the body budget are serve_limits.c's.
  *
  * Threads: one libmicrohttpd thread (epoll) accepts, parses and answers every connection;
  * requests that call kv are suspended and run on serve_pool.c's workers, which resume them.
@@ -28,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -37,40 +41,68 @@
 #include "common/log.h"
 
 #define SERVE_MAX_BODY_DEFAULT (64u << 20) /* NATS's own ceiling on a message (max_payload) */
+#define SERVE_BODY_BUDGET_DEFAULT (128u << 20) /* every body in memory at once */
 #define SERVE_DRAIN_SECONDS 30             /* longest wait for requests in flight at stop */
+#define SERVE_HEADER_SECONDS 10u           /* a request's headers must arrive within this */
+#define SERVE_IDLE_SECONDS 30              /* a connection silent this long is closed */
+#define SERVE_CONN_MAX 4096                /* connections at once (fewer if RLIMIT_NOFILE) */
 
 static void serve_usage(FILE *out)
 {
     fprintf(out,
-            "usage: asya-state serve [--max-body BYTES]\n"
+            "usage: asya-state serve [--max-body BYTES] [--max-body-total BYTES]\n"
+            "                        [--header-timeout SECONDS]\n"
             "\n"
             "Sidecar mode: answers Asya's state-proxy connector protocol (HTTP/1.1) on the Unix\n"
             "socket CONNECTOR_SOCKET, storing keys in the NATS JetStream KV bucket\n"
             "NATS_KV_BUCKET (under STATE_PREFIX) with compare-and-set.\n"
             "\n"
-            "  --max-body BYTES   refuse PUT bodies over BYTES with 413 (default %u)\n"
+            "  --max-body BYTES        refuse PUT bodies over BYTES with 413 (default %u)\n"
+            "  --max-body-total BYTES  bodies held in memory at once, all requests together;\n"
+            "                          beyond, 503 with Retry-After (default %u)\n"
+            "  --header-timeout SECONDS  a connection's request headers must arrive within\n"
+            "                          this, else it is closed (default %u)\n"
             "\n"
             "environment: CONNECTOR_SOCKET, NATS_URL, NATS_KV_BUCKET (required); STATE_PREFIX,\n"
             "NATS_CREDS_FILE, NATS_NKEY_SEED_FILE, NATS_TLS_CA, NATS_TLS_CERT, NATS_TLS_KEY,\n"
             "NATS_TIMEOUT_MS, ASYA_STATE_LOG. SIGTERM or SIGINT stops it cleanly.\n",
-            SERVE_MAX_BODY_DEFAULT);
+            SERVE_MAX_BODY_DEFAULT, SERVE_BODY_BUDGET_DEFAULT, SERVE_HEADER_SECONDS);
 }
 
-/* Parses the options into *max_body. CLI_OK, or CLI_USAGE after a message. */
-static int serve_args(int argc, char **argv, size_t *max_body, int *help)
+/* A positive number argument no larger than max; 0 after a message when malformed. */
+static unsigned long long serve_number(const char *opt, const char *s, unsigned long long max)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || end == s || v == 0 || v > max || s[0] == '-') {
+        fprintf(stderr, "asya-state serve: bad %s '%s'\n", opt, s);
+        return 0;
+    }
+    return v;
+}
+
+/* Parses the options into ctx and *header_s. CLI_OK, or CLI_USAGE after a message. */
+static int serve_args(int argc, char **argv, struct serve_ctx *ctx, unsigned *header_s,
+                      int *help)
 {
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+        const char *o = argv[i];
+        unsigned long long v = 0;
+        if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
             *help = 1;
-        } else if (strcmp(argv[i], "--max-body") == 0 && i + 1 < argc) {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(argv[++i], &end, 10);
-            if (errno || *end || end == argv[i] || v == 0 || v > SIZE_MAX / 2) {
-                fprintf(stderr, "asya-state serve: bad --max-body '%s'\n", argv[i]);
+        } else if (strcmp(o, "--max-body") == 0 && i + 1 < argc) {
+            if (!(v = serve_number(o, argv[++i], SIZE_MAX / 2)))
                 return CLI_USAGE;
-            }
-            *max_body = (size_t)v;
+            ctx->max_body = (size_t)v;
+        } else if (strcmp(o, "--max-body-total") == 0 && i + 1 < argc) {
+            if (!(v = serve_number(o, argv[++i], SIZE_MAX / 2)))
+                return CLI_USAGE;
+            ctx->body_budget = (size_t)v;
+        } else if (strcmp(o, "--header-timeout") == 0 && i + 1 < argc) {
+            if (!(v = serve_number(o, argv[++i], 3600)))
+                return CLI_USAGE;
+            *header_s = (unsigned)v;
         } else {
             fprintf(stderr, "asya-state serve: unknown argument '%s'\n", argv[i]);
             serve_usage(stderr);
@@ -202,22 +234,59 @@ static int serve_probe(struct serve_ctx *ctx, char *why, size_t n)
     return r;
 }
 
-/* Retries the probe every second until it passes, then marks the sidecar ready. */
-static void *serve_ready_main(void *arg)
+/* The backend's state for /healthz, probed once a second for as long as the sidecar runs:
+ * ready while the server and the bucket answer; once a probe fails (the server gone or
+ * frozen, the bucket deleted), 503 with the reason until one passes again. A probe is bounded
+ * by NATS_TIMEOUT_MS, so a frozen server shows within that and a second. Each change of
+ * state is logged once. */
+static void *serve_health_main(void *arg)
 {
     struct serve_ctx *ctx = arg;
     char why[sizeof ctx->not_ready];
     struct timespec sec = { 1, 0 };
     while (!atomic_load(&ctx->stopping)) {
         nanosleep(&sec, NULL);
-        if (serve_probe(ctx, why, sizeof why) == 0) {
-            atomic_store(&ctx->ready, 1);
+        int ok = serve_probe(ctx, why, sizeof why) == 0;
+        pthread_mutex_lock(&ctx->health_mu);
+        int was = atomic_load(&ctx->ready);
+        if (!ok)
+            memcpy(ctx->not_ready, why, sizeof why);
+        atomic_store(&ctx->ready, ok);
+        pthread_mutex_unlock(&ctx->health_mu);
+        if (ok && !was)
             log_at(LOG_WARN, "serve: ready: the NATS server and the bucket answer now");
-            return NULL;
-        }
-        memcpy(ctx->not_ready, why, sizeof why);
+        else if (!ok && was)
+            log_at(LOG_WARN, "serve: not ready: %s; /healthz answers 503 until it answers",
+                   why);
     }
     return NULL;
+}
+
+int serve_health(struct serve_ctx *ctx, char *why, size_t n)
+{
+    pthread_mutex_lock(&ctx->health_mu);
+    int ok = atomic_load(&ctx->ready);
+    if (!ok)
+        snprintf(why, n, "%s", ctx->not_ready);
+    pthread_mutex_unlock(&ctx->health_mu);
+    return ok;
+}
+
+/* How many connections at once: SERVE_CONN_MAX, the descriptor limit raised to its hard
+ * limit first; 64 descriptors are kept for the NATS connection, the log and the listener. */
+static unsigned serve_conn_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1000;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= SERVE_CONN_MAX + 64)
+        return SERVE_CONN_MAX;
+    return rl.rlim_cur > 128 ? (unsigned)(rl.rlim_cur - 64) : 64;
 }
 
 /* CONNECTOR_SOCKET_MODE (octal) or 0666. -1 after a message when malformed. */
@@ -239,10 +308,13 @@ static int serve_socket_mode(mode_t *mode)
 
 int cmd_serve(int argc, char **argv)
 {
-    static struct serve_ctx ctx; /* outlives every connection thread */
+    static struct serve_ctx ctx = { .health_mu = PTHREAD_MUTEX_INITIALIZER }; /* outlives
+                                                                  every thread */
     int help = 0, fd = -1, sig = 0;
+    unsigned header_s = SERVE_HEADER_SECONDS;
     ctx.max_body = SERVE_MAX_BODY_DEFAULT;
-    int rc = serve_args(argc, argv, &ctx.max_body, &help);
+    ctx.body_budget = SERVE_BODY_BUDGET_DEFAULT;
+    int rc = serve_args(argc, argv, &ctx, &header_s, &help);
     if (rc != CLI_OK || help) {
         if (help)
             serve_usage(stdout);
@@ -265,15 +337,16 @@ int cmd_serve(int argc, char **argv)
     mode_t mode;
     if (serve_socket_mode(&mode) < 0 || serve_setup_kv(&ctx) != CLI_OK)
         return CLI_FAIL;
-    if (serve_probe(&ctx, ctx.not_ready, sizeof ctx.not_ready) == 0) {
+    pthread_t health;
+    if (serve_probe(&ctx, ctx.not_ready, sizeof ctx.not_ready) == 0)
         atomic_store(&ctx.ready, 1);
-    } else {
-        pthread_t t;
+    else
         log_at(LOG_ERROR, "serve: not ready: %s; /healthz answers 503 until it can, retrying",
                ctx.not_ready);
-        if (pthread_create(&t, NULL, serve_ready_main, &ctx) == 0)
-            pthread_detach(t);
-    }
+    if (pthread_create(&health, NULL, serve_health_main, &ctx) == 0)
+        pthread_detach(health);
+    else
+        log_at(LOG_WARN, "serve: /healthz keeps the state found at start (no probe thread)");
     int r = serve_listen(path, mode, &fd);
     if (r < 0) {
         log_at(LOG_ERROR, "serve: cannot listen on %s: %s", path,
@@ -281,6 +354,14 @@ int cmd_serve(int argc, char **argv)
         return CLI_FAIL;
     }
 
+    if (ctx.body_budget < ctx.max_body) {
+        log_at(LOG_WARN, "serve: --max-body-total %zu is below --max-body %zu: raised to it",
+               ctx.body_budget, ctx.max_body);
+        ctx.body_budget = ctx.max_body;
+    }
+    unsigned limit = serve_conn_limit();
+    if (serve_limits_start(&ctx, header_s) < 0)
+        log_at(LOG_WARN, "serve: no header deadline (cannot start its thread)");
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
             MHD_USE_ITC | MHD_USE_ERROR_LOG,
@@ -289,8 +370,9 @@ int cmd_serve(int argc, char **argv)
         MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_URI_LOG_CALLBACK, serve_req_begin, &ctx,
         MHD_OPTION_NOTIFY_COMPLETED, serve_req_done, &ctx,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+        MHD_OPTION_NOTIFY_CONNECTION, serve_conn_notify, NULL,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVE_IDLE_SECONDS,
+        MHD_OPTION_CONNECTION_LIMIT, limit,
         MHD_OPTION_END);
     if (!d) {
         log_at(LOG_ERROR, "serve: libmicrohttpd did not start on %s", path);

@@ -3,6 +3,7 @@
  *   serve.c        the command: configuration, the kv mount, readiness, the Unix socket, the
  *                  daemon (one epoll thread), signals and the graceful stop;
  *   serve_pool.c   the worker threads that make the blocking kv calls;
+ *   serve_limits.c the header deadline of connections and the budget of request bodies;
  *   serve_http.c   one HTTP request: body accumulation, routing (the raw path, as Asya's
  *                  server takes it), responses, errno -> HTTP, the /keys and /meta routes;
  *   serve_query.c  POST /query over the JSON values under a prefix;
@@ -13,6 +14,7 @@
 #ifndef ASYA_CLI_SERVE_H
 #define ASYA_CLI_SERVE_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 
@@ -21,17 +23,20 @@
 
 #include "kv/kv.h"
 
-/* Shared by every thread. ops, mount and max_body are set before the daemon starts and never
- * change; stopping, ready and in_flight are atomics; not_ready is written by the readiness
- * thread before it sets ready, and only read while ready is 0 (a stale message at worst). */
+/* Shared by every thread. ops, mount, max_body and body_budget are set before the daemon
+ * starts and never change; stopping, ready, in_flight and body_used are atomics; health_mu
+ * guards not_ready and the changes of ready (serve_health() reads both together). */
 struct serve_ctx {
     const kv_ops *ops;
     kv_mount *mount;
     size_t max_body;        /* largest PUT body accepted before kv is asked (413 beyond) */
     atomic_int stopping;    /* 1 once SIGTERM/SIGINT arrived: new requests get 503 */
-    atomic_int ready;       /* 1 once the server and the bucket answered (healthz 200) */
-    char not_ready[256];    /* why not ready yet, for /healthz */
+    atomic_int ready;       /* 1 while the server and the bucket answer (healthz 200) */
+    pthread_mutex_t health_mu;
+    char not_ready[256];    /* health_mu: why not ready, for /healthz */
     atomic_long in_flight;  /* requests begun and not yet completed */
+    size_t body_budget;     /* all request bodies in memory at once stay under this */
+    atomic_size_t body_used; /* bytes of it reserved by requests in progress */
 };
 
 /* One request's answer: the JSON error body of the protocol, in Asya's bytes
@@ -40,6 +45,9 @@ struct serve_reply {
     unsigned status;
     struct MHD_Response *resp; /* NULL: out of memory, the connection is dropped */
 };
+
+/* serve.c: 1 when the backend answered the last probe; else 0 and the reason in why. */
+int serve_health(struct serve_ctx *ctx, char *why, size_t n);
 
 /* serve_http.c: the libmicrohttpd callbacks; cls is the struct serve_ctx. */
 void *serve_req_begin(void *cls, const char *uri, struct MHD_Connection *c);
@@ -55,6 +63,16 @@ void serve_reply_error(struct serve_reply *r, unsigned status, const char *error
                        const char *message);
 /* The contract's errno -> status table; message is the whole message. */
 void serve_reply_errno(struct serve_reply *r, int err, const char *message);
+
+/* serve_limits.c: the header deadline and the body budget (see its first comment). */
+int serve_limits_start(struct serve_ctx *ctx, unsigned header_seconds); /* the reaper */
+void serve_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                       enum MHD_ConnectionNotificationCode toe); /* MHD_OPTION_NOTIFY_CONNECTION */
+void serve_conn_headers_done(struct MHD_Connection *c); /* no deadline while it is served */
+void serve_conn_answered(struct MHD_Connection *c);     /* the next request's deadline */
+/* Reserves n bytes of the body budget: 0, or -ENOBUFS when they do not fit now. */
+int serve_budget_take(struct serve_ctx *ctx, size_t n);
+void serve_budget_give(struct serve_ctx *ctx, size_t n);
 
 /* serve_pool.c: runs fn(arg) on a worker thread (started on demand, then kept). */
 int serve_pool_submit(void (*fn)(void *), void *arg);
@@ -83,8 +101,8 @@ int serve_key_rel(char *key, int *is_dir);
  * prefixes full "dir/" entries; one level when recursive is 0 (delimiter "/"), every key
  * below when 1. Both arrays sorted. *out is {"keys": [...], "prefixes": [...]} (caller
  * json_decref()s). -EINVAL for a prefix with an empty, "." or ".." directory segment;
- * -EILSEQ when a name is not UTF-8 (JSON cannot carry it; never silently left out);
- * a prefix below no directory lists nothing. */
+ * a name that is not UTF-8 is left out with a warning (JSON cannot carry it); a prefix below
+ * no directory lists nothing. */
 int serve_list(const kv_ops *ops, kv_mount *m, const char *prefix, int recursive,
                json_t **out);
 

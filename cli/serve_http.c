@@ -11,12 +11,13 @@
  * request whether it completed or not, so a truncated body never reaches kv.
  *
  * Routes (SPEC "Sidecar mode"):
- *   GET /healthz                      200 {"status": "ready"} | 503 until the store answered
+ *   GET /healthz                      200 {"status": "ready"} | 503 while the store does not answer
  *   GET /keys/?prefix=P&delimiter=D   200 {"keys": [...], "prefixes": [...]} (D default "/")
  *   GET|PUT|DELETE /keys/{key}        200 value | 204 | 204
  *   HEAD /keys/{key}                  204 Content-Length, X-Is-File | 404 without a body
  *   GET /meta/{key}[?attr=version]    200 {"attrs": ["version"]} | {"attr", "value"}
  *   PUT /meta/{key}?attr=A            403 for version, 400 unsupported_attribute otherwise
+ *                                     (/meta of a missing key: 404 before the attribute)
  *   POST /query                       serve_query.c
  * Anything else: 404 {"error": "not_found"}; a method other than these five: 501.
  * A key ending in "/" names a directory: PUT creates its marker (and its parents'), HEAD
@@ -29,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "common/log.h"
@@ -39,6 +41,7 @@ struct serve_req {
     struct serve_ctx *ctx;
     struct MHD_Connection *conn;
     char *uri;          /* raw request target, as sent */
+    const char *uri_end; /* where MHD's copy of it ends (its NUL), for framing_bad() */
     char method_name[16];
     int started;        /* the header call of serve_access has happened */
     int counted;        /* counted in ctx->in_flight */
@@ -50,6 +53,8 @@ struct serve_req {
     char *body;         /* PUT/POST body so far */
     size_t len, cap;
     int too_large;      /* the body passed ctx->max_body: kept reading, not stored */
+    int busy;           /* the body did not fit the body budget: 503, kept reading, not stored */
+    size_t reserved;    /* bytes of the body budget this request holds */
     struct serve_reply reply;
     int has_reply;
     /* the route, from route() */
@@ -67,6 +72,7 @@ void *serve_req_begin(void *cls, const char *uri, struct MHD_Connection *c)
         r->ctx = cls;
         r->conn = c;
         r->uri = strdup(uri ? uri : "");
+        r->uri_end = uri ? uri + strlen(uri) : NULL;
     }
     return r; /* NULL (out of memory) is answered 500 by serve_access */
 }
@@ -76,7 +82,6 @@ void serve_req_done(void *cls, struct MHD_Connection *c, void **req_cls,
 {
     struct serve_ctx *ctx = cls;
     struct serve_req *r = *req_cls;
-    (void)c;
     if (!r)
         return;
     if (why != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->started)
@@ -84,6 +89,9 @@ void serve_req_done(void *cls, struct MHD_Connection *c, void **req_cls,
                r->uri ? r->uri : "?", (int)why);
     if (r->counted)
         atomic_fetch_sub(&ctx->in_flight, 1);
+    if (r->reserved)
+        serve_budget_give(ctx, r->reserved);
+    serve_conn_answered(c);
     if (r->reply.resp)
         MHD_destroy_response(r->reply.resp);
     free(r->uri);
@@ -185,17 +193,41 @@ static void add_mtime(struct MHD_Response *resp, int64_t ns)
 
 /* ---- /keys -------------------------------------------------------------------------- */
 
+/* A value answered without a copy: libmicrohttpd releases it once the answer is written.
+ * The release (nats.c hands the message to its collector thread, a wake-up) then happens on
+ * MHD's thread after the send, not on the request's path, and a large value is never held
+ * twice. */
+struct held_value {
+    const kv_ops *ops;
+    kv_value v;
+};
+
+static void held_value_free(void *cls)
+{
+    struct held_value *h = cls;
+    h->ops->release_value(&h->v);
+    free(h);
+}
+
 static void keys_get(struct serve_ctx *ctx, struct serve_req *q, const char *rel)
 {
     kv_value v = { 0 };
     int r = ctx->ops->get(ctx->mount, rel, &v);
     if (r < 0)
         return reply_kv_error(&q->reply, r, "read", q->key);
-    struct MHD_Response *resp =
-        /* MUST_COPY: libmicrohttpd copies, so the const cast writes nothing */
-        MHD_create_response_from_buffer(v.len, (void *)v.data, MHD_RESPMEM_MUST_COPY);
+    struct held_value *h = malloc(sizeof *h);
+    struct MHD_Response *resp = NULL;
+    if (h) {
+        *h = (struct held_value){ ctx->ops, v };
+        /* the const cast: libmicrohttpd only reads the buffer */
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(
+            v.len, (void *)v.data, held_value_free, h);
+    }
+    if (!resp) {
+        ctx->ops->release_value(&v);
+        free(h);
+    }
     add_mtime(resp, v.mtime_ns);
-    ctx->ops->release_value(&v);
     reply_set(&q->reply, MHD_HTTP_OK, resp);
 }
 
@@ -333,18 +365,16 @@ static void keys_list(struct serve_ctx *ctx, struct serve_req *q)
 
 /* ---- /meta -------------------------------------------------------------------------- */
 
+/* As Asya's server with its connectors: the key is looked up first (404 for a missing one,
+ * whatever the attribute), then the attribute (400 unsupported_attribute, 403 for writing
+ * version). The answers that need no lookup (no attr on a PUT, a body that is not JSON) are
+ * given at once by meta_put_check. */
 static void meta_get(struct serve_ctx *ctx, struct serve_req *q, const char *rel)
 {
     char *attr = NULL;
     int r = serve_query_get(q->query, "attr", &attr);
     if (r == -EINVAL)
         return serve_reply_error(&q->reply, 400, "bad_request", "a NUL byte in the query");
-    if (attr && strcmp(attr, "version") != 0) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "'%.200s'", attr);
-        free(attr);
-        return serve_reply_error(&q->reply, 400, "unsupported_attribute", msg);
-    }
     uint64_t rev = 0;
     r = ctx->ops->version(ctx->mount, rel, &rev);
     if (r < 0) {
@@ -352,7 +382,12 @@ static void meta_get(struct serve_ctx *ctx, struct serve_req *q, const char *rel
         return reply_kv_error(&q->reply, r, "version", q->key);
     }
     json_t *j;
-    if (attr) {
+    if (attr && strcmp(attr, "version") != 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "'%.200s'", attr);
+        free(attr);
+        return serve_reply_error(&q->reply, 400, "unsupported_attribute", msg);
+    } else if (attr) {
         char buf[24];
         snprintf(buf, sizeof buf, "%" PRIu64, rev);
         j = json_pack("{s:s, s:s}", "attr", "version", "value", buf);
@@ -363,22 +398,39 @@ static void meta_get(struct serve_ctx *ctx, struct serve_req *q, const char *rel
     serve_reply_json(&q->reply, 200, j);
 }
 
-static void meta_put(struct serve_req *q)
+/* PUT /meta answers that need no lookup; 1 when q->reply was set. */
+static int meta_put_check(struct serve_req *q)
 {
     char *attr = NULL;
-    if (serve_query_get(q->query, "attr", &attr) < 0)
-        return serve_reply_error(&q->reply, 400, "bad_request", "attr query parameter required");
+    if (serve_query_get(q->query, "attr", &attr) < 0) {
+        serve_reply_error(&q->reply, 400, "bad_request", "attr query parameter required");
+        return 1;
+    }
+    free(attr);
     json_error_t jerr;
     json_t *body = q->too_large ? NULL : json_loadb(q->body ? q->body : "", q->len,
                                                     JSON_DECODE_ANY, &jerr);
-    char msg[300];
     if (!body)
         serve_reply_error(&q->reply, 400, "bad_request", "invalid JSON body");
+    json_decref(body);
+    return !body;
+}
+
+/* PUT /meta once meta_put_check passed: no attribute is writable. */
+static void meta_put(struct serve_ctx *ctx, struct serve_req *q, const char *rel)
+{
+    char *attr = NULL;
+    uint64_t rev = 0;
+    int r = ctx->ops->version(ctx->mount, rel, &rev);
+    char msg[300];
+    if (r < 0)
+        reply_kv_error(&q->reply, r, "version", q->key);
+    else if (serve_query_get(q->query, "attr", &attr) < 0)
+        serve_reply_error(&q->reply, 500, "internal_error", "out of memory");
     else if (strcmp(attr, "version") == 0)
         serve_reply_error(&q->reply, 403, "permission_denied", "version is read-only");
     else if (snprintf(msg, sizeof msg, "'%.200s'", attr) > 0)
         serve_reply_error(&q->reply, 400, "unsupported_attribute", msg);
-    json_decref(body);
     free(attr);
 }
 
@@ -426,7 +478,14 @@ static void route(struct serve_req *q)
 /* The answers that need no kv call; 1 when q->reply was set. */
 static int answer_at_once(struct serve_ctx *ctx, struct serve_req *q)
 {
-    char msg[64];
+    char msg[64], why[256];
+    if (q->busy && !q->too_large) {
+        serve_reply_error(&q->reply, 503, "unavailable",
+                          "busy: request bodies in memory at their limit, retry");
+        if (q->reply.resp)
+            MHD_add_response_header(q->reply.resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+        return 1;
+    }
     switch (q->route) {
     case R_NOT_FOUND:
         serve_reply_error(&q->reply, 404, "not_found", NULL);
@@ -436,17 +495,13 @@ static int answer_at_once(struct serve_ctx *ctx, struct serve_req *q)
         serve_reply_error(&q->reply, 501, "not_implemented", msg);
         return 1;
     case R_HEALTH:
-        if (atomic_load(&ctx->ready))
+        if (serve_health(ctx, why, sizeof why))
             serve_reply_json(&q->reply, 200, json_pack("{s:s}", "status", "ready"));
         else
-            serve_reply_error(&q->reply, 503, "unavailable", ctx->not_ready);
+            serve_reply_error(&q->reply, 503, "unavailable", why);
         return 1;
     case R_META:
-        if (q->method == M_PUT) {
-            meta_put(q);
-            return 1;
-        }
-        return 0;
+        return q->method == M_PUT && meta_put_check(q);
     default:
         return 0;
     }
@@ -468,7 +523,9 @@ static void answer(struct serve_ctx *ctx, struct serve_req *q)
         return serve_reply_error(&q->reply, 400, "bad_request",
                                  "a key is '/'-separated names, none empty, \".\" or \"..\"");
     }
-    if (q->route == R_META)
+    if (q->route == R_META && q->method == M_PUT)
+        meta_put(ctx, q, rel);
+    else if (q->route == R_META)
         meta_get(ctx, q, rel);
     else if (q->method == M_GET && is_dir)
         serve_reply_error(&q->reply, 400, "bad_request", "a directory has no value");
@@ -503,23 +560,38 @@ static enum serve_method method_of(const char *m)
     return M_OTHER;
 }
 
-/* Keeps up to max_body bytes of the body; beyond, keeps reading but stores nothing. */
+static void body_drop(struct serve_req *q)
+{
+    free(q->body);
+    q->body = NULL;
+    q->len = q->cap = 0;
+}
+
+/* Keeps up to max_body bytes of the body, within the body budget (reserved when the
+ * Content-Length is known, as it grows otherwise); beyond either, keeps reading but stores
+ * nothing. */
 static void body_append(struct serve_ctx *ctx, struct serve_req *q, const char *data,
                         size_t n)
 {
-    if (q->too_large || (q->method != M_PUT && q->method != M_POST))
+    if (q->too_large || q->busy || (q->method != M_PUT && q->method != M_POST))
         return;
     if (n > ctx->max_body - q->len) {
         q->too_large = 1;
-        free(q->body);
-        q->body = NULL;
-        q->len = q->cap = 0;
-        return;
+        return body_drop(q);
     }
     if (q->len + n > q->cap) {
         size_t cap = q->cap ? q->cap : 4096;
         while (cap < q->len + n)
             cap *= 2;
+        if (q->reserved >= q->len + n)
+            cap = q->reserved; /* the Content-Length, at once: no copies while it grows */
+        if (cap > q->reserved) {
+            if (serve_budget_take(ctx, cap - q->reserved) < 0) {
+                q->busy = 1;
+                return body_drop(q);
+            }
+            q->reserved = cap;
+        }
         char *b = realloc(q->body, cap);
         if (!b) {
             q->too_large = 1; /* answered 413: it did not fit */
@@ -530,6 +602,53 @@ static void body_append(struct serve_ctx *ctx, struct serve_req *q, const char *
     }
     memcpy(q->body + q->len, data, n);
     q->len += n;
+}
+
+/* ---- framing ------------------------------------------------------------------------ */
+
+struct framing {
+    int content_length, transfer_encoding, not_chunked;
+};
+
+static enum MHD_Result framing_count(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     size_t key_size, const char *value, size_t value_size)
+{
+    struct framing *f = cls;
+    (void)kind;
+    (void)key_size;   /* libmicrohttpd 0.9.75 gives strlen() here: a NUL in a header value */
+    (void)value_size; /* cannot be seen (it cuts the value; no header we read is widened) */
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        f->content_length++;
+    if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->transfer_encoding++;
+        if (!value || strcasecmp(value, "chunked") != 0)
+            f->not_chunked = 1;
+    }
+    return MHD_YES;
+}
+
+/* Why a request's framing is ambiguous, or NULL. Read as C strings, a NUL byte silently cuts
+ * a name (the key "victim" from "/keys/victim\0/../../evil"), and a second Content-Length or
+ * one beside Transfer-Encoding lets two parsers disagree on where the body ends (request
+ * smuggling): all are refused with 400 before anything else, and the connection is closed.
+ * The target's NUL: libmicrohttpd parses the request line in place and passes the target and
+ * the version as pointers into it, so the version starts right after the target's own end
+ * unless a NUL cut the target short. (A later libmicrohttpd that copied either string would
+ * only make this check pass everything; t_sidecar_limits would say so.) */
+static const char *framing_bad(struct serve_req *q, struct MHD_Connection *c,
+                               const char *version)
+{
+    struct framing f = { 0 };
+    if (q->uri_end && version > q->uri_end + 1 && version - q->uri_end < 65536)
+        return "a NUL byte in the request target";
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND, framing_count, &f);
+    if (f.content_length > 1)
+        return "more than one Content-Length";
+    if (f.transfer_encoding && f.content_length)
+        return "both Content-Length and Transfer-Encoding";
+    if (f.transfer_encoding > 1 || f.not_chunked)
+        return "a Transfer-Encoding other than one chunked";
+    return NULL;
 }
 
 static enum MHD_Result queue_reply(struct MHD_Connection *c, struct serve_req *q)
@@ -549,7 +668,6 @@ enum MHD_Result serve_access(void *cls, struct MHD_Connection *c, const char *ur
     struct serve_ctx *ctx = cls;
     struct serve_req *q = *req_cls;
     (void)url; /* already unescaped by MHD; the key is taken from q->uri, raw */
-    (void)version;
     if (!q || !q->uri) {
         struct serve_reply r = { 0 };
         serve_reply_error(&r, 500, "internal_error", "out of memory");
@@ -565,6 +683,14 @@ enum MHD_Result serve_access(void *cls, struct MHD_Connection *c, const char *ur
         atomic_fetch_add(&ctx->in_flight, 1);
         q->method = method_of(method);
         snprintf(q->method_name, sizeof q->method_name, "%s", method);
+        const char *bad = framing_bad(q, c, version);
+        if (bad) {
+            log_at(LOG_INFO, "serve: refused a request with %s", bad);
+            serve_reply_error(&q->reply, 400, "bad_request", bad);
+            if (q->reply.resp)
+                MHD_add_response_header(q->reply.resp, MHD_HTTP_HEADER_CONNECTION, "close");
+            return queue_reply(c, q);
+        }
         if (atomic_load(&ctx->stopping)) /* begun after SIGTERM; earlier ones finish */
             serve_reply_error(&q->reply, 503, "unavailable", "shutting down");
         q->has_reply = atomic_load(&ctx->stopping);
@@ -584,9 +710,15 @@ enum MHD_Result serve_access(void *cls, struct MHD_Connection *c, const char *ur
         if (q->method == M_PUT || q->method == M_POST) {
             const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
-            if (cl && strtoull(cl, NULL, 10) > ctx->max_body)
+            unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0;
+            if (n > ctx->max_body)
                 q->too_large = 1;
+            else if (n && serve_budget_take(ctx, (size_t)n) < 0)
+                q->busy = 1;
+            else
+                q->reserved = (size_t)n;
         }
+        serve_conn_headers_done(c);
         return MHD_YES;
     }
     if (*upload_data_size) {

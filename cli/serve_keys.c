@@ -6,8 +6,11 @@
 #include "kv/keycodec.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/log.h"
 
 int serve_url_decode(const char *s, size_t n, char **out)
 {
@@ -133,6 +136,9 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The names as a sorted JSON array. A name that is not UTF-8 cannot go into JSON (and
+ * Asya's runtime could not send it back): it is left out with one warning per listing, so
+ * that a single planted name never makes the listing fail for every client. */
 static json_t *strvec_json(struct strvec *s)
 {
     json_t *a = json_array();
@@ -140,11 +146,30 @@ static json_t *strvec_json(struct strvec *s)
         return NULL;
     if (s->n) /* qsort's base is nonnull: an empty vector has v == NULL */
         qsort(s->v, s->n, sizeof *s->v, cmp_str);
-    for (size_t i = 0; i < s->n; i++)
-        if (json_array_append_new(a, json_string(s->v[i])) != 0) { /* or not UTF-8 */
+    size_t skipped = 0;
+    const char *first = NULL;
+    for (size_t i = 0; i < s->n; i++) {
+        json_t *j = json_string(s->v[i]);
+        if (!j) { /* not UTF-8 (or out of memory: the same answer) */
+            if (!skipped++)
+                first = s->v[i];
+            continue;
+        }
+        if (json_array_append_new(a, j) != 0) {
             json_decref(a);
             return NULL;
         }
+    }
+    if (skipped) {
+        char shown[200];
+        size_t o = 0;
+        for (const unsigned char *p = (const unsigned char *)first; *p && o + 5 < sizeof shown;
+             p++)
+            o += (size_t)snprintf(shown + o, sizeof shown - o, *p < 0x80 && *p >= 0x20 ? "%c"
+                                  : "\\x%02X", *p);
+        log_at(LOG_WARN, "serve: a listing left out %zu name(s) that are not UTF-8 (JSON "
+               "cannot carry them), the first: %s", skipped, shown);
+    }
     return a;
 }
 
@@ -197,8 +222,6 @@ int serve_list(const kv_ops *ops, kv_mount *m, const char *prefix, int recursive
     int r = list_dir(ops, m, dir, slash ? slash + 1 : prefix, recursive, &keys, &prefixes);
     free(dir);
     json_t *o = NULL;
-    /* A name that is not UTF-8 cannot go into JSON: the listing fails with -EILSEQ rather
-     * than leave the key out. */
     if (r == 0) {
         json_t *k = strvec_json(&keys), *p = strvec_json(&prefixes);
         o = (k && p) ? json_pack("{s:o, s:o}", "keys", k, "prefixes", p) : NULL;
@@ -207,7 +230,7 @@ int serve_list(const kv_ops *ops, kv_mount *m, const char *prefix, int recursive
                 json_decref(k);
                 json_decref(p);
             }
-            r = -EILSEQ;
+            r = -ENOMEM;
         }
     }
     strvec_free(&keys);

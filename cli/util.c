@@ -233,6 +233,11 @@ void cli_duration_str(int64_t ns, char *out, size_t outsz)
 
 int cli_size(const char *s, int64_t *out)
 {
+    return cli_size_max(s, INT32_MAX, out);
+}
+
+int cli_size_max(const char *s, int64_t max, int64_t *out)
+{
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
@@ -245,7 +250,7 @@ int cli_size(const char *s, int64_t *out)
     };
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
         if (strcasecmp(end, units[i].sfx) == 0 && (end[0] != 'b' || units[i].sfx[0] == 'B')) {
-            if (v > INT32_MAX / units[i].mul) /* nats.c's MaxValueSize is an int32 */
+            if (v > (unsigned long long)max / units[i].mul)
                 return -EINVAL;
             *out = (int64_t)(v * units[i].mul);
             return 0;

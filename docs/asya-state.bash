@@ -29,7 +29,7 @@ _asya_state()
         words=("${COMP_WORDS[@]}")
         cword=$COMP_CWORD
     }
-    local cmds="ls cat put rm rev key history revert watch bucket check run serve"
+    local cmds="ls cat put rm rev key history revert watch bucket check run serve health"
     local i cmd= sub=
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
@@ -57,17 +57,20 @@ _asya_state()
         rm) opts="-d --dir -f --force --help" ;;
         history) opts="--json --help" ;;
         watch) opts="--json --initial --help" ;;
-        check) opts="--read-only --help" ;;
+        check) opts="--read-only --fix --help" ;;
+        serve) opts="--max-body --max-body-total --header-timeout --help" ;;
+        health) opts="--socket --timeout --help" ;;
         bucket)
             if [ -z "$sub" ]; then
-                COMPREPLY=($(compgen -W "add ls info rm --help" -- "$cur")); return
+                COMPREPLY=($(compgen -W "add ls info edit rm --help" -- "$cur")); return
             fi
             case $sub in
                 add) opts="--replicas --ttl --max-value-size --history --storage --help" ;;
                 ls) opts="-l --long --json --help" ;;
                 info) opts="--json --help" ;;
+                edit) opts="--history --ttl --max-value-size --max-bytes --json --help" ;;
             esac
-            if [[ $cur != -* && ( $sub == info || $sub == rm ) ]]; then
+            if [[ $cur != -* && ( $sub == info || $sub == edit || $sub == rm ) ]]; then
                 COMPREPLY=($(compgen -W "$(asya-state bucket ls 2>/dev/null)" -- "$cur"))
                 return
             fi ;;

@@ -8,7 +8,8 @@
  * a prefix) with a MetaOnly watcher until its "initial values done" marker (a NULL entry),
  * filtering client-side: one ordered consumer, O(keys under the prefix). Delete markers are
  * skipped here, not by nats.c: 3.4.1's watcher deducts the elapsed time again for every
- * delete it skips itself, and times out after a few thousand.
+ * delete it skips itself, and times out after a few thousand. The markers skipped are
+ * handed to tombs.c, which removes old ones after the scan, so they do not pile up.
  *
  * Listing: names one level below, decoded with key_decode, each once, sorted; marker keys
  * are never files. A name that is both a value and a directory ("a" and "a/x") is listed as
@@ -88,7 +89,6 @@ void dirs_after_fork_child(void)
 int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *base,
               int (*fn)(const char *key, void *arg), void *arg)
 {
-    (void)c;
     char filter[KV_KEY_MAX + 8];
     kvWatchOptions wo;
     kvWatchOptions_Init(&wo);
@@ -108,6 +108,7 @@ int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *ba
     const char *why = NULL;
     int r = s == NATS_OK ? 0 : kv_errmap(s, 0, &why);
     size_t blen = strlen(base);
+    tombs t = { 0 };
     while (r == 0) {
         kvEntry *e = NULL;
         guard_enter(&g, GUARD_REQUEST);
@@ -120,6 +121,8 @@ int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *ba
         const char *k = kvEntry_Key(e);
         if (k && kvEntry_Operation(e) == kvOp_Put && strncmp(k, base, blen) == 0)
             r = fn(k, arg);
+        else if (k && kvEntry_Operation(e) != kvOp_Put)
+            tombs_see(&t, e);
         kvEntry_Destroy(e);
     }
     if (w) {
@@ -127,6 +130,9 @@ int dirs_scan(kv_conn *c, const kv_bucket *b, const char *prefix, const char *ba
         kvWatcher_Destroy(w);
         guard_leave(&g);
     }
+    if (r >= 0)
+        tombs_sweep(c, b, &t); /* delete markers do not pile up (tombs.c) */
+    tombs_free(&t);
     if (r < 0) {
         if (r == -ENOENT || r == -EEXIST)
             r = -EIO;

@@ -9,6 +9,7 @@
  *   revmem.c  the revision memory
  *   cache.c   the watch-fed read cache of KV_MOUNT_WATCH mounts (a mirror per mount)
  *   ops.c     bind, get, stat, commit, remove, version;  dirs.c  list, mkdir, rmdir, key scans
+ *   tombs.c   the delete markers a key scan skips, and their removal
  *   watch.c   key, history, watch (for the CLI)
  *   backend.c the kv_ops table
  *
@@ -123,6 +124,7 @@ typedef struct kv_bucket {
     int64_t max_value;      /* the stream's MaxMsgSize, -1 for none  } read by the first */
     int64_t dup_window_ns;  /* the stream's duplicate window          } commit: valid once */
     int64_t replicas;       /* the stream's replicas                  } limits_read is set */
+    int64_t history;        /* the stream's MaxMsgsPerSubject         }                    */
     int limits_read;        /* the three above are set (atomic; written under conn_mu)   */
     struct kv_bucket *next;
 } kv_bucket;
@@ -172,6 +174,9 @@ void revmem_remember(const void *mount, const char *key, uint64_t rev); /* 0 for
  * new revision, 0 for a conflict (see revmem.c for the two layers). */
 void revmem_read(const void *mount, const char *key, uint64_t rev);
 void revmem_settled(const void *mount, const char *key, uint64_t expected, uint64_t rev);
+/* A commit that expected `expected` failed with its outcome unknown (any failure but a
+ * conflict): this thread's memory of key is forgotten and its read retired. */
+void revmem_unknown(const void *mount, const char *key, uint64_t expected);
 
 /* ---- mounts (backend.c) ---- */
 typedef struct kv_cache kv_cache;
@@ -263,5 +268,34 @@ int dirs_known(const kv_mount *m, const char *marker);
 void dirs_note(const kv_mount *m, const char *marker, int known);
 void dirs_after_fork_child(void);
 void dirs_release_list(kv_list *l);
+
+/* ---- tombs.c ---- */
+#define TOMBS_GRACE_S 5      /* a delete marker younger than this is never removed */
+#define TOMBS_AUTO_MIN 256   /* TOMBS_AUTO: a scan that skipped fewer removes none */
+#define TOMBS_AUTO_MAX 1000  /* TOMBS_AUTO: at most this many removed per scan */
+enum { TOMBS_AUTO = 0, TOMBS_ALL = 1, TOMBS_OFF = 2 };
+typedef struct tomb {
+    char *key;
+    uint64_t seq;
+} tomb;
+/* The delete markers one scan skipped: seen counts all, v holds those it may remove. */
+typedef struct tombs {
+    size_t seen, n, cap;
+    tomb *v;
+    int64_t now_ns;         /* the time the first marker was seen (its age is against it) */
+} tombs;
+typedef struct tombs_stats {
+    size_t seen, removed;
+} tombs_stats;
+/* The process's policy (TOMBS_AUTO unless the CLI sets another; see tombs.c). */
+void tombs_policy(int policy);
+/* A delete or purge entry a scan skipped. Cannot fail (out of memory: not removable). */
+void tombs_see(tombs *t, kvEntry *e);
+/* After a scan: removes what the policy allows of t (one request each). 0 or the first
+ * failure (logged; the rest stay). The figures go to the thread's tombs_last. */
+int tombs_sweep(kv_conn *c, const kv_bucket *b, tombs *t);
+void tombs_free(tombs *t);
+/* The calling thread's last tombs_sweep: markers seen, removed. */
+void tombs_last(tombs_stats *out);
 
 #endif

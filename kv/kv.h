@@ -144,7 +144,8 @@ typedef struct kv_ops {
     int (*remove)(kv_mount *m, const char *rel);
 
     /* The names one level below directory rel ("" for the root). -ENOENT when rel is not a
-     * directory, -ENOTDIR when it is a value. */
+     * directory, -ENOTDIR when it is a value. Writes the markers of directories it finds only
+     * through keys below them, and removes old delete markers it passed over (kv/tombs.c). */
     int (*list)(kv_mount *m, const char *rel, kv_list *out);
 
     /* Directory markers: mkdir creates "rel/" (-EEXIST when the directory exists, -ENOENT
@@ -213,7 +214,8 @@ typedef struct kv_ops {
      * Runs until fn returns non-zero (returned). Survives reconnects and server restarts:
      * nats.c 3.4.1 watchers go silent after a reconnect, so the watcher is recreated on
      * every new connection generation and revisions already delivered are skipped (a
-     * change overwritten while disconnected is seen as its latest revision only). Errors
+     * change overwritten while disconnected is seen as its latest revision only; a delete
+     * whose marker a scan removed meanwhile, kv/tombs.c, is not seen at all). Errors
      * in creating the first watcher (-ECONNREFUSED, -EIO for a missing bucket...) are
      * returned. Remembers nothing. */
     int (*watch)(kv_mount *m, const char *rel, unsigned flags,

@@ -450,6 +450,8 @@ int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsig
             *rev_out = rev;
     } else if (r == -EEXIST) {
         revmem_settled(m, key, expect, 0);
+    } else {
+        revmem_unknown(m, key, expect); /* never a stale expectation later (a false EEXIST) */
     }
     return r;
 }

@@ -20,6 +20,11 @@
  * READ_TTL_NS is forgotten, so read-only readers cause false conflicts for at most that
  * long. An open file's own revision (remember: pinned) outweighs all of this.
  *
+ * A commit whose outcome is unknown (ETIMEDOUT, a connection lost while committing, any
+ * failure but a conflict) forgets as a conflict does (revmem_unknown): the thread's own entry
+ * (an open file's pinned revision among them) goes, so its next commit is based on its next
+ * read, never on a revision the failed write may have moved past (a false EEXIST).
+ *
  * proc_mu guards the process layer (a leaf lock). Values: a revision, or KV_REV_ABSENT for
  * "read and found absent". A forked child keeps its copy of both.
  */
@@ -325,6 +330,38 @@ void revmem_remember(const void *mount, const char *key, uint64_t rev)
             e->rev = rev;
             e->nreads = 0;
         }
+    }
+    pthread_mutex_unlock(&proc_mu);
+}
+
+void revmem_unknown(const void *mount, const char *key, uint64_t expected)
+{
+    char k[KBUF];
+    size_t kl = build(k, sizeof k, mount, key);
+    if (kl == 0)
+        return;
+    if (!per_process)
+        thread_set(k, kl, 0, 0, 0);
+    pthread_mutex_lock(&proc_mu);
+    rev_entry *e = find(proc_table, k, kl);
+    /* This thread's reads are done (its commit came after them, landed or not), as after a
+     * success; another thread's outstanding read keeps guarding that thread's commit. In the
+     * sidecar, whose reads are nobody's, one reader of the expected revision is done. */
+    for (int i = 0; e && i < e->nreads;) {
+        rev_reads *x = &e->reads[i];
+        if (per_process && expected && x->rev == expected) {
+            if (--x->n == 0)
+                *x = e->reads[--e->nreads];
+            break;
+        }
+        if (!per_process && x->reader == self())
+            *x = e->reads[--e->nreads];
+        else
+            i++;
+    }
+    if (e && !e->nreads) {
+        HASH_DEL(proc_table, e); /* nobody else reading: the next read starts clean */
+        free(e);
     }
     pthread_mutex_unlock(&proc_mu);
 }

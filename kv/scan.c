@@ -6,7 +6,8 @@
  * deletes, read until the watcher's "initial values done" marker. rel prefixes are plain
  * string prefixes and '/' is not a subject token separator, so the pass covers the whole
  * mount and filters here, as dirs_scan does for listings. Marker keys ("dir/") and keys this
- * connector would not have written (they do not decode) are left out.
+ * connector would not have written (they do not decode) are left out. The delete markers
+ * the pass skips go to tombs.c, as dirs_scan's do.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -69,6 +70,7 @@ static int scan_server(kv_mount *m, scan_arg *a)
     guard_leave(&g);
     const char *why = NULL;
     r = s == NATS_OK ? 0 : kv_errmap(s, 0, &why);
+    tombs t = { 0 };
     while (r == 0) {
         kvEntry *e = NULL;
         guard_enter(&g, GUARD_REQUEST);
@@ -80,6 +82,8 @@ static int scan_server(kv_mount *m, scan_arg *a)
             break;
         if (kvEntry_Operation(e) == kvOp_Put)
             r = scan_one(a, kvEntry_Key(e), kvEntry_Value(e), (size_t)kvEntry_ValueLen(e));
+        else
+            tombs_see(&t, e);
         kvEntry_Destroy(e);
     }
     if (w) {
@@ -87,6 +91,9 @@ static int scan_server(kv_mount *m, scan_arg *a)
         kvWatcher_Destroy(w);
         guard_leave(&g);
     }
+    if (r >= 0)
+        tombs_sweep(c, b, &t); /* delete markers do not pile up (tombs.c) */
+    tombs_free(&t);
     conn_release(c);
     if (r < 0 && why) {
         if (r == -ENOENT || r == -EEXIST)

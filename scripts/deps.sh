@@ -9,7 +9,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config libnats-dev uthash-dev libcriterion-dev nats-server
       libmicrohttpd-dev libjansson-dev python3 strace valgrind clang cppcheck clang-tidy
-      libclang-rt-14-dev openssl procps iproute2 libpython3.11-testsuite man-db groff-base)
+      libclang-rt-14-dev openssl procps iproute2 libpython3.11-testsuite man-db groff-base python3-pytest)
 # The Node.js tests need node; a node that is already there (from any source) is kept.
 command -v node >/dev/null || pkgs+=(nodejs)
 case "${1:-}" in

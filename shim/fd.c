@@ -6,13 +6,40 @@
 
 #include <dlfcn.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "shim/inode.h"
 #include "shim/mem.h"
+
+uint64_t shim_fd_kid(int fd)
+{
+    struct stat st;
+    if (real_fstat()(fd, &st) < 0)
+        return 0;
+    return ((uint64_t)st.st_dev << 40 ^ (uint64_t)st.st_ino) | 1;
+}
+
+/* One line for a record whose descriptor fd was closed without the shim seeing it (a raw
+ * system call), found now: what became of its bytes (r: the commit's outcome, when last). */
+void shim_log_lost(struct shim_file *f, int fd, int last, int r)
+{
+    char which[32] = "a descriptor";
+    if (fd >= 0)
+        snprintf(which, sizeof which, "descriptor %d", fd);
+    if (r < 0)
+        log_at(LOG_ERROR, "%s: %s was closed without the shim seeing it (a raw system "
+               "call?): its unsaved bytes are lost (%s), nothing committed", shim_file_rel(f),
+               which, strerror(-r));
+    else
+        log_at(LOG_ERROR, "%s: %s was closed without the shim seeing it (a raw system "
+               "call?): %s", shim_file_rel(f), which,
+               last ? "committed now from the shim's copy" : "its other descriptors remain");
+}
 
 int shim_drop(int fd)
 {
@@ -33,10 +60,20 @@ int shim_drop(int fd)
     shim_leave();
     if (!f)
         return 0;
-    int r = 0;
+    int r = 0, lost = 0;
     if (last && f->ino && !f->closed) {
+        /* Its commit may read fd (not an in-memory file's): is fd still the record's kernel
+         * file? A raw close lets the number go to a file of the program's, whose bytes must
+         * never be committed as the key's. */
+        uint64_t kid = __atomic_load_n(&f->kid, __ATOMIC_ACQUIRE);
+        int in_memory = f->mem && !__atomic_load_n(&f->mem->settled, __ATOMIC_ACQUIRE);
+        lost = kid && !in_memory && shim_fd_kid(fd) != kid;
         f->closed = 1; /* the record's use of its open file ends: the last one commits */
-        r = shim_inode_close(f->ino, fd, f->mem);
+        r = shim_inode_close(f->ino, lost ? -1 : fd, f->mem);
+    }
+    if (lost) {
+        shim_log_lost(f, fd, last, r);
+        r = 0; /* the program's close of what fd is now is its own */
     }
     if (last && f->mem)
         shim_mem_release(f->mem);
@@ -44,18 +81,49 @@ int shim_drop(int fd)
     return r;
 }
 
-/* After the kernel made newfd a copy of fd: newfd shares fd's record. */
-static int copied(int fd, int newfd)
+/* dup (how 0), dup2 (2), dup3 (3) or fcntl's F_DUPFD/F_DUPFD_CLOEXEC (the command). */
+static int kernel_dup(int fd, int fd2, int flags, int how)
 {
-    struct shim_file *f = fdtable_get(fd);
-    if (newfd < 0 || !f || newfd == fd)
-        return newfd;
-    int r = fdtable_set(newfd, f);
-    if (r < 0) {
-        real_close()(newfd); /* untracked, it could never be committed */
-        return shim_fail(r);
+    return how == 0   ? real_dup()(fd)
+           : how == 2 ? real_dup2()(fd, fd2)
+           : how == 3 ? real_dup3()(fd, fd2, flags)
+                      : real_fcntl()(fd, how, (void *)(long)fd2);
+}
+
+/* The kernel's copy of fd (by dup, dup2, dup3 or fcntl: how) and its record, as one step
+ * under fd's inode lock: an open sharing the inode meanwhile (shim_inode_open) moves every
+ * descriptor of it onto the master, and one copied by the kernel but not in the table yet
+ * would stay on the old buffer, its writes lost. */
+static int dup_as_one(int fd, int fd2, int flags, int how)
+{
+    if (!fdtable_get(fd))
+        return kernel_dup(fd, fd2, flags, how); /* not a mount file: nothing to record */
+    shim_enter(); /* inside the fork lock, as shim_drop: no child inherits ino->mu held */
+    struct shim_file *held = fdtable_hold(fd);
+    struct shim_inode *ino = held ? held->ino : NULL;
+    if (ino)
+        pthread_mutex_lock(&ino->mu);
+    int newfd = kernel_dup(fd, fd2, flags, how);
+    int err = newfd < 0 ? errno : 0, r = 0;
+    struct shim_file *stale = NULL; /* newfd's record: its descriptor was closed unseen */
+    if (newfd >= 0 && held && newfd != fd) {
+        if ((stale = fdtable_take(newfd, NULL)))
+            stale->lost = 1; /* released below, not under ino->mu (it may be its inode's) */
+        if ((r = fdtable_set(newfd, held)) < 0)
+            real_close()(newfd); /* untracked, it could never be committed */
     }
-    return newfd;
+    if (ino)
+        pthread_mutex_unlock(&ino->mu);
+    if (stale)
+        fdtable_unref(stale);
+    if (held)
+        fdtable_unref(held);
+    shim_leave(); /* restores the caller's errno */
+    if (newfd < 0) {
+        errno = err;
+        return -1;
+    }
+    return r < 0 ? shim_fail(r) : newfd;
 }
 
 /* A copy shares the open file, offset included: an in-memory file becomes a kernel one. */
@@ -64,8 +132,7 @@ SHIM_EXPORT int dup(int fd)
     int s = shim_mem_settle(fd); /* nothing to settle under the guard */
     if (s < 0)
         return shim_fail(s);
-    int newfd = real_dup()(fd);
-    return shim_guard ? newfd : copied(fd, newfd);
+    return shim_guard ? real_dup()(fd) : dup_as_one(fd, 0, 0, 0);
 }
 
 /* dup2/dup3 onto a mount descriptor drop it first, committing it when it was the last. */
@@ -79,12 +146,11 @@ static int dup_onto(int fd, int fd2, int flags, int three)
     /* An invalid fd leaves fd2 alone, as dup2 itself does. */
     int onto_ours = fd != fd2 && fdtable_get(fd2) && real_fcntl()(fd, F_GETFD, NULL) >= 0;
     int r = onto_ours ? shim_drop(fd2) : 0;
-    int newfd = three ? real_dup3()(fd, fd2, flags) : real_dup2()(fd, fd2);
+    int newfd = dup_as_one(fd, fd2, flags, three ? 3 : 2);
     if (newfd < 0)
         return newfd;
     if (fd != fd2)
         shim_mem_fd_closing(fd2, fd2); /* fd2 was closed: it may have been the placeholder */
-    newfd = copied(fd, newfd);
     return r < 0 ? shim_fail(r) : newfd;
 }
 
@@ -106,10 +172,9 @@ static int fcntl_body(int fd, int cmd, void *arg)
         return r;
     if (!shim_guard && shim_mem_fcntl(fd, cmd, arg, &r))
         return r;
-    r = real_fcntl()(fd, cmd, arg);
     if (!shim_guard && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))
-        r = copied(fd, r);
-    return r;
+        return dup_as_one(fd, (int)(long)arg, 0, cmd);
+    return real_fcntl()(fd, cmd, arg);
 }
 
 SHIM_EXPORT int fcntl(int fd, int cmd, ...)

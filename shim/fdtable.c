@@ -43,6 +43,8 @@ int fdtable_set(int fd, struct shim_file *f)
         f->fds++;
         if (old)
             old->fds--;
+        if (old && old != f)
+            old->lost = 1; /* the kernel gave the number out again: it was closed unseen */
         __atomic_store_n(s, f, __ATOMIC_RELEASE);
         if (!old)
             __atomic_add_fetch(&fdtable_entries, 1, __ATOMIC_RELEASE);
@@ -100,10 +102,10 @@ int fdtable_unref(struct shim_file *f)
     pthread_mutex_unlock(&lock);
     if (left == 0) {
         free(f->rel);
+        if (f->ino && fdtable_free_ino)
+            fdtable_free_ino(f); /* first: an in-memory file's bytes may still be committed */
         if (f->mem && fdtable_free_mem)
             fdtable_free_mem(f->mem);
-        if (f->ino && fdtable_free_ino)
-            fdtable_free_ino(f);
         free(f);
     }
     return left;

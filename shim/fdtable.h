@@ -32,6 +32,10 @@ struct shim_file {
     struct shim_inode *ino; /* a file's open file in this process (shim/inode.h), shared by
                                every record of its key; one use and reference per record */
     int closed;             /* its inode use ended (its last descriptor closed) */
+    int lost;               /* a descriptor of it was closed without the shim seeing it (a
+                               raw system call), found when its number came back */
+    uint64_t kid;           /* shim_fd_kid of its descriptors' kernel file (0: unknown);
+                               atomic: a settle or a move to the master changes it */
     struct shim_mem *mem;   /* an in-memory file's buffer (shim/mem.h), else NULL; its bytes
                                are released with the last descriptor, the struct with this */
 };

@@ -115,7 +115,7 @@ static int record(int fd, struct shim_inode *ino, int idx, int oflags, struct sh
     int r = f ? 0 : -ENOMEM;
     if (f) {
         *f = (struct shim_file){ .mount_idx = idx, .oflags = oflags, .owner = shim_pid(),
-                                 .ino = ino, .mem = mem };
+                                 .ino = ino, .mem = mem, .kid = shim_fd_kid(fd) };
         if (mem)
             mem->file = f;
         r = fdtable_set(fd, f);

@@ -398,8 +398,12 @@ void shim_inode_put(struct shim_inode *ino)
 
 void fdtable_free_ino(struct shim_file *f)
 {
-    if (!f->closed) /* its descriptors went without a close the shim saw */
-        shim_inode_close(f->ino, -1, NULL);
+    if (!f->closed) { /* its descriptors went without a close the shim saw */
+        f->closed = 1;
+        int r = shim_inode_close(f->ino, -1, f->mem); /* the master's or memory's bytes */
+        if (f->lost)
+            shim_log_lost(f, -1, 1, r);
+    }
     shim_inode_put(f->ino);
 }
 
@@ -438,26 +442,72 @@ static int reopen(int kfd, int oflags)
     return fd < 0 ? -errno : fd;
 }
 
-/* Puts a reopen of the master under every descriptor of one record (they share one open
- * file description, so they get one new one), keeping its offset, flags and FD_CLOEXEC. */
-static int rebase(int kfd, const int *fds, int n)
+/* For the record whose descriptor fd is: *nfd a reopen of the master with fd's status flags
+ * and offset, *old a copy of fd's own open file description (to move back to). */
+static int prepare_move(int kfd, int fd, int *nfd, int *old)
 {
-    int fl = real_fcntl()(fds[0], F_GETFL, NULL);
-    off_t pos = real_lseek()(fds[0], 0, SEEK_CUR);
+    int fl = real_fcntl()(fd, F_GETFL, NULL);
+    off_t pos = real_lseek()(fd, 0, SEEK_CUR);
     if (fl < 0)
         return -errno;
-    int nfd = reopen(kfd, (fl & ~O_TRUNC) | O_CLOEXEC);
-    if (nfd < 0)
-        return nfd;
-    int r = 0;
-    if (pos > 0 && real_lseek()(nfd, pos, SEEK_SET) < 0)
-        r = -errno;
-    for (int i = 0; r == 0 && i < n; i++) {
-        int fdfl = real_fcntl()(fds[i], F_GETFD, NULL);
-        if (fdfl < 0 || real_dup3()(nfd, fds[i], (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+    if ((*nfd = reopen(kfd, (fl & ~O_TRUNC) | O_CLOEXEC)) < 0)
+        return *nfd;
+    if (pos > 0 && real_lseek()(*nfd, pos, SEEK_SET) < 0)
+        return -errno;
+    *old = real_fcntl()(fd, F_DUPFD_CLOEXEC, (void *)0L);
+    return *old < 0 ? -errno : 0;
+}
+
+/* Moves every descriptor collected in c onto the master: one reopen per record (its
+ * descriptors share one open file description, so they get one new one), keeping offset,
+ * status flags and FD_CLOEXEC. All or nothing: what can fail is done before the first
+ * descriptor moves, and a move that fails later puts the moved ones back. When even that
+ * fails the file's bytes are split across two buffers: it is poisoned (its close fails,
+ * nothing is committed) and the failure logged, never a silent loss. */
+static int move_all(struct shim_inode *ino, int kfd, const struct fds_of *c)
+{
+    const struct shim_file *rec[64];
+    int nfd[64], old[64], grp[64] = { 0 }, fdfl[64] = { 0 }, ng = 0, r = 0;
+    for (int g = 0; g < 64; g++)
+        nfd[g] = old[g] = -1;
+    for (int i = 0; r == 0 && i < c->n; i++) {
+        int g = 0;
+        while (g < ng && rec[g] != c->f[i])
+            g++;
+        grp[i] = g;
+        if ((fdfl[i] = real_fcntl()(c->fd[i], F_GETFD, NULL)) < 0)
             r = -errno;
+        else if (g == ng) {
+            rec[ng++] = c->f[i];
+            r = prepare_move(kfd, c->fd[i], &nfd[g], &old[g]);
+        }
     }
-    real_close()(nfd);
+    int moved = 0;
+    while (r == 0 && moved < c->n) {
+        int i = moved;
+        if (real_dup3()(nfd[grp[i]], c->fd[i], (fdfl[i] & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+            r = -errno;
+        else
+            moved++;
+    }
+    uint64_t kid = r == 0 ? shim_fd_kid(kfd) : 0; /* a reopen of the master is its file */
+    for (int i = 0; r == 0 && i < c->n; i++)
+        __atomic_store_n(&c->f[i]->kid, kid, __ATOMIC_RELEASE);
+    int split = 0;
+    for (int i = 0; r < 0 && i < moved; i++)
+        if (real_dup3()(old[grp[i]], c->fd[i], (fdfl[i] & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+            split = 1;
+    if (split) {
+        shim_inode_poison(ino, -EIO);
+        log_at(LOG_ERROR, "%s: its descriptors could not all be moved to one buffer (%s), "
+               "nor back: it will not be committed", ino->rel, strerror(-r));
+    }
+    for (int g = 0; g < ng; g++) {
+        if (nfd[g] >= 0)
+            real_close()(nfd[g]);
+        if (old[g] >= 0)
+            real_close()(old[g]);
+    }
     return r;
 }
 
@@ -488,19 +538,7 @@ static int share_locked(struct shim_inode *ino)
     if (kfd < 0)
         return kfd;
     kfd = shim_fd_high(kfd);
-    /* each record's descriptors (collected in table order) onto one reopen */
-    for (int i = 0; r == 0 && i < c.n; i++) {
-        if (!c.f[i])
-            continue;
-        int same[64], k = 0;
-        for (int j = i; j < c.n; j++)
-            if (c.f[j] == c.f[i]) {
-                same[k++] = c.fd[j];
-                if (j != i)
-                    c.f[j] = NULL;
-            }
-        r = rebase(kfd, same, k);
-    }
+    r = move_all(ino, kfd, &c);
     if (r < 0) {
         real_close()(kfd);
         return r;
@@ -548,45 +586,73 @@ int shim_inode_open(struct shim_inode *ino, int oflags)
 
 struct size_of {
     struct shim_inode *ino;
-    int fd;         /* a descriptor of it, -1 when none */
-    int in_memory;  /* 1: len is an in-memory file's */
+    int found;
+    int err;                /* the fstat's -errno */
     size_t len;
+    struct shim_file *busy; /* an in-memory file whose lock was taken: held, to wait on */
 };
 
-/* fdtable_each's callback (under the table's mutex, which keeps f alive). */
+/* fdtable_each's callback, under the table's mutex: fd is still this record's descriptor
+ * (a close takes it out of the table before the kernel's close), so its fstat cannot meet
+ * a number another thread closed and reused. An in-memory file's lock may be held across a
+ * commit (a network request): never waited on here, where every hook would wait with us. */
 static void first_fd(int fd, struct shim_file *f, void *arg)
 {
     struct size_of *s = arg;
-    if (f->ino != s->ino || s->fd >= 0)
+    if (f->ino != s->ino || s->found)
         return;
-    s->fd = fd;
-    struct shim_mem *m = f->mem ? shim_mem_lock(f->mem) : NULL;
-    if (m) {
-        s->len = m->len;
-        s->in_memory = 1;
-        shim_mem_unlock(m);
+    s->found = 1;
+    if (f->mem && pthread_mutex_trylock(&f->mem->mu) != 0) {
+        f->refs++; /* the table's mutex guards refs */
+        s->busy = f;
+        return;
     }
+    int in_memory = f->mem && !f->mem->settled;
+    if (in_memory)
+        s->len = f->mem->len;
+    if (f->mem)
+        pthread_mutex_unlock(&f->mem->mu);
+    struct stat st;
+    if (in_memory)
+        return;
+    if (real_fstat()(fd, &st) < 0)
+        s->err = -errno;
+    else
+        s->len = (size_t)st.st_size;
 }
 
 int shim_inode_size(struct shim_inode *ino, size_t *len)
 {
-    pthread_mutex_lock(&ino->mu);
-    int fd = ino->kfd;
-    pthread_mutex_unlock(&ino->mu);
-    if (fd < 0) {
-        struct size_of s = { .ino = ino, .fd = -1 };
-        fdtable_each(first_fd, &s);
-        fd = s.fd;
-        if (s.in_memory) {
-            *len = s.len;
-            return 0;
+    for (;;) {
+        pthread_mutex_lock(&ino->mu); /* the master is closed under it: never a reused number */
+        if (ino->kfd >= 0) {
+            struct stat st;
+            int r = real_fstat()(ino->kfd, &st) < 0 ? -errno : 0;
+            pthread_mutex_unlock(&ino->mu);
+            if (r == 0)
+                *len = (size_t)st.st_size;
+            return r;
         }
+        pthread_mutex_unlock(&ino->mu);
+        struct size_of s = { .ino = ino };
+        fdtable_each(first_fd, &s);
+        if (!s.found)
+            return -EBADF;
+        if (!s.busy) {
+            *len = s.len;
+            return s.err;
+        }
+        /* its lock is busy (a commit, a write): wait for it here, holding the record only */
+        struct shim_mem *m = shim_mem_lock(s.busy->mem);
+        if (m) {
+            *len = m->len;
+            shim_mem_unlock(m);
+        }
+        fdtable_unref(s.busy);
+        if (m)
+            return 0;
+        /* settled meanwhile: ask again, now of its kernel file */
     }
-    struct stat st;
-    if (fd < 0 || real_fstat()(fd, &st) < 0)
-        return -EBADF;
-    *len = (size_t)st.st_size;
-    return 0;
 }
 
 /* ---- names ---- */
@@ -714,117 +780,4 @@ void shim_inode_fork_unlock(int child)
     }
     table = NULL; /* its buckets are the parent's memory, left as they are */
     pthread_mutex_init(&table_lock, NULL);
-}
-
-/* ---- shared writable mappings ----
- * Each keeps a use of its inode until it is unmapped, so a file whose descriptors are all
- * closed is committed when its last mapping goes (munmap, or exit). */
-
-struct map {
-    char *addr;
-    size_t len;
-    struct shim_inode *ino;
-};
-
-static struct map *maps;
-static int nmaps, capmaps;
-int shim_inode_maps_live;
-
-int shim_inode_mapped(int fd, void *addr, size_t len)
-{
-    struct shim_file *f = fdtable_hold(fd);
-    struct shim_inode *ino = f ? f->ino : NULL;
-    int r = 0;
-    if (ino) {
-        pthread_mutex_lock(&table_lock);
-        if (nmaps == capmaps) {
-            int cap = capmaps ? 2 * capmaps : 16;
-            struct map *m = realloc(maps, (size_t)cap * sizeof *m);
-            if (m) {
-                maps = m;
-                capmaps = cap;
-            }
-        }
-        if (nmaps < capmaps) {
-            maps[nmaps++] = (struct map){ .addr = addr, .len = len, .ino = ino };
-            ino->refs++;
-            ino->users++;
-            __atomic_store_n(&shim_inode_maps_live, nmaps, __ATOMIC_RELEASE);
-        } else {
-            r = -ENOMEM;
-        }
-        pthread_mutex_unlock(&table_lock);
-    }
-    if (f)
-        fdtable_unref(f);
-    return r;
-}
-
-/* Takes out of the list the mappings that meet [addr, addr + len) (all when addr is NULL);
- * wholly: those inside it, else only those that overlap it, each kept with a reference
- * (when wholly is 0 the caller gets an extra use and reference, the mapping stays). */
-static int take_maps(char *addr, size_t len, int wholly, struct shim_inode **out, int max)
-{
-    int n = 0;
-    pthread_mutex_lock(&table_lock);
-    for (int i = 0; i < nmaps && n < max;) {
-        struct map *m = &maps[i];
-        int inside = !addr || (m->addr >= addr && m->addr + m->len <= addr + len);
-        int meets = !addr || (m->addr < addr + len && addr < m->addr + m->len);
-        if (wholly ? inside : meets) {
-            out[n++] = m->ino;
-            if (!wholly) {
-                m->ino->refs++;
-                m->ino->users++;
-                i++;
-                continue;
-            }
-            maps[i] = maps[--nmaps];
-            continue;
-        }
-        i++;
-    }
-    __atomic_store_n(&shim_inode_maps_live, nmaps, __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&table_lock);
-    return n;
-}
-
-static int close_all(struct shim_inode **v, int n, int commit_first)
-{
-    int err = 0;
-    for (int i = 0; i < n; i++) {
-        int r = commit_first ? shim_inode_commit(v[i], -1, NULL) : 0;
-        /* an inode listed twice (two mappings) holds a reference for each, so the put of
-         * the first never frees it: NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
-        int c = shim_inode_close(v[i], -1, NULL);
-        shim_inode_put(v[i]);
-        if (!err)
-            err = r < 0 ? r : c;
-    }
-    return err;
-}
-
-int shim_inode_unmapped(void *addr, size_t len)
-{
-    struct shim_inode *v[64];
-    int n, err = 0;
-    while ((n = take_maps(addr, len, 1, v, 64)) > 0) {
-        int r = close_all(v, n, 0);
-        err = err ? err : r;
-        if (n < 64)
-            break;
-    }
-    return err;
-}
-
-int shim_inode_msync(void *addr, size_t len)
-{
-    struct shim_inode *v[64];
-    int n = take_maps(addr, len, 0, v, 64);
-    return close_all(v, n, 1);
-}
-
-int shim_inode_commit_mapped(void)
-{
-    return shim_inode_unmapped(NULL, 0);
 }

@@ -141,13 +141,19 @@ const char *shim_file_rel(const struct shim_file *f);
 void shim_inode_fork_lock(void);
 void shim_inode_fork_unlock(int child);
 
-/* Shared mappings: the inode of fd gains one (mmap succeeded at addr); munmap drops those
- * wholly inside a range (committing an inode that has nothing left); msync commits those
- * that meet a range. Each returns 0 or -errno. */
+/* Shared mappings: the inode of fd gains one (mmap succeeded at addr); munmap takes a range
+ * out of every mapping (one wholly gone drops its use: an inode is committed when the last
+ * byte of its last mapping goes); msync commits those that meet a range. Each returns 0 or
+ * -errno. */
 int shim_inode_mapped(int fd, void *addr, size_t len);
 int shim_inode_unmapped(void *addr, size_t len);
+/* mremap moved [old, old + old_len) to [addr, addr + len): the mappings follow it. */
+int shim_inode_remapped(void *old, size_t old_len, void *addr, size_t len);
 int shim_inode_msync(void *addr, size_t len);
 int shim_inode_commit_mapped(void); /* at exit */
 extern int shim_inode_maps_live;
+/* Around fork, before shim_inode_fork_lock (shim/inode_maps.c). */
+void shim_inode_maps_fork_lock(void);
+void shim_inode_maps_fork_unlock(int child);
 
 #endif

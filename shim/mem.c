@@ -202,6 +202,8 @@ static int settle(struct shim_mem *m, int fd)
         r = -errno;
     if (r == 0 && real_dup3()(kfd, fd, (fdflags & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
         r = -errno;
+    if (r == 0) /* the record's descriptors are this memfd now */
+        __atomic_store_n(&m->file->kid, shim_fd_kid(kfd), __ATOMIC_RELEASE);
     if (kfd >= 0)
         real_close()(kfd);
     if (r == 0)
@@ -717,6 +719,26 @@ SHIM_EXPORT int munmap(void *addr, size_t len)
         return r;
     int c = shim_inode_unmapped(addr, len); /* the last use of a file commits it */
     return c < 0 ? shim_fail(c) : 0;
+}
+
+/* The mappings of mount files that move go on being tracked at their new address (so their
+ * munmap commits). The new address is read only with MREMAP_FIXED, as glibc does. */
+SHIM_EXPORT void *mremap(void *old, size_t old_len, size_t len, int flags, ...)
+{
+    void *want = NULL;
+    if (flags & MREMAP_FIXED) {
+        va_list ap;
+        va_start(ap, flags);
+        want = va_arg(ap, void *);
+        va_end(ap);
+    }
+    void *p = real_mremap()(old, old_len, len, flags, want);
+    if (p == MAP_FAILED || shim_guard || !__atomic_load_n(&shim_inode_maps_live, __ATOMIC_RELAXED))
+        return p;
+    int c = shim_inode_remapped(old, old_len, p, len);
+    if (c < 0)
+        log_at(LOG_ERROR, "mremap of a state file's mapping: %s", strerror(-c));
+    return p;
 }
 
 SHIM_EXPORT int msync(void *addr, size_t len, int flags)

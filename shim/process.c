@@ -432,8 +432,11 @@ static void adopt_one(const struct handoff_rec *rec, const char *path, const cha
     };
     f->refs = 1; /* held while adopting, so the record outlives a failed set */
     for (int i = 0; i < nfds; i++)
-        if (rec->is_dir ? fds[i] == rec->fd : inos[i] == rec->ino)
+        if (rec->is_dir ? fds[i] == rec->fd : inos[i] == rec->ino) {
+            if (!f->kid && !rec->is_dir)
+                f->kid = shim_fd_kid(fds[i]);
             fdtable_set(fds[i], f);
+        }
     fdtable_unref(f);
 }
 

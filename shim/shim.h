@@ -148,6 +148,11 @@ void shim_fd_reserve_high(void);
  * dup2 onto it, close_range). */
 int shim_drop(int fd);
 
+/* The identity of the kernel file under fd (device and inode number mixed; 0 when fd is not
+ * open), kept in a record (shim_file.kid) whenever its descriptors get a new kernel file. */
+uint64_t shim_fd_kid(int fd);
+void shim_log_lost(struct shim_file *f, int fd, int last, int r);
+
 /* fcntl's lock commands (shim/lock.c): 1 when cmd takes, tests or releases a lock on a
  * mount descriptor of the program's, answered in *res (0, or -1 with errno: ENOLCK for a
  * lock or a test, an unlock succeeds); 0 for everything else, which is not touched. */

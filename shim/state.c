@@ -55,6 +55,7 @@ void shim_fork_lock(void)
     /* No open can run now (opens hold fork_lock shared): the child inherits kernel files
      * only, shared with the parent, offsets included. */
     shim_mem_settle_all();
+    shim_inode_maps_fork_lock();
     shim_inode_fork_lock();
     fdtable_fork_lock();
     pthread_mutex_lock(&cwd_lock);
@@ -66,6 +67,7 @@ void shim_fork_unlock(int child)
     shim_dirs_fork_unlock(child);
     fdtable_fork_unlock(child);
     shim_inode_fork_unlock(child);
+    shim_inode_maps_fork_unlock(child);
     /* In the child the locks' owner (a thread id) no longer exists: start afresh. */
     if (child) {
         shim_mem_after_fork_child();

@@ -26,27 +26,27 @@ def report(name, samples):
           f"mean_us={statistics.mean(s):.0f} n={len(s)}", flush=True)
 
 
-def sidecar_cycle(sock, n):
-    request(sock, "PUT", "/keys/bench/counter", body=b"0")
+def sidecar_samples(sock, n, key="/keys/bench/counter"):
+    """n cycles through the sidecar on key: (GET, PUT, cycle) times in us."""
+    request(sock, "PUT", key, body=b"0")
     get_t, put_t, cycle_t = [], [], []
     for _ in range(n):
         t0 = time.perf_counter()
-        st, _, body = request(sock, "GET", "/keys/bench/counter")
+        st, _, body = request(sock, "GET", key)
         t1 = time.perf_counter()
-        st2, _, _ = request(sock, "PUT", "/keys/bench/counter", body=str(int(body) + 1).encode())
+        st2, _, _ = request(sock, "PUT", key, body=str(int(body) + 1).encode())
         t2 = time.perf_counter()
         if (st, st2) != (200, 204):
             raise SystemExit(f"sidecar_bench: unexpected statuses {st} {st2}")
         get_t.append((t1 - t0) * 1e6)
         put_t.append((t2 - t1) * 1e6)
         cycle_t.append((t2 - t0) * 1e6)
-    report("sidecar_get", get_t)
-    report("sidecar_put", put_t)
-    report("sidecar_cycle", cycle_t)
+    return get_t, put_t, cycle_t
 
 
-def shim_cycle(mount, n):
-    path = os.path.join(mount, "bench_counter")
+def shim_samples(mount, n, name="bench_counter"):
+    """n cycles through the shim on mount/name: cycle times in us."""
+    path = os.path.join(mount, name)
     with open(path, "w") as f:
         f.write("0")
     cycle_t = []
@@ -57,7 +57,18 @@ def shim_cycle(mount, n):
         with open(path, "w") as f:
             f.write(str(v + 1))
         cycle_t.append((time.perf_counter() - t0) * 1e6)
-    report("shim_cycle", cycle_t)
+    return cycle_t
+
+
+def sidecar_cycle(sock, n):
+    get_t, put_t, cycle_t = sidecar_samples(sock, n)
+    report("sidecar_get", get_t)
+    report("sidecar_put", put_t)
+    report("sidecar_cycle", cycle_t)
+
+
+def shim_cycle(mount, n):
+    report("shim_cycle", shim_samples(mount, n))
 
 
 if __name__ == "__main__":

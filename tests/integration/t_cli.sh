@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # t_cli.sh: the `asya-state` command (issues 7, 16): make install (man page, completion), run,
-# check, bucket add|ls|info|rm, ls/cat/rev/key/put/rm/history/revert/watch, getopt forms, exit
+# check, bucket add|ls|info|edit|rm, ls/cat/rev/key/put/rm/history/revert/watch, getopt forms, exit
 # statuses (0 ok, 1 not found/conflict, 2 usage, 3 server/configuration), the error texts and the
 # man page rendered by man -l (the Docker image: t_image.sh).
 . "$(dirname "$0")/lib.sh"
@@ -335,6 +335,51 @@ else fail "bucket ls" "$out"; fi
 out=$("$ASYA" bucket ls --json | python3 -c 'import json,sys; print(sorted(b["name"] for b in json.load(sys.stdin)))')
 [[ $out == *"'$nb2'"* ]] && ok "bucket ls --json" || fail "bucket ls --json" "$out"
 "$ASYA" bucket ls -l | grep -q "^$nb2 " && ok "bucket ls -l" || fail "bucket ls -l" "missing"
+
+# bucket edit: history, ttl, max value size, max bytes of an existing bucket (its stream's
+# configuration updated); what the server then does is checked with kvtool
+kv() { "$KVTOOL" "$@"; }
+kv put "$nb2" k v0 >/dev/null
+check "bucket edit: --history=4 --ttl 2h --max-value-size 1KiB --max-bytes 1MiB" \
+    "$ASYA" bucket edit "$nb2" --history=4 --ttl 2h --max-value-size 1KiB --max-bytes 1MiB
+out=$("$ASYA" bucket info --json "$nb2" | python3 -c 'import json,sys; b=json.load(sys.stdin)
+print(b["ttl"], b["history"], b["max_value_size"], b["max_bytes"], b["storage"])')
+expect_eq "bucket edit: bucket info shows the new settings" "2h0m0s 4 1024 1048576 file" "$out"
+expect_eq "bucket edit: the values are kept (kvtool)" v0 "$(kv get "$nb2" k)"
+for i in 1 2 3 4 5 6; do kv put "$nb2" k "v$i" >/dev/null; done
+expect_eq "bucket edit --history 4: the server keeps 4 revisions (kvtool)" 4 \
+    "$(kv history "$nb2" k | grep -c ' PUT ')"
+head -c 2048 /dev/zero | tr '\0' x >"$TMP/big"
+if kv put-stdin "$nb2" big <"$TMP/big" >/dev/null 2>&1; then
+    fail "bucket edit --max-value-size 1KiB: the server refuses kvtool's 2 KiB put" "stored"
+else ok "bucket edit --max-value-size 1KiB: the server refuses kvtool's 2 KiB put"; fi
+expect_rc "bucket edit --max-value-size 1KiB: put of 2 KiB exits 1" 1 \
+    env STATE_PREFIX= "$ASYA" --bucket "$nb2" put big "$TMP/big"
+out=$("$ASYA" bucket edit --json "$nb2" --ttl=none --max-value-size none --max-bytes=none |
+    python3 -c 'import json,sys; b=json.load(sys.stdin)
+print(b["ttl"], b["history"], b["max_value_size"], b["max_bytes"])')
+expect_eq "bucket edit --json: none removes the limits, history kept" "0s 4 -1 -1" "$out"
+check "bucket edit: a 2 KiB value fits again (kvtool)" sh -c "'$KVTOOL' put-stdin '$nb2' big <'$TMP/big'"
+check "bucket edit --ttl 1s" "$ASYA" bucket edit "$nb2" --ttl 1s
+kv put "$nb2" short v >/dev/null
+for _ in $(seq 50); do kv get "$nb2" short >/dev/null 2>&1 || break; sleep 0.1; done
+if kv get "$nb2" short >/dev/null 2>&1; then fail "bucket edit --ttl 1s: a value expires (kvtool)" "still there after 5 s"
+else ok "bucket edit --ttl 1s: a value expires (kvtool)"; fi
+expect_rc "bucket edit: nothing to change exits 2" 2 "$ASYA" bucket edit "$nb2"
+grep -q "nothing to change (--history, --ttl, --max-value-size, --max-bytes)" "$TMP/err" &&
+    ok "bucket edit: nothing to change says what can" ||
+    fail "bucket edit: nothing to change says what can" "$(cat "$TMP/err")"
+expect_rc "bucket edit: --history 99 exits 2" 2 "$ASYA" bucket edit "$nb2" --history 99
+expect_rc "bucket edit: --max-bytes abc exits 2" 2 "$ASYA" bucket edit "$nb2" --max-bytes abc
+expect_rc "bucket edit: missing bucket exits 1" 1 "$ASYA" bucket edit "t_cli_nob_$$" --history 2
+err_has "bucket edit: missing bucket says so" "no bucket 't_cli_nob_$$'"
+dead=$(free_port)
+expect_rc "bucket edit: server down exits 3" 3 \
+    env NATS_URL=nats://127.0.0.1:$dead NATS_TIMEOUT_MS=1000 "$ASYA" bucket edit "$nb2" --history 2
+err_has "bucket edit: server down names the server" "cannot connect to NATS at nats://127.0.0.1:$dead"
+expect_rc "bucket edit --help exits 0" 0 "$ASYA" bucket edit --help
+grep -q 'usage: asya-state bucket edit NAME' "$TMP/out" && ok "bucket edit --help: usage" ||
+    fail "bucket edit --help: usage" "$(head -3 "$TMP/out")"
 check "bucket rm" "$ASYA" bucket rm "$nb2"
 check "bucket rm (second)" "$ASYA" bucket rm "$nb3"
 expect_rc "bucket rm: gone exits 1" 1 "$ASYA" bucket rm "$nb2"
@@ -404,12 +449,24 @@ if command -v man >/dev/null; then
     if [[ $out == *"EXIT STATUS"* ]] && [[ $out == *"revert PATH REV"* ]] && [ ! -s "$TMP/man.err" ]; then
         ok "man -l renders asya-state.1 without warnings"
     else fail "man -l renders asya-state.1 without warnings" "$(head -c 300 "$TMP/man.err")"; fi
+    # every command of `asya-state --help` and every bucket subcommand of `bucket --help`
+    # has its entry (a line of its own, as the man page's command list renders them)
+    missing=
+    for c in $("$ASYA" --help | sed -n '/^commands:/,/^$/p' | awk 'NF > 1 && $1 != "commands:" {print $1}') \
+             $("$ASYA" bucket --help | grep -oE 'asya-state bucket [a-z]+' | awk '{print "bucket_" $3}'); do
+        grep -qE "^       ${c/_/ +}( |$)" <<<"$out" || missing+=" ${c/_/ }"
+    done
+    if [ -z "$missing" ]; then ok "man page: an entry for every command of --help and bucket --help"
+    else fail "man page: an entry for every command of --help and bucket --help" "missing:$missing"; fi
 else
     fail "man -l renders asya-state.1" "man is not installed (scripts/deps.sh installs man-db)"
 fi
 out=$(bash -c ". '$ROOT/docs/asya-state.bash'; COMP_WORDS=(asya-state bucket i); COMP_CWORD=2
       _asya_state; echo \"\${COMPREPLY[*]}\"" 2>&1)
 expect_eq "completion: bucket subcommands" "info" "$out"
+out=$(bash -c ". '$ROOT/docs/asya-state.bash'; COMP_WORDS=(asya-state bucket edit --max); COMP_CWORD=3
+      _asya_state; echo \"\${COMPREPLY[*]}\"" 2>&1)
+expect_eq "completion: bucket edit options" "--max-value-size --max-bytes" "$out"
 out=$(PATH=$(dirname "$ASYA"):$PATH NATS_KV_BUCKET=$hb STATE_PREFIX=p16 bash -c ". '$ROOT/docs/asya-state.bash'
       COMP_WORDS=(asya-state cat 'sp'); COMP_CWORD=2; _asya_state; echo \"\${COMPREPLY[*]}\"" 2>&1)
 expect_eq "completion: state paths" "sp ace/" "$out"

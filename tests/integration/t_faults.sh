@@ -227,6 +227,39 @@ if grep -q 'outcome unknown' "$TMP/unknown.err"; then
 else
     fail "3: with doubt: the unknown outcome is logged" "$(head -n 3 "$TMP/unknown.err")"
 fi
+# Phase C: after a commit whose outcome is unknown (ours landed, its acks lost, another
+# writer after it), the thread's next blind write ("w", nothing read) is a put as the contract
+# says for nothing remembered, and its next read-modify-write is based on that read: neither
+# is refused with a false EEXIST from the timed-out commit's revision (kv/revmem.c).
+out=$(shimmed "nats://127.0.0.1:$PPORT" "$B3" env NATS_TIMEOUT_MS=500 "$PY" -c '
+import errno, socket, sys
+path, port = sys.argv[1], int(sys.argv[2])
+cf = socket.create_connection(("127.0.0.1", port), 5).makefile("rwb", buffering=0)
+def control(cmd):
+    cf.write((cmd + "\n").encode())
+    return cf.readline().decode().strip()
+def attempt(fn):
+    try:
+        fn()
+        return "OK"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+def rmw():
+    n = int(open(path).read().split()[0])
+    with open(path, "w") as f:
+        f.write("%d c" % (n + 1))
+def blind():
+    with open(path, "w") as f:
+        f.write("%d c" % (n + 1))
+n = int(open(path).read().split()[0])
+control("arm ackall_other")
+first = attempt(rmw)
+control("disarm")
+n += 1  # what the timed-out commit wrote (it landed): no read here, the blind write reads nothing
+print(first, attempt(blind), attempt(rmw))
+' "$M/n" "$CPORT" 2>>"$TMP/unknown.err")
+expect_eq "3: after ETIMEDOUT: a blind write and a read-modify-write succeed (no false EEXIST)" \
+    "ETIMEDOUT OK OK" "$out"
 kill "$PROXY" 2>/dev/null
 wait "$PROXY" 2>/dev/null
 

@@ -56,3 +56,89 @@ if command -v git >/dev/null; then
         echo hello >README && git add README && git commit -qm first && git log --format=%s' 2>&1)
     expect_eq "inode: git init, add and commit in a mount" "first" "$out"
 fi
+
+# Races on one key's open file (progs/inode_race.c), each interleaving forced by a test-only
+# preload after the shim (progs/inject.c: a delay or a failure in one thread of the shim's own
+# calls to libc). The bytes that land are read with kvtool.
+PROGS=$ROOT/tests/integration/progs
+if ${CC:-cc} -std=gnu11 -O1 -Wall -Wextra -Werror -fPIC -shared -o "$TMP/inject.so" \
+        "$PROGS/inject.c" -ldl 2>"$TMP/cc.err" &&
+    ${CC:-cc} -std=gnu11 -O1 -Wall -Wextra -Werror -pthread -o "$TMP/inode_race" \
+        "$PROGS/inode_race.c" -ldl 2>>"$TMP/cc.err"; then
+    race() { timeout -k 5 60 env LD_PRELOAD="$SHIM $TMP/inject.so" "$TMP/inode_race" "$@"; }
+
+    # 1. a dup in one thread while another opens the key again and moves its bytes to the
+    # master: the copy made by the kernel before the move is moved too
+    $KVTOOL put "$B" in.race_dup base >/dev/null
+    expect_eq "inode: a dup racing a second open: the copy writes into the shared buffer" \
+        "dup|second descriptor reads DUPe, close 0" "$(race dup /state/ino/race_dup 2>&1)"
+    expect_eq "inode: ... and the bucket holds its write" "DUPe" "$($KVTOOL get "$B" in.race_dup)"
+
+    # 2. the move to the master fails half-way (a record's second descriptor): nothing moved
+    $KVTOOL put "$B" in.race_split base >/dev/null
+    expect_eq "inode: a move to the master failing half-way moves nothing (both writes kept)" \
+        "split|second open EBUSY, a reads XYse, close 0 0" \
+        "$(ASYA_STATE_BUFFER=memfd race split /state/ino/race_split 2>/dev/null)"
+    expect_eq "inode: ... and the bucket holds both" "XYse" "$($KVTOOL get "$B" in.race_split)"
+
+    # ... and closes the shim does see, by close_range() and syscall(SYS_close_range), commit
+    expect_eq "inode: close_range and syscall(SYS_close_range) of written files succeed" \
+        "closerange|0 0" "$(race closerange /state/ino/race_cr1 /state/ino/race_cr2 2>/dev/null)"
+    expect_eq "inode: ... and each committed" "by close_range|by syscall" \
+        "$($KVTOOL get "$B" in.race_cr1)|$($KVTOOL get "$B" in.race_cr2)"
+
+    # 4. a shared mapping (its descriptor closed) unmapped a page at a time, the middle one
+    # first; a mapping moved and grown by mremap, unmapped at its new address: the munmap that
+    # takes the last byte commits (the program then dies by SIGKILL: nothing at exit)
+    bytes_at() { python3 -c 'import sys; d = sys.stdin.buffer.read(); p = int(sys.argv[1])
+print(len(d) // p, d[:5].rstrip(b"\0").decode(), *(d[i * p:i * p + 1].decode() for i in (1, 2) if len(d) > i * p))' "$(getconf PAGESIZE)"; }
+    $KVTOOL put "$B" in.race_unmap base >/dev/null
+    expect_eq "inode: a mapping unmapped in pieces: munmap succeeds" "unmap|munmap 0 0 0" \
+        "$(race unmap /state/ino/race_unmap 2>/dev/null)"
+    expect_eq "inode: ... the last piece's munmap committed every page's write" "3 Aase B C" \
+        "$($KVTOOL get "$B" in.race_unmap | bytes_at)"
+    $KVTOOL put "$B" in.race_mremap base >/dev/null
+    expect_eq "inode: a mapping moved by mremap: munmap at its new address succeeds" \
+        "mremap|moved yes, munmap 0" "$(race mremap /state/ino/race_mremap 2>/dev/null)"
+    expect_eq "inode: ... and committed what was written there" "2 MOVED T" \
+        "$($KVTOOL get "$B" in.race_mremap | bytes_at)"
+
+    # 3. a written file closed by a raw system call (no libc: no hook sees it), its number
+    # reused by a local file the program then closes: one stderr line, and the local file's
+    # bytes never become the key's value (the key keeps its old one: the memfd is gone)
+    $KVTOOL put "$B" in.race_raw base >/dev/null
+    echo LOCALDATA >"$TMP/localdata"
+    out=$(ASYA_STATE_BUFFER=memfd race rawclose /state/ino/race_raw "$TMP/localdata" 2>"$TMP/raw.err")
+    expect_eq "inode: a raw close, the number reused by a local file: its close succeeds" \
+        "rawclose|number reused yes, close 0" "$out"
+    expect_eq "inode: ... the key keeps its value (never the local file's bytes)" "base" \
+        "$($KVTOOL get "$B" in.race_raw)"
+    expect_eq "inode: ... and one stderr line says the bytes are lost" "1" \
+        "$(grep -c 'race_raw: descriptor [0-9]* was closed without the shim seeing it.*lost' "$TMP/raw.err")"
+
+    # 5. stat of an open file whose descriptor another thread closes, its number reused by a
+    # local file of another size meanwhile: the key's size, never the local file's
+    $KVTOOL put "$B" in.race_size 12345 >/dev/null
+    head -c 7777 /dev/zero >"$TMP/local7777"
+    expect_eq "inode: stat while the descriptor is closed and its number reused: the key's size" \
+        "size|every stat gave the key's size" \
+        "$(ASYA_STATE_BUFFER=memfd race size /state/ino/race_size "$TMP/local7777" 20 2>/dev/null)"
+
+    # 6. a stat of an open file paused between its two looks at it, a commit of that file
+    # starting in the pause and waiting on a stopped server (a private one), and a read of
+    # another open mount file in a third thread: the read never waits for the commit
+    if start_server; then
+        $KVTOOL -s "$SERVER_URL" bucket-add stall >/dev/null
+        $KVTOOL -s "$SERVER_URL" put stall k base >/dev/null
+        $KVTOOL -s "$SERVER_URL" put stall o other >/dev/null
+        expect_eq "inode: a commit waiting on the server stalls no other file's read" \
+            "stall|reads stalled by another file's commit: 0 of 2, close 0" \
+            "$(NATS_URL=$SERVER_URL NATS_KV_BUCKET=stall STATE_PREFIX= race stall \
+                /state/ino/k /state/ino/o "$SERVER_PID" 2 2>/dev/null)"
+        stop_server "$SERVER_PID"
+    else
+        fail "inode: stall: private server" "cannot start nats-server"
+    fi
+else
+    fail "inode: progs/inject.c and progs/inode_race.c compile" "$(head -n 3 "$TMP/cc.err")"
+fi

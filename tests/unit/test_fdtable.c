@@ -152,3 +152,18 @@ Test(fdtable, hash_tells_changed_bytes_apart)
     cr_assert_neq(fdtable_hash(a, 8, FDTABLE_HASH_SEED), fdtable_hash(a, 9, FDTABLE_HASH_SEED));
     cr_assert_neq(fdtable_hash(NULL, 0, FDTABLE_HASH_SEED), fdtable_hash("\0", 1, FDTABLE_HASH_SEED));
 }
+
+/* The kernel gave a recorded number out again (its descriptor was closed by a raw system
+ * call): the record it replaced is marked lost, so its release reports it (shim/inode.c). */
+Test(fdtable, a_number_given_out_again_marks_the_old_record_lost)
+{
+    struct shim_file *a = record("a"), *b = record("b");
+    a->refs = 1; /* a caller's hold, so a outlives the replacement */
+    cr_assert_eq(fdtable_set(12, a), 0);
+    cr_assert_eq(fdtable_set(12, b), 0);
+    cr_assert(a->lost);
+    cr_assert_eq(a->fds, 0);
+    cr_assert_not(b->lost);
+    cr_assert_eq(fdtable_unref(a), 0);
+    cr_assert_eq(fdtable_unref(fdtable_take(12, NULL)), 0);
+}
