@@ -107,6 +107,8 @@ void log_hold(void) { holding = 1; }
 
 void log_release(void) { holding = 0; }
 
+int log_holding(void) { return holding; }
+
 void log_flush_held(void)
 {
     if (__atomic_exchange_n(&held_flushed, 1, __ATOMIC_ACQ_REL) || held_len == 0)

@@ -24,6 +24,8 @@ void log_at(enum log_level lvl, const char *fmt, ...) __attribute__((format(prin
  * log_release() stops holding; log_flush_held() writes what was kept, once. */
 void log_hold(void);
 void log_release(void);
+/* 1 when the calling thread holds its lines (a helper thread working for it does the same). */
+int log_holding(void);
 void log_flush_held(void);
 /* Moves what is held so far into out (NUL-terminated, at most outsz - 1 bytes; lines past
  * that are dropped) and empties the buffer, for a caller that rewrites the lines (the CLI).

@@ -123,6 +123,14 @@ static int be_bind(kv_mount *m, const char *rel)
     return call_end(&c, "bind", m, rel, 0, r);
 }
 
+static int be_limit(kv_mount *m, const char *rel, uint64_t *max)
+{
+    struct call c;
+    call_begin(&c);
+    int r = ops_limit(m, rel, max);
+    return call_end(&c, "limit", m, rel, 0, r);
+}
+
 static int be_get(kv_mount *m, const char *rel, kv_value *out)
 {
     struct call c;
@@ -297,6 +305,7 @@ static const kv_ops table = {
     .init = be_init,
     .mount = be_mount,
     .bind = be_bind,
+    .limit = be_limit,
     .get = be_get,
     .stat = be_stat,
     .commit = be_commit,

@@ -1,11 +1,16 @@
 /* conn.c: the process's one NATS connection and the buckets bound on it.
  *
- * Made lazily by the first operation. conn_mu guards `cur`, every kv_conn's refs/detached
- * and its bucket list. It is held across exactly one network exchange: the connect itself,
- * so concurrent first operations wait for one connect instead of racing several (the choice
- * is deliberate: a second connection would be a leak, and nothing useful can run before the
- * first one exists). Binding a bucket and every request run without it; a kv_conn is kept
- * alive by its refcount while in use.
+ * Made lazily by the first operation. conn_mu guards `cur`, every kv_conn's refs/detached,
+ * its bucket list and the connect attempt; it is never held across a network exchange.
+ * One attempt at a time (a second connection would be a leak, and nothing useful can run
+ * before the first one exists): a helper thread (dial.c: every signal blocked, inherited by
+ * nats.c's threads) connects, while every caller that needs the connection waits for the
+ * attempt's outcome on conn_cv with its own signal mask, at most NATS_TIMEOUT_MS + a margin
+ * from the attempt's start (-ETIMEDOUT then), so concurrent first operations fail together
+ * after one timeout and SIGTERM keeps its default action. An attempt that outlives its
+ * callers still ends: its supervisor thread cuts nats.c's endless wait (dial_unstick), and
+ * a connection it makes late becomes `cur` for the next caller. Binding a bucket and every
+ * request run without conn_mu; a kv_conn is kept alive by its refcount while in use.
  *
  * When nats.c has closed the connection for good (natsConnection_IsClosed: reconnect
  * attempts exhausted, or a fatal server error such as a subject too long), the next
@@ -29,12 +34,14 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "kv/internal.h"
 
 static pthread_mutex_t conn_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t conn_cv = PTHREAD_COND_INITIALIZER; /* an attempt ended (CLOCK_REALTIME) */
 static kv_conn *cur;            /* guarded by conn_mu */
 static int warned_replicas;     /* guarded by conn_mu */
 static uint64_t conn_gen;       /* atomic (__atomic builtins): see conn_generation */
@@ -130,7 +137,8 @@ static void on_disconnected(natsConnection *nc, void *closure)
 /* ---- connect ---- */
 
 /* A configured file nats.c refused (TLS material, creds) is configuration: reported once,
- * then every connect fails with -EIO quietly. Guarded by conn_mu (set under connect_locked). */
+ * then every connect fails with -EIO quietly. Only the attempt's thread (one at a time)
+ * reads and writes it. */
 static int auth_refused;
 
 static int set_auth(natsOptions *o, const kv_config *cfg)
@@ -230,8 +238,37 @@ static int make_options(natsOptions **out, const kv_config *cfg)
     return 0;
 }
 
-/* Called with conn_mu held: the one network exchange made under it. */
-static int connect_locked(kv_conn **out, const char *key)
+/* EMFILE or ENFILE when no socket can be made right now, else 0. */
+static int socket_unavailable(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int e = fd < 0 ? errno : 0;
+    if (fd >= 0)
+        close(fd);
+    return e == EMFILE || e == ENFILE ? e : 0;
+}
+
+/* nats.c starts the thread of its reply subscription at the first request: made here, in
+ * the connecting thread (every signal blocked), by a request to a subject of this
+ * connection's own inbox that nobody answers (1 ms, its outcome ignored: a permission
+ * violation or no responders alike), so later requests (the bucket's binding) need not block
+ * the caller's signals. */
+static void warm_up(natsConnection *nc)
+{
+    char subj[64];
+    natsInbox *inbox = NULL;
+    natsMsg *reply = NULL;
+    if (natsInbox_Create(&inbox) != NATS_OK)
+        return;
+    snprintf(subj, sizeof subj, "%s.warm", (const char *)inbox);
+    natsInbox_Destroy(inbox);
+    natsConnection_RequestString(&reply, nc, subj, "", 1);
+    natsMsg_Destroy(reply);
+}
+
+/* The connect itself, in the attempt's thread (one at a time). A failure is logged unless
+ * *cut is set (atomic): then the supervisor cut the socket, and says so. */
+static int connect_nats(kv_conn **out, const char *key, const int *cut)
 {
     const kv_config *cfg;
     int r = kv_config_get(&cfg);
@@ -260,13 +297,24 @@ static int connect_locked(kv_conn **out, const char *key)
             jo.Wait = cfg->timeout_ms;
             s = natsConnection_JetStream(&js, nc, &jo);
         }
+        if (s == NATS_OK)
+            warm_up(nc);
         if (s != NATS_OK) {
             const char *why = NULL;
             r = kv_errmap(s, 0, &why);
             if (r == -ENOENT || r == -EEXIST)
                 r = -EIO;
+            /* nats.c reports a socket() that failed for want of descriptors as "no server";
+             * a local disk would say EMFILE or ENFILE: if no socket can be made now, say so. */
+            int e = socket_unavailable();
+            if (e) {
+                r = -e;
+                why = e == EMFILE ? "out of descriptors (EMFILE: RLIMIT_NOFILE reached)"
+                                  : "out of descriptors (ENFILE: the system's table is full)";
+            }
             /* key is "" for a mount's root (a listing): then the server alone is named */
-            log_at(LOG_ERROR, "%s%scannot connect to NATS at %s: %s", key, *key ? ": " : "",
+            if (!__atomic_load_n(cut, __ATOMIC_ACQUIRE))
+                log_at(LOG_ERROR, "%s%scannot connect to NATS at %s: %s", key, *key ? ": " : "",
                    cfg->url_safe, why);
         }
     }
@@ -312,6 +360,176 @@ static void conn_free(kv_conn *c)
     free(c);
 }
 
+/* ---- the connect attempt ---- */
+
+/* The margin a caller waits beyond NATS_TIMEOUT_MS for nats.c to report its own timeout. */
+#define CONNECT_MARGIN_MS 250
+/* How often the supervisor looks for nats.c's spin once the attempt is past its deadline. */
+#define UNSTICK_EVERY_MS 100
+
+typedef struct attempt {
+    unsigned refs;          /* guarded by conn_mu: the supervisor, the connecting thread and
+                             * each waiting caller */
+    int done, r;            /* guarded by conn_mu: the outcome, r 0 or -errno */
+    pid_t tid;              /* guarded by conn_mu: the connecting thread, 0 until it runs */
+    struct timespec start;  /* CLOCK_REALTIME (conn_cv's clock); set before it is shared */
+    int64_t timeout_ms;
+    char key[256];          /* the first caller's key, for the log */
+    dial_sockets before;    /* written by the connecting thread before tid is published */
+    int cut;                /* atomic: the supervisor is cutting the spin (the outcome is then
+                             * -ETIMEDOUT, whatever nats.c says of the closed socket) */
+    int hold;               /* the first caller holds its log lines (the CLI): so do the
+                             * attempt's threads, whose lines are about that caller's open */
+} attempt;
+static attempt *inflight;       /* guarded by conn_mu: the attempt under way, or NULL */
+
+static void attempt_put_locked(attempt *a, unsigned n)
+{
+    a->refs -= n;
+    if (a->refs == 0)
+        free(a);
+}
+
+static struct timespec ts_after(struct timespec t, int64_t ms)
+{
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+static int ts_passed(struct timespec t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return now.tv_sec > t.tv_sec || (now.tv_sec == t.tv_sec && now.tv_nsec >= t.tv_nsec);
+}
+
+static void *attempt_connect(void *arg)
+{
+    attempt *a = arg;
+    if (a->hold)
+        log_hold();
+    dial_baseline(&a->before);
+    pthread_mutex_lock(&conn_mu);
+    a->tid = dial_gettid();
+    pthread_mutex_unlock(&conn_mu);
+    kv_conn *c = NULL;
+    int r = connect_nats(&c, a->key, &a->cut);
+    if (r < 0 && __atomic_load_n(&a->cut, __ATOMIC_ACQUIRE))
+        r = -ETIMEDOUT;
+    kv_conn *extra = NULL;
+    pthread_mutex_lock(&conn_mu);
+    if (inflight == a) {        /* a fork in between made a new world: then it is not ours */
+        inflight = NULL;
+        if (r == 0 && !cur)
+            cur = c;
+        else
+            extra = c;          /* cannot happen (one attempt at a time): never leak it */
+    } else {
+        extra = c;
+    }
+    a->r = r;
+    a->done = 1;
+    a->tid = 0;
+    pthread_cond_broadcast(&conn_cv);
+    attempt_put_locked(a, 1);
+    pthread_mutex_unlock(&conn_mu);
+    if (extra)
+        conn_free(extra);
+    return NULL;
+}
+
+/* Starts the connecting thread and, past the attempt's deadline, cuts nats.c's spin. */
+static void *attempt_supervise(void *arg)
+{
+    attempt *a = arg;
+    if (a->hold)
+        log_hold();
+    pthread_mutex_lock(&conn_mu);
+    a->refs++;
+    pthread_mutex_unlock(&conn_mu);
+    if (dial_thread(attempt_connect, a) < 0) {
+        pthread_mutex_lock(&conn_mu);
+        if (inflight == a)
+            inflight = NULL;
+        a->r = -EAGAIN;
+        a->done = 1;
+        pthread_cond_broadcast(&conn_cv);
+        attempt_put_locked(a, 2); /* the connecting thread's reference and ours */
+        pthread_mutex_unlock(&conn_mu);
+        return NULL;
+    }
+    struct timespec deadline = ts_after(a->start, a->timeout_ms);
+    pthread_mutex_lock(&conn_mu);
+    while (!a->done) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        struct timespec next = ts_after(now, UNSTICK_EVERY_MS);
+        pthread_cond_timedwait(&conn_cv, &conn_mu, &next);
+        pid_t tid = a->tid;
+        if (!a->done && tid && ts_passed(deadline)) {
+            pthread_mutex_unlock(&conn_mu);
+            const kv_config *cfg;
+            __atomic_store_n(&a->cut, 1, __ATOMIC_RELEASE);
+            if (kv_config_get(&cfg) == 0 && dial_unstick(tid, &a->before, cfg->urls, cfg->nurls))
+                log_at(LOG_ERROR, "%s%scannot connect to NATS at %s: it sent INFO, then nothing "
+                       "for over %lld ms (connection cut)", a->key, *a->key ? ": " : "",
+                       cfg->url_safe, (long long)a->timeout_ms);
+            else
+                __atomic_store_n(&a->cut, 0, __ATOMIC_RELEASE);
+            pthread_mutex_lock(&conn_mu);
+        }
+    }
+    attempt_put_locked(a, 1);
+    pthread_mutex_unlock(&conn_mu);
+    return NULL;
+}
+
+/* Called with conn_mu held and no `cur`: joins the attempt under way or starts one, and
+ * waits for its outcome until its deadline (conn_mu released while waiting). */
+static int connect_wait_locked(const char *key)
+{
+    const kv_config *cfg;
+    if (kv_config_get(&cfg) < 0) {
+        log_at(LOG_WARN, "%s: not sent: the NATS configuration is invalid (see above)", key);
+        return -EIO;
+    }
+    attempt *a = inflight;
+    if (!a) {
+        a = calloc(1, sizeof *a);
+        if (!a)
+            return -ENOMEM;
+        a->refs = 1;            /* the supervisor's, taken over by it */
+        a->timeout_ms = cfg->timeout_ms;
+        a->hold = log_holding();
+        snprintf(a->key, sizeof a->key, "%s", key);
+        clock_gettime(CLOCK_REALTIME, &a->start);
+        int r = dial_thread(attempt_supervise, a);
+        if (r < 0) {
+            free(a);
+            log_at(LOG_ERROR, "%s: cannot start a thread to connect to NATS: %s", key,
+                   strerror(-r));
+            return r;
+        }
+        inflight = a;
+    }
+    a->refs++;
+    struct timespec deadline = ts_after(a->start, a->timeout_ms + CONNECT_MARGIN_MS);
+    while (!a->done && pthread_cond_timedwait(&conn_cv, &conn_mu, &deadline) != ETIMEDOUT)
+        ;
+    int late = !a->done;
+    int r = late ? -ETIMEDOUT : a->r;
+    attempt_put_locked(a, 1);
+    if (late)
+        log_at(LOG_ERROR, "%s%scannot connect to NATS at %s: no answer within %lld ms", key,
+               *key ? ": " : "", cfg->url_safe, (long long)cfg->timeout_ms);
+    return r;
+}
+
 int conn_acquire(kv_conn **out, const char *key)
 {
     kv_conn *dead = NULL;
@@ -325,7 +543,9 @@ int conn_acquire(kv_conn **out, const char *key)
         cur = NULL;
     }
     if (!cur)
-        r = connect_locked(&cur, key);
+        r = connect_wait_locked(key);
+    if (r == 0 && !cur)
+        r = -ETIMEDOUT;         /* connected, then detached by a fork: cannot happen here */
     if (r == 0) {
         cur->refs++;
         *out = cur;
@@ -416,10 +636,10 @@ static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out)
     }
     jsErrCode jerr = 0;
     kv_guard g;
-    /* GUARD_THREADS: binding is the first request on a connection, and nats.c creates
-     * the thread of its reply subscription on the first request. The stream's limits are
-     * read later, by the first commit (conn_bucket_limits): a first read pays one request. */
-    guard_enter(&g, GUARD_THREADS);
+    /* GUARD_REQUEST: the thread of nats.c's reply subscription, started by the first
+     * request, was started by the connect (warm_up). The stream's limits are read later,
+     * by a writable open or the first commit (conn_bucket_limits): one request. */
+    guard_enter(&g, GUARD_REQUEST);
     natsStatus s = js_KeyValue(&b->kv, c->js, name);
     b->max_value = -1;
     const char *why = NULL;
@@ -528,7 +748,9 @@ void conn_after_fork_child(void)
 {
     pthread_mutex_init(&conn_mu, NULL);
     pthread_mutex_init(&id_mu, NULL);
+    pthread_cond_init(&conn_cv, NULL);
     cur = NULL;                 /* leaked on purpose: its threads are not in this process */
+    inflight = NULL;            /* so is an attempt under way: its threads are the parent's */
     id_prefix[0] = '\0';        /* the child must never reuse the parent's message ids */
     id_count = 0;
     guard_after_fork_child();

@@ -167,7 +167,9 @@ static int list_key(list_arg *a, const char *key, int below)
     char name[KV_KEY_MAX + 1];
     int nl = n ? key_decode(rest, n, name, sizeof name) : -EINVAL;
     if (nl < 0) {
-        log_at(LOG_DEBUG, "%s: not listed: not a key this connector writes", key);
+        /* another client's key: empty name, a NUL, or no escaping of ours (issue 13) */
+        log_at(LOG_WARN, "%s: not listed: its name is empty, holds a NUL or is not escaped "
+               "as this connector writes names", key);
         return 0;
     }
     if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || memchr(name, '/', (size_t)nl)) {

@@ -33,7 +33,7 @@ static int rand_users;
 static int rand_ready;
 static char *rand_saved;
 static char rand_priv[256] __attribute__((aligned(8)));
-static int nats_opened;         /* guarded by conn_mu (only called from the connect) */
+static int nats_opened;         /* only the connect attempt's thread, one at a time */
 static int pipe_possible = 1;   /* see guard_sigpipe_possible; written by the connect */
 
 void guard_sigpipe_possible(int possible)

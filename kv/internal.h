@@ -4,6 +4,7 @@
  *   nkey.c    the public key of an NKey seed file
  *   hygiene.c the guard around every call into nats.c (signals, rand() state)
  *   conn.c    the one connection and its bound buckets
+ *   dial.c    helper threads for the connect (signals blocked), cutting nats.c's endless wait
  *   errmap.c  the one table from nats.c statuses / JetStream codes / texts to errno
  *   revmem.c  the revision memory
  *   walk.c    every key under a prefix: the one ordered consumer of listings, scans, mirrors
@@ -18,7 +19,7 @@
  *   caches_mu (cache.c) -> a mirror's mu (kv_cache.mu): taken without any other lock held
  *   and never held while taking conn_mu or calling into nats.c (rand_mu, via a guard, only
  *   around pthread_create under caches_mu).
- * Only conn_mu is ever held across a network request, and only for the connect itself.
+ * No lock is ever held across a network request.
  * Every function returns 0 or a negative errno and never sets errno, unless it says so.
  */
 #ifndef ASYA_KV_INTERNAL_H
@@ -27,6 +28,7 @@
 #include <nats/nats.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "kv/kv.h"
 
@@ -64,7 +66,11 @@ typedef struct kv_guard {
 /* How guard_enter guards a call into nats.c:
  *  GUARD_REQUEST  blocks SIGPIPE (only when the connection can raise it: TLS);
  *  GUARD_THREADS  blocks every signal: for calls that may create threads (they inherit the
- *                 mask): subscriptions, a connection's first request, thread creation;
+ *                 mask): thread creation, a connection's end. nats.c 3.4.1 starts its
+ *                 threads at nats_Open, the connect and the first request, all made by the
+ *                 connect's helper thread (conn.c); the KV watchers used for listings,
+ *                 history and watch are synchronous subscriptions, which start none, so
+ *                 no wait on the server blocks a program thread's signals;
  *  GUARD_CONNECT  that, and a private rand() state: nats_Open and the connect call srand()
  *                 and rand() (thousands of times, in the caller's thread). Nothing else in
  *                 nats.c 3.4.1 that the kv/ code calls does (traced with an interposed
@@ -93,6 +99,23 @@ void guard_after_fork_child(void);
 int kv_errmap(natsStatus s, jsErrCode jerr, const char **why);
 /* 1 when a request failing with s may nevertheless have been applied by the server. */
 int kv_outcome_unknown(natsStatus s);
+
+/* ---- dial.c ---- */
+/* Starts fn(arg) in a detached thread with every signal blocked; the caller's mask is
+ * changed only around pthread_create. 0 or -errno (-EAGAIN: no thread). */
+int dial_thread(void *(*fn)(void *), void *arg);
+/* The TCP sockets open when a connect attempt starts (n -1: unknown, then nothing is cut). */
+#define DIAL_BASELINE_MAX 256
+typedef struct dial_sockets {
+    int n;
+    ino_t ino[DIAL_BASELINE_MAX];
+} dial_sockets;
+void dial_baseline(dial_sockets *b);
+/* When thread tid spins in nats.c 3.4.1's connect past its deadline, shuts down the one new
+ * socket (not in b) connected to a server URL's port, so the connect fails and returns.
+ * Takes 100 ms (it measures the thread's CPU time). 1 when it cut a socket. */
+int dial_unstick(pid_t tid, const dial_sockets *b, const char *const *urls, int nurls);
+pid_t dial_gettid(void);
 
 /* ---- conn.c ---- */
 typedef struct kv_bucket {
@@ -260,6 +283,7 @@ int ops_stat_on(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *r
                 kv_stat *out);
 /* ops_key_open and release: the key is valid, the connection up, the bucket bound. */
 int ops_bind(kv_mount *m, const char *rel);
+int ops_limit(kv_mount *m, const char *rel, uint64_t *max);
 int ops_get(kv_mount *m, const char *rel, kv_value *out);
 int ops_stat(kv_mount *m, const char *rel, kv_stat *out);
 int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsigned flags,

@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_ABI 5
+#define KV_ABI 6
 #define KV_KEY_MAX 1024          /* longest key (prefix + '.' + escaped rel) we send */
 
 typedef struct kv_mount kv_mount; /* one bucket + prefix, bound lazily; opaque */
@@ -223,6 +223,14 @@ typedef struct kv_ops {
      * returned. Remembers nothing. */
     int (*watch)(kv_mount *m, const char *rel, unsigned flags,
                  int (*fn)(void *arg, const kv_event *ev), void *arg);
+
+    /* The largest value a commit of rel can carry, in bytes, into *max: the least of the
+     * bucket's max value size, the server's max_payload less our headers, the 32 MiB
+     * JetStream record less the subject and headers, and INT_MAX; a commit of more is
+     * -EFBIG. Connects and binds like bind; the bucket's limits are read once per bucket
+     * and process (one request), after that nothing is sent. For write() and ftruncate()
+     * to fail with EFBIG where a local disk would, instead of at the close. */
+    int (*limit)(kv_mount *m, const char *rel, uint64_t *max);
 } kv_ops;
 
 /* The backend's only exported symbol. */

@@ -237,6 +237,20 @@ static int resolve_unknown(const kv_bucket *b0, const pub_req *q, const char *ke
 #define JS_RECORD_MAX (32u * 1024 * 1024)
 #define JS_RECORD_OVERHEAD 30
 
+/* The largest value a commit under a subject of subj_len bytes can carry, once b's limits
+ * are read: the one rule for ops_publish and ops_limit. */
+static uint64_t value_max(const kv_conn *c, const kv_bucket *b, size_t subj_len)
+{
+    uint64_t max = INT_MAX; /* nats.c takes an int */
+    if (b->max_value >= 0 && (uint64_t)b->max_value < max)
+        max = (uint64_t)b->max_value;
+    if (c->max_payload > 256 && (uint64_t)(c->max_payload - 256 /* our headers */) < max)
+        max = (uint64_t)(c->max_payload - 256);
+    uint64_t rec = subj_len + 256 + JS_RECORD_OVERHEAD;
+    rec = rec < JS_RECORD_MAX ? JS_RECORD_MAX - rec : 0;
+    return rec < max ? rec : max;
+}
+
 int ops_publish(kv_conn *c, const kv_bucket *b, const char *key, const void *data,
                 size_t len, uint64_t expect, int del, uint64_t *rev)
 {
@@ -246,10 +260,7 @@ int ops_publish(kv_conn *c, const kv_bucket *b, const char *key, const void *dat
     int limits = conn_bucket_limits(c, b);
     if (limits < 0)
         return fail(key, limits, del ? "delete" : "commit", "the bucket's limits are unknown");
-    if (len > INT_MAX /* nats.c takes an int */ ||
-        (b->max_value >= 0 && (int64_t)len > b->max_value) ||
-        (c->max_payload > 0 && (int64_t)len > c->max_payload - 256 /* our headers */) ||
-        len + strlen(subj) + 256 + JS_RECORD_OVERHEAD > JS_RECORD_MAX)
+    if (len > value_max(c, b, strlen(subj)))
         return fail(key, -EFBIG, "commit", "value larger than the bucket or server allows");
     pub_req q = { .subj = subj, .data = data, .len = len, .del = del, .expect = expect };
     const char *why = NULL;
@@ -302,6 +313,21 @@ int ops_bind(kv_mount *m, const char *rel)
     int r = ops_key_open(m, rel, 0, key, sizeof key, &c, &b);
     if (r == 0)
         conn_release(c);
+    return r;
+}
+
+int ops_limit(kv_mount *m, const char *rel, uint64_t *max)
+{
+    char key[KV_KEY_MAX + 2];
+    kv_conn *c;
+    const kv_bucket *b;
+    int r = ops_key_open(m, rel, 0, key, sizeof key, &c, &b);
+    if (r < 0)
+        return r;
+    r = conn_bucket_limits(c, b);
+    if (r == 0)
+        *max = value_max(c, b, strlen("$KV.") + strlen(b->name) + 1 + strlen(key));
+    conn_release(c);
     return r;
 }
 

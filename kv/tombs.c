@@ -113,7 +113,7 @@ static int purge_all(kv_conn *c, const kv_bucket *b, const tomb *v, size_t nv,
     natsInbox *ib = NULL;
     natsSubscription *sub = NULL;
     kv_guard g;
-    guard_enter(&g, GUARD_THREADS); /* a subscription */
+    guard_enter(&g, GUARD_REQUEST); /* a synchronous subscription: no thread of nats.c */
     natsStatus s = natsInbox_Create(&ib);
     if (s == NATS_OK) {
         snprintf(inbox, sizeof inbox, "%s", (const char *)ib);

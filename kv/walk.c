@@ -55,7 +55,7 @@ int walk_open(kv_conn *c, const kv_bucket *b, const char *prefix, int values, kv
     jsConsumerInfo *ci = NULL;
     const char *why = NULL;
     kv_guard g;
-    guard_enter(&g, GUARD_THREADS); /* a subscription: nats.c may start threads */
+    guard_enter(&g, GUARD_REQUEST); /* a synchronous subscription: no thread of nats.c */
     natsStatus s = js_SubscribeSync(&w->sub, c->js, subj, NULL, &so, &jerr);
     if (s == NATS_OK)
         s = natsSubscription_SetPendingLimits(w->sub, -1, -1);

@@ -43,7 +43,7 @@ int watch_history(kv_mount *m, const char *rel, int (*fn)(void *arg, const kv_ev
     wo.Timeout = kv_timeout_ms();
     kvEntryList list = { 0 };
     kv_guard g;
-    guard_enter(&g, GUARD_THREADS); /* a subscription: nats.c may start threads */
+    guard_enter(&g, GUARD_REQUEST); /* a synchronous subscription: no thread of nats.c */
     natsStatus s = kvStore_History(&list, b->kv, key, &wo);
     const char *why = NULL;
     r = s == NATS_OK ? 0 : kv_errmap(s, 0, &why);
@@ -149,7 +149,7 @@ static int watch_once(watch_state *w, const kv_bucket *b, int first)
     wo.Timeout = kv_timeout_ms();
     kvWatcher *kw = NULL;
     kv_guard g;
-    guard_enter(&g, GUARD_THREADS);
+    guard_enter(&g, GUARD_REQUEST); /* a synchronous subscription: no thread of nats.c */
     natsStatus s;
     if (w->m->prefix) {
         char filter[KV_KEY_MAX + 8];

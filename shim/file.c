@@ -215,6 +215,12 @@ static int open_mount(const struct shim_path *p, int oflags, int how)
         v.len = 0;
 
     int w = writable(oflags);
+    /* What a commit can carry, known once bound (one request per bucket and process): a
+     * write past it is EFBIG at the write. Unknown (0) when the server will not say: the
+     * commit then finds out. */
+    uint64_t max = 0;
+    if (w && ops->limit(km, p->rel, &max) < 0)
+        max = 0;
     struct shim_inode_init in = {
         .mount_idx = p->idx, .rel = p->rel, .owner = shim_pid(), .rev = v.rev,
         .mtime_ns = v.mtime_ns, .base_len = v.len, .based = w, .writers = w,
@@ -231,6 +237,8 @@ static int open_mount(const struct shim_path *p, int oflags, int how)
     struct shim_mem *mem = NULL;
     int fd = shim_mem_enabled() && !(how & SHIM_OPEN_KERNEL)
                  ? shim_mem_open(&v, ops, oflags, NULL, &mem) : -ENOSYS;
+    if (mem && w)
+        mem->max = (size_t)max; /* not shared yet: no lock needed */
     if (fd == -ENOSYS) /* a memfd from the start: asked for, or an in-memory file cannot be */
         fd = shim_buffer_open(v.data, v.len, oflags);
     ops->release_value(&v); /* an in-memory read-only file took it: then a no-op */

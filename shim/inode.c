@@ -296,10 +296,13 @@ static int view_of(struct shim_inode *ino, int fd, struct shim_mem *mem, struct 
 }
 
 /* Commits with ino->mu held. final: nothing will compare against this commit again. */
-void shim_inode_poison(struct shim_inode *ino, int err)
+int shim_inode_poison(struct shim_inode *ino, int err)
 {
+    int was = 0;
     if (ino)
-        __atomic_store_n(&ino->poison, err, __ATOMIC_RELEASE);
+        __atomic_compare_exchange_n(&ino->poison, &was, err, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE);
+    return was;
 }
 
 static int commit_locked(struct shim_inode *ino, int fd, struct shim_mem *mem, int final)

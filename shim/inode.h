@@ -97,8 +97,9 @@ int shim_inode_close(struct shim_inode *ino, int fd, struct shim_mem *mem);
 /* Drops a reference; the inode is freed with its last. */
 void shim_inode_put(struct shim_inode *ino);
 
-/* A write, truncate or commit failed with err: the file is never committed now. NULL: no-op. */
-void shim_inode_poison(struct shim_inode *ino, int err);
+/* A write, truncate or commit failed with err: the file is never committed now. NULL: no-op.
+ * Returns the earlier poison (0 when this is the first). */
+int shim_inode_poison(struct shim_inode *ino, int err);
 
 /* Commits the inode now (fsync, msync, exec) and keeps it open. 0 or -errno. */
 int shim_inode_commit(struct shim_inode *ino, int fd, struct shim_mem *mem);

@@ -290,7 +290,7 @@ static size_t copy_out(const struct shim_mem *m, void *buf, size_t n, off_t off)
 /* Sets the length to len: zero-fills growth, keeps capacity on shrinking. */
 static int set_len(struct shim_mem *m, size_t len)
 {
-    if (len > MEM_MAX)
+    if (len > MEM_MAX || (m->max && len > m->max))
         return -EFBIG;
     if (len > m->cap) {
         size_t cap = m->cap ? m->cap : 256;
@@ -314,7 +314,7 @@ static int copy_in(struct shim_mem *m, const void *buf, size_t n, off_t off)
 {
     if (n == 0)
         return 0;
-    if (n > MEM_MAX || (size_t)off > MEM_MAX - n)
+    if (n > MEM_MAX || (size_t)off > MEM_MAX - n || (m->max && (size_t)off + n > m->max))
         return -EFBIG;
     size_t end = (size_t)off + n;
     int r = end > m->len ? set_len(m, end) : 0;
@@ -365,8 +365,12 @@ static ssize_t mem_io(struct shim_mem *m, const struct iovec *iov, int cnt, off_
  * file: its close returns the error and commits nothing, so the old value stays. */
 static void poison(struct shim_mem *m, int err)
 {
-    if (err == -EFBIG || err == -ENOMEM || err == -ENOSPC)
-        shim_inode_poison(m->file ? m->file->ino : NULL, err);
+    struct shim_inode *ino = m->file ? m->file->ino : NULL;
+    if ((err == -EFBIG || err == -ENOMEM || err == -ENOSPC) && ino &&
+        shim_inode_poison(ino, err) == 0) /* the first: one line (rel: old names stay valid) */
+        log_at(LOG_WARN, "%s: write refused: %s; the file will not be committed", ino->rel,
+               err == -EFBIG ? "value larger than the bucket or server allows"
+                             : strerror(-err));
 }
 
 static int mem_call(int fd, const struct iovec *iov, int cnt, off_t off, unsigned how,

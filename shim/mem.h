@@ -29,6 +29,8 @@ struct shim_mem {
     int flags;              /* the file status flags (O_ACCMODE, O_APPEND, O_NONBLOCK...) */
     char *data;             /* the bytes: owned (malloc) when writable, else val's */
     size_t len, cap;
+    size_t max;             /* the largest value a commit can carry (kv_ops.limit), 0 unknown:
+                             * a write or truncate past it is EFBIG there, not at the close */
     off_t pos;
     kv_value val;           /* read-only: the value as the backend returned it, no copy */
     const kv_ops *ops;      /* releases val */

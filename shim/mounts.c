@@ -5,7 +5,8 @@
  * bucket, prefix, in that order), so mounts_free() frees m->name only. Every problem is one
  * log_at(LOG_ERROR) line naming the variable; the mount it affects gets err, so operations
  * there fail instead of reaching the local disk. Only a mount that cannot be represented at
- * all (no path, the path "/", more than MOUNTS_MAX, out of memory) is left out, reported.
+ * all (no path, the path "/", out of memory) is left out, reported; past MOUNTS_MAX only
+ * the path is kept (extra), and the whole configuration is refused.
  * Deliberately no dependency on kv/: the bucket and prefix checks are local.
  */
 #include "shim/mounts.h"
@@ -140,6 +141,12 @@ static int mounts_add(struct mount_table *t, const struct mount_spec *s, const c
             log_at(LOG_ERROR, "%s: more than %d mounts: the configuration is refused; "
                    "operations under every mount fail with EIO", var, MOUNTS_MAX);
         t->too_many = 1;
+        char **grown = realloc(t->extra, (size_t)(t->nextra + 1) * sizeof *grown);
+        if (grown) {
+            t->extra = grown;
+            if ((grown[t->nextra] = strdup(s->path)) != NULL)
+                t->nextra++;
+        }
         return 1;
     }
     size_t size = s->name.n + 1 + plen + 1 + s->bucket_n + 1 + s->prefix_n + 1;
@@ -449,6 +456,9 @@ void mounts_free(struct mount_table *t)
 {
     for (int i = 0; i < t->n; i++)
         free(t->m[i].name);
+    for (int i = 0; i < t->nextra; i++)
+        free(t->extra[i]);
+    free(t->extra);
     memset(t, 0, sizeof *t);
 }
 
@@ -460,6 +470,15 @@ const struct mount *mounts_find(const struct mount_table *t, const char *path, c
             if (rel)
                 *rel = r;
             return &t->m[i];
+        }
+    }
+    /* A refused configuration's mounts past MOUNTS_MAX: every mount fails alike (EIO). */
+    for (int i = 0; t->too_many && t->n > 0 && i < t->nextra; i++) {
+        const char *r = path_below(path, t->extra[i], strlen(t->extra[i]));
+        if (r) {
+            if (rel)
+                *rel = r;
+            return &t->m[0];
         }
     }
     return NULL;

@@ -28,6 +28,8 @@ struct mount_table {
     struct mount m[MOUNTS_MAX];
     int n;
     int too_many;       /* more than MOUNTS_MAX were given: every mount fails with EIO */
+    char **extra;       /* the paths past MOUNTS_MAX (malloc()ed): found by mounts_find as */
+    int nextra;         /* m[0], failing like every mount, never left to the local disk */
     int warnings;       /* settings ignored with a warning (unknown options, read=other,
                            STATE_READ_CACHE=other): not problems, but `check` reports them */
 };

@@ -92,7 +92,12 @@ static int cwd_ok;
 static int cwd_virtual; /* cwd is a mount directory the kernel does not know (read unlocked
                            by shim_cwd_virtual, written under cwd_lock) */
 
-static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
+/* The backend is loaded by the first mount operation, under load_lock (taken before
+ * backend_lock, never with it held). A failure for want of descriptors or memory is retried by
+ * the next operation (EMFILE at the first touch is not a broken install); any other failure
+ * is kept in load_failed and answered for good. */
+static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
+static int load_failed;     /* guarded by load_lock */
 static pthread_mutex_t backend_lock = PTHREAD_MUTEX_INITIALIZER;
 static const kv_ops *ops;
 static kv_mount *kms[MOUNTS_MAX];
@@ -540,43 +545,64 @@ int shim_resolve_existing(int dirfd, const char *path, struct shim_path *p)
     return r < 0 ? r : 1;
 }
 
-static void load_backend(void)
+static int load_backend(void)
 {
     Dl_info self;
     char lib[PATH_MAX];
     if (!dladdr((void *)load_backend, &self) || !self.dli_fname) {
         log_at(LOG_ERROR, "cannot find the shim's own path to load %s", KV_LIB_NAME);
-        return;
+        return -EIO;
     }
     const char *slash = strrchr(self.dli_fname, '/');
     int dirlen = slash ? (int)(slash - self.dli_fname) : 1;
     snprintf(lib, sizeof lib, "%.*s/%s", dirlen, slash ? self.dli_fname : ".", KV_LIB_NAME);
     shim_fd_reserve_high();
+    int saved = errno;
+    errno = 0;
     void *h = dlopen(lib, RTLD_LAZY | RTLD_LOCAL);
+    int err = errno;    /* dlopen leaves the failed open's errno */
+    errno = saved;
     const kv_ops *(*entry)(void) = h ? (const kv_ops *(*)(void))dlsym(h, "kv_backend") : NULL;
     const kv_ops *o = entry ? entry() : NULL;
     if (!o || o->abi != KV_ABI) {
-        log_at(LOG_ERROR, "cannot load the NATS backend %s: %s", lib, h ? "wrong ABI" : dlerror());
-        return;
+        char why[512]; /* dlerror's text is freed by the next dl call (the log's lookups) */
+        const char *dl = h ? "wrong ABI" : dlerror();
+        snprintf(why, sizeof why, "%s", dl ? dl : "?");
+        log_at(LOG_ERROR, "cannot load the NATS backend %s: %s", lib, why);
+        /* dlerror's text ends with strerror of the failed open: errno alone is not kept */
+        for (int e = 0, all[] = { EMFILE, ENFILE, ENOMEM }; !h && e < 3; e++)
+            if (err == all[e] || strstr(why, strerror(all[e])))
+                return -all[e];
+        return -EIO;
     }
-    if (o->init(KV_REVS_PER_THREAD) < 0)
-        return; /* init said why */
+    int r = o->init(KV_REVS_PER_THREAD);
+    if (r < 0)
+        return r == -EMFILE || r == -ENFILE || r == -ENOMEM ? r : -EIO; /* init said why */
     __atomic_store_n(&ops, o, __ATOMIC_RELEASE);
+    return 0;
 }
 
 int shim_backend(int idx, const kv_ops **o, kv_mount **km)
 {
-    pthread_once(&backend_once, load_backend);
-    if (!ops)
-        return -EIO;
+    const kv_ops *loaded = __atomic_load_n(&ops, __ATOMIC_ACQUIRE);
+    if (!loaded) {
+        pthread_mutex_lock(&load_lock);
+        int r = ops ? 0 : load_failed ? load_failed : load_backend();
+        if (r == -EIO)
+            load_failed = r;
+        loaded = ops;
+        pthread_mutex_unlock(&load_lock);
+        if (!loaded)
+            return r < 0 ? r : -EIO;
+    }
     const struct mount *m = &mounts.m[idx];
     int r = 0;
     pthread_mutex_lock(&backend_lock);
     if (!kms[idx])
-        r = ops->mount(m->bucket, m->prefix, m->kv_flags, &kms[idx]);
+        r = loaded->mount(m->bucket, m->prefix, m->kv_flags, &kms[idx]);
     *km = kms[idx];
     pthread_mutex_unlock(&backend_lock);
-    *o = ops;
+    *o = loaded;
     return r < 0 ? r : 0;
 }
 

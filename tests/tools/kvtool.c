@@ -4,7 +4,7 @@
  * to look at what the shim really stored, so a bug in kv/ cannot hide itself.
  *
  *   kvtool [-s URL] [--wait] CMD ...      (URL defaults to $NATS_URL)
- *     bucket-add NAME [--replicas N] [--history N] [--max-value-size BYTES]
+ *     bucket-add NAME [--replicas N] [--history N] [--max-value-size BYTES] [--max-bytes BYTES]
  *                     [--storage file|memory]
  *     bucket-del NAME
  *     put BUCKET KEY VALUE        prints the new revision
@@ -74,7 +74,7 @@ static int cmd_bucket_add(jsCtx *js, int argc, char **argv)
 {
     if (argc < 1)
         return die("usage: bucket-add NAME [--replicas N] [--history N] "
-                   "[--max-value-size BYTES] [--storage file|memory]");
+                   "[--max-value-size BYTES] [--max-bytes BYTES] [--storage file|memory]");
     kvConfig cfg;
     kvConfig_Init(&cfg);
     cfg.Bucket = argv[0];
@@ -103,6 +103,8 @@ static int cmd_bucket_add(jsCtx *js, int argc, char **argv)
             cfg.History = (uint8_t)v;
         else if (strcmp(opt, "--max-value-size") == 0 && v <= INT32_MAX)
             cfg.MaxValueSize = (int32_t)v;
+        else if (strcmp(opt, "--max-bytes") == 0)
+            cfg.MaxBytes = v;
         else
             return die("bucket-add: bad option %s %s", opt, val);
     }

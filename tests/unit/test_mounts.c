@@ -335,6 +335,13 @@ Test(mounts, too_many_mounts)
     cr_assert_eq(t.n, MOUNTS_MAX);
     for (int i = 0; i < t.n; i++)
         cr_assert_eq(t.m[i].err, -EIO); /* refused whole: none served, none silently local */
+    /* the mounts past the table are found too, failing alike: never the local disk */
+    cr_assert_eq(t.nextra, 2);
+    char past[32];
+    snprintf(past, sizeof past, "/m%d/f", MOUNTS_MAX + 1);
+    const struct mount *m = mounts_find(&t, past, NULL);
+    cr_assert(m != NULL);
+    cr_assert_eq(m->err, -EIO);
     mounts_free(&t);
 }
 
