@@ -239,8 +239,11 @@ static void check_markers(const struct mount *mt, int fix)
             char rel[KV_KEY_MAX + 1];
             size_t len = strlen(names);
             if (key_decode(d->key + a.blen, strlen(d->key) - a.blen - 1, rel, sizeof rel) >= 0 &&
-                len + strlen(rel) + 6 < sizeof names)
-                snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "", rel);
+                len + strlen(rel) + 6 < sizeof names) {
+                if (len)
+                    memcpy(names + len, ", ", 2), len += 2;
+                memcpy(names + len, rel, strlen(rel) + 1);
+            }
             else if (len + 6 < sizeof names && !strstr(names, "..."))
                 snprintf(names + len, sizeof names - len, "%s...", len ? ", " : "");
             uint64_t rev = 0;
