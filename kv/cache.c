@@ -101,6 +101,7 @@ struct kv_cache {
     int broken;                 /* mu: a change could not be mirrored: not fresh until the
                                    next walk */
     uint64_t gen;               /* mu: conn_generation() the walk was started under */
+    uint64_t walk_seq;          /* mu: the highest stream sequence the walk has applied */
     int running;                /* caches_mu: a walk thread exists in this process */
     const kv_mount *m;
     struct kv_cache *next;      /* caches_mu */
@@ -310,10 +311,18 @@ static void note(kv_cache *k, const char *key, const void *data, size_t len, uin
             memcpy(copy, data, len);
     }
     pthread_mutex_lock(&k->mu);
-    if (lost)
+    /* The walk delivers in stream order: once it has applied rev, it has applied this
+     * change and every later one, so a local note of it arrives late (a commit notes after
+     * its publish returns) and could only bring back a state another client has since
+     * replaced or deleted, for good (a deleted key's node is freed, the late note would
+     * make it anew). */
+    int late = local && rev <= k->walk_seq;
+    if (lost && !late)
         k->broken = 1;
-    else
+    else if (!late)
         index_set(k, key, &copy, len, rev, time_ns, !deleted, local);
+    if (!local && rev > k->walk_seq)
+        k->walk_seq = rev;
     pthread_mutex_unlock(&k->mu);
     free(copy);
 }
@@ -335,6 +344,7 @@ static void watch_once(kv_cache *k, kv_conn *c, const kv_bucket *b, uint64_t gen
     const kv_mount *m = k->m;
     pthread_mutex_lock(&k->mu);
     index_clear(k);
+    k->walk_seq = 0;
     k->ready = 0;
     k->broken = 0;
     k->gen = gen;
