@@ -560,11 +560,17 @@ static enum serve_method method_of(const char *m)
     return M_OTHER;
 }
 
-static void body_drop(struct serve_req *q)
+/* A refused body: its bytes and its share of the body budget go at once, not when the
+ * client has finished sending what will never be stored (a slow sender would hold the
+ * budget for everybody). */
+static void body_drop(struct serve_ctx *ctx, struct serve_req *q)
 {
     free(q->body);
     q->body = NULL;
     q->len = q->cap = 0;
+    if (q->reserved)
+        serve_budget_give(ctx, q->reserved);
+    q->reserved = 0;
 }
 
 /* Keeps up to max_body bytes of the body, within the body budget (reserved when the
@@ -577,7 +583,7 @@ static void body_append(struct serve_ctx *ctx, struct serve_req *q, const char *
         return;
     if (n > ctx->max_body - q->len) {
         q->too_large = 1;
-        return body_drop(q);
+        return body_drop(ctx, q);
     }
     if (q->len + n > q->cap) {
         size_t cap = q->cap ? q->cap : 4096;
@@ -588,7 +594,7 @@ static void body_append(struct serve_ctx *ctx, struct serve_req *q, const char *
         if (cap > q->reserved) {
             if (serve_budget_take(ctx, cap - q->reserved) < 0) {
                 q->busy = 1;
-                return body_drop(q);
+                return body_drop(ctx, q);
             }
             q->reserved = cap;
         }

@@ -9,6 +9,9 @@ ok" lines. Environment: SOCK (a sidecar started with --header-timeout HEADER_S a
                 third PUT (Content-Length known) and a chunked one that grows past the budget
                 get 503 unavailable with Retry-After; the two then complete (204) and their
                 bytes are what kvtool reads; the refused PUT retried is stored.
+    refused     a chunked PUT past --max-body whose sender goes on (slowly) holds no budget:
+                two 900 KiB PUTs meanwhile are both stored (before, the refused one kept its
+                1 MiB reservation until its sender finished, and one of them got 503).
     framing     a raw NUL in the target, two Content-Length headers, Content-Length with
                 Transfer-Encoding, a Transfer-Encoding other than chunked: 400, the connection
                 closed, nothing stored (kvtool).
@@ -132,6 +135,31 @@ def t_budget():
          (204, body[2]), (st, kv_get("budget/2")))
 
 
+def t_refused():
+    s = raw_connect()                     # grows to --max-body (1 MiB), then past it: 413
+    s.sendall(b"PUT /keys/refused/big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+              b"\r\n\r\n")
+    for _ in range(5):
+        s.sendall(b"40000\r\n" + b"r" * 0x40000 + b"\r\n")
+    time.sleep(0.3)                       # the sender is still sending: no final chunk yet
+    body = [bytes([97 + i]) * (900 << 10) for i in range(2)]
+    got = []
+    for i in range(2):
+        h = raw_connect()
+        h.sendall(f"PUT /keys/refused/{i} HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                  f"{len(body[i])}\r\n\r\n".encode() + body[i][:1000])
+        got.append(h)
+    for i, h in enumerate(got):
+        h.sendall(body[i][1000:])
+    got = [read_answer(h)[0] for h in got]
+    T.eq("while a refused body is still arriving, two 900 KiB PUTs within the budget: 204 204",
+         [204, 204], got)
+    s.sendall(b"0\r\n\r\n")
+    T.eq("the refused PUT: 413 once its sender has finished, nothing stored",
+         (413, None), (read_answer(s)[0], kv_get("refused/big")))
+    s.close()
+
+
 def t_framing():
     cases = [
         ("a raw NUL in the target", "victim",
@@ -191,4 +219,5 @@ T.run("framing", t_framing)
 T.run("query keeps parses exactly", t_query_kept)
 T.run("slowloris", t_slowloris)
 T.run("body budget", t_budget)
+T.run("refused body holds no budget", t_refused)
 sys.exit(1 if T.failures else 0)
