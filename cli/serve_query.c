@@ -23,7 +23,9 @@
  * Parsing is the cost (10,000 1 KiB documents: ~0.5 s of jansson on the bench machine), so
  * parsed documents are kept between queries: per key, a copy of the value and its parse; a
  * value byte-for-byte equal to the kept copy reuses the parse (exact: never a stale document).
- * At most PARSED_MAX_BYTES of copies are kept; a pass over a prefix forgets the kept keys
+ * At most PARSED_MAX_BYTES are kept, counting each entry's whole cost (kept_cost: the entry,
+ * its key, the copy and an estimate of jansson's parse, which for small documents is far
+ * larger than the document); a pass over a prefix forgets the kept keys
  * under it that it no longer saw (deleted). query_mu serialises queries and guards the kept
  * documents (they are shared, read-only, between the table and a query's answer).
  */
@@ -47,13 +49,14 @@ typedef struct parsed {
     json_t *j;          /* the parse; NULL when the value is not JSON */
     char *raw;          /* a copy of the value */
     size_t len;
+    size_t cost;        /* what it counts against PARSED_MAX_BYTES (kept_cost) */
     uint64_t pass;      /* the last query pass that saw it */
     char rel[];
 } parsed;
 
 static pthread_mutex_t query_mu = PTHREAD_MUTEX_INITIALIZER;
 static parsed *kept;        /* query_mu */
-static size_t kept_bytes;   /* query_mu: the copies' bytes */
+static size_t kept_bytes;   /* query_mu: the kept entries' cost (kept_cost) */
 static uint64_t pass_no;    /* query_mu */
 
 static void parsed_free(parsed *p)
@@ -61,10 +64,18 @@ static void parsed_free(parsed *p)
     /* HASH_DEL of the entry parsed_sweep's HASH_ITER is on, then its free, is uthash's
      * idiom (the analyzer loses track of tmp): NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
     HASH_DEL(kept, p);
-    kept_bytes -= p->len;
+    kept_bytes -= p->cost;
     json_decref(p->j);
     free(p->raw);
     free(p);
+}
+
+/* The memory a kept document costs: the entry with its key (and uthash's handle), the copy,
+ * and jansson's parse, estimated as twice the text plus 512 bytes (an object's table, its
+ * keys and values are separate allocations: a 20-byte document parses into a few hundred). */
+static size_t kept_cost(size_t rl, size_t len)
+{
+    return sizeof(parsed) + rl + 1 + len + 2 * len + 512;
 }
 
 /* The parse of rel's value data[0..len) (a new reference, or NULL: not JSON), from the kept
@@ -81,9 +92,9 @@ static json_t *parse_kept(const char *rel, const void *data, size_t len)
         parsed_free(p);
     json_error_t err;
     json_t *j = json_loadb(data, len, JSON_DECODE_ANY, &err);
-    if (kept_bytes + len > PARSED_MAX_BYTES)
+    size_t rl = strlen(rel), cost = kept_cost(rl, len);
+    if (kept_bytes + cost > PARSED_MAX_BYTES)
         return j; /* full: parsed every time */
-    size_t rl = strlen(rel);
     p = malloc(sizeof *p + rl + 1);
     char *raw = malloc(len ? len : 1);
     if (!p || !raw) {
@@ -95,10 +106,11 @@ static json_t *parse_kept(const char *rel, const void *data, size_t len)
     memcpy(raw, data, len);
     p->raw = raw;
     p->len = len;
+    p->cost = cost;
     p->j = json_incref(j);
     p->pass = pass_no;
     HASH_ADD_STR(kept, rel, p);
-    kept_bytes += len;
+    kept_bytes += cost;
     return j;
 }
 
