@@ -45,6 +45,21 @@ def request(sock, method, path, body=None, headers=None, timeout=30):
         c.close()
 
 
+def read_answer(s):
+    """The status and headers of an HTTP answer read from the raw socket s (the body is left
+    unread)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    status = int(head[0].split()[1]) if head[0] else 0
+    hdrs = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:])}
+    return status, hdrs
+
+
 def quote_key(key):
     """The key as Asya's runtime puts it in the path: raw, no percent-encoding (f"/keys/{key}";
     http.client refuses a space or control byte there, as it does for the runtime)."""

@@ -26,7 +26,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sidecar_client import Checks, request  # noqa: E402
+from sidecar_client import Checks, read_answer, request  # noqa: E402
 
 SOCK = os.environ["SOCK"]
 HEADER_S = float(os.environ["HEADER_S"])
@@ -45,20 +45,6 @@ def raw_connect():
     s.settimeout(10)
     s.connect(SOCK)
     return s
-
-
-def read_answer(s):
-    """The status and headers of the answer on s (the body is not needed here)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-    status = int(head[0].split()[1]) if head[0] else 0
-    hdrs = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:])}
-    return status, hdrs
 
 
 def closed_by_server(s):
