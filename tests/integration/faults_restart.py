@@ -14,6 +14,9 @@ import signal
 import socket
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import faults_control  # noqa: E402
 import threading
 import time
 
@@ -22,13 +25,7 @@ cmd = sys.argv[5:]
 port = int(cmd[cmd.index("-p") + 1])
 env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
 
-ctrl = socket.create_connection(("127.0.0.1", ctrl_port), 5)
-cf = ctrl.makefile("rwb", buffering=0)
-
-
-def control(line):
-    cf.write((line + "\n").encode())
-    return cf.readline().decode().strip()
+control = faults_control.connect(ctrl_port)
 
 
 def accepts():

@@ -11,22 +11,18 @@ depend on the code under test.
 """
 import errno
 import os
-import socket
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import faults_control  # noqa: E402
 
 path, ctrl_port, modes, repeat = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 kvtool, server_url = os.environ["KVTOOL"], os.environ["SERVER_URL"]
 bucket, key = os.environ["BUCKET"], os.environ["KEY"]
 env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
 
-ctrl = socket.create_connection(("127.0.0.1", ctrl_port), 5)
-cf = ctrl.makefile("rwb", buffering=0)
-
-
-def control(cmd):
-    cf.write((cmd + "\n").encode())
-    return cf.readline().decode().strip()
+control = faults_control.connect(ctrl_port)
 
 
 def server_value():
