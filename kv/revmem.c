@@ -87,7 +87,8 @@ typedef struct rev_layer {
 
 static int per_process = -1;    /* set once by revmem_init */
 static size_t entries_max = REVMEM_MAX_DEFAULT; /* per layer; set once by revmem_init */
-static size_t slots;            /* bits in a layer's evicted map: a power of two */
+static size_t slots = 8 * REVMEM_MAX_DEFAULT; /* bits in a layer's evicted map (a power of
+                                                  two); set once by revmem_init */
 static pthread_mutex_t proc_mu = PTHREAD_MUTEX_INITIALIZER;
 static rev_layer proc;          /* guarded by proc_mu */
 static __thread rev_layer thr;
@@ -402,6 +403,10 @@ void revmem_settled(const void *mount, const char *key, uint64_t expected, uint6
         thread_set(k, kl, rev, 0, 0);
     pthread_mutex_lock(&proc_mu);
     rev_entry *e = find(&proc, k, kl);
+    if (e) { /* the most recently used */
+        order_unlink(&proc, e);
+        order_push(&proc, e);
+    }
     /* One reader is done: after a success, a reader of the expected revision (this
      * thread's, else another's); after a conflict, this thread's reader of that revision,
      * else the newest reader: the committer's read, when it is not known, was newer than
