@@ -209,6 +209,14 @@ void revmem_settled(const void *mount, const char *key, uint64_t expected, uint6
 /* A commit that expected `expected` failed with its outcome unknown (any failure but a
  * conflict): this thread's memory of key is forgotten and its read retired. */
 void revmem_unknown(const void *mount, const char *key, uint64_t expected);
+/* Each layer keeps at most ASYA_STATE_REVMEM_MAX entries (default below), the least recently
+ * used evicted. revmem_recall answers -ESTALE when an entry of key may have been evicted
+ * (the commit is then refused as a conflict, never sent blind) and revmem_cleared records
+ * that answer, so the next commit without a read is an ordinary blind put. */
+#define REVMEM_MAX_DEFAULT 65536
+void revmem_cleared(const void *mount, const char *key);
+/* Entries held: the calling thread's layer (thread_layer 1) or the process's. */
+size_t revmem_count(int thread_layer);
 
 /* ---- mounts (backend.c) ---- */
 typedef struct kv_cache kv_cache;

@@ -162,7 +162,9 @@ typedef struct kv_ops {
 
     /* The revision memory, for descriptors that travel across exec: recall gives the
      * remembered revision (KV_REV_ABSENT for "absent"), -ENOENT when nothing is
-     * remembered; remember sets it (0 forgets). Local only, never a request. */
+     * remembered, -ESTALE when what was remembered may have been forgotten for room (a
+     * commit then fails with EEXIST, see kv/revmem.c); remember sets it (0 forgets). Local
+     * only, never a request. */
     int (*recall)(kv_mount *m, const char *rel, uint64_t *rev);
     void (*remember)(kv_mount *m, const char *rel, uint64_t rev);
 

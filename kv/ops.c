@@ -433,7 +433,7 @@ int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsig
     char key[KV_KEY_MAX + 2];
     kv_conn *c;
     const kv_bucket *b;
-    int r = ops_key_open(m, rel, 0, key, sizeof key, &c, &b);
+    int r = ops_key(m, rel, 0, key, sizeof key);
     if (r < 0)
         return r;
     uint64_t expect = 0;
@@ -441,8 +441,15 @@ int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsig
         expect = KV_REV_ABSENT;
     else if ((flags & KV_COMMIT_EXPECT) && rev_out)
         expect = *rev_out;
-    else if (revmem_recall(m, key, &expect) < 0)
+    else if ((r = revmem_recall(m, key, &expect)) == -ESTALE) {
+        /* What this commit should expect was evicted (kv/revmem.c): a conflict, not a
+         * blind put. The next commit without a read is a put; a read guards it again. */
+        revmem_cleared(m, key);
+        return fail(key, -EEXIST, "commit", "its revision memory was evicted: read again");
+    } else if (r < 0)
         expect = 0;
+    if ((r = ops_open(m, key, &c, &b)) < 0)
+        return r;
     uint64_t rev = 0;
     r = ops_publish(c, b, key, data, len, expect, 0, &rev);
     conn_release(c);

@@ -25,6 +25,17 @@
  * (an open file's pinned revision among them) goes, so its next commit is based on its next
  * read, never on a revision the failed write may have moved past (a false EEXIST).
  *
+ * Bounded: each layer (the process's, and each thread's) holds at most ASYA_STATE_REVMEM_MAX
+ * entries (65,536), the least recently used evicted first. Forgetting must never turn a
+ * guarded commit into a blind put, so each layer marks what it evicted in a bit map by hash
+ * of the key (8 bits per entry allowed, made at the first eviction): a commit that finds no
+ * entry in a layer whose map has the key's bit set gets -ESTALE from revmem_recall, and
+ * ops.c answers it as a conflict (EEXIST) without sending anything. revmem_cleared then
+ * leaves a "cleared" entry (rev 0), so the caller's retry is guarded by its new read, or is
+ * a blind put if it reads nothing: at most one false conflict per key per eviction that
+ * marked its bit (a colliding key's included). Deliberate forgetting (a conflict, an
+ * unknown outcome, a remove) marks nothing: the next commit knows what happened.
+ *
  * proc_mu guards the process layer (a leaf lock). Values: a revision, or KV_REV_ABSENT for
  * "read and found absent". A forked child keeps its copy of both.
  */
@@ -55,9 +66,11 @@ typedef struct rev_reads {
 
 typedef struct rev_entry {
     UT_hash_handle hh;
-    uint64_t rev;               /* the last revision read or committed */
-    rev_reads reads[READS_MAX]; /* the process layer: outstanding reads, by revision */
-    int nreads;
+    struct rev_entry *older, *newer; /* the layer's use order (least recently used first) */
+    uint64_t rev;               /* the last revision read or committed; 0: "cleared" (a
+                                   conflict for lost memory was answered: blind from now) */
+    rev_reads *reads;           /* the process layer: outstanding reads, by revision */
+    int nreads, cap;            /* (grown 1, 4, 16: most keys have one reader) */
     int pinned;                 /* the thread layer: set by remember (an open file's own
                                    revision), which outweighs the process layer's readers */
     int from_read;              /* the thread layer: set by this thread's own read */
@@ -65,24 +78,43 @@ typedef struct rev_entry {
     char k[];                   /* mount pointer bytes, then the key */
 } rev_entry;
 
+/* One layer: its table, its use order, and the evictions it made (a bit per hash slot). */
+typedef struct rev_layer {
+    rev_entry *table;
+    rev_entry *oldest, *newest;
+    uint8_t *evicted;           /* NULL until the first eviction */
+} rev_layer;
+
 static int per_process = -1;    /* set once by revmem_init */
+static size_t entries_max = REVMEM_MAX_DEFAULT; /* per layer; set once by revmem_init */
+static size_t slots = 8 * REVMEM_MAX_DEFAULT; /* bits in a layer's evicted map (a power of
+                                                  two); set once by revmem_init */
 static pthread_mutex_t proc_mu = PTHREAD_MUTEX_INITIALIZER;
-static rev_entry *proc_table;   /* guarded by proc_mu */
-static __thread rev_entry *thread_table;
+static rev_layer proc;          /* guarded by proc_mu */
+static __thread rev_layer thr;
 static pthread_key_t thread_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
+static void entry_free(rev_entry *e)
+{
+    free(e->reads);
+    free(e);
+}
+
 static void free_table(void *p)
 {
-    rev_entry *t = p, *e, *tmp;
-    HASH_ITER(hh, t, e, tmp) {
+    rev_layer *l = p;
+    rev_entry *e, *tmp;
+    HASH_ITER(hh, l->table, e, tmp) {
         /* HASH_DEL then free of the iterated entry is uthash's idiom (the analyzer loses
          * track of tmp): NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
-        HASH_DEL(t, e);
-        free(e);
+        HASH_DEL(l->table, e);
+        entry_free(e);
     }
-    thread_table = NULL; /* the key's destructor runs on the exiting thread: a later
-                            destructor that reaches kv/ starts a fresh table */
+    free(l->evicted);
+    /* the key's destructor runs on the exiting thread: a later destructor that reaches kv/
+     * starts a fresh table */
+    memset(l, 0, sizeof *l);
 }
 
 static void make_key(void)
@@ -90,17 +122,25 @@ static void make_key(void)
     pthread_key_create(&thread_key, free_table);
 }
 
-int revmem_init(int proc)
+int revmem_init(int proc_mode)
 {
-    if (per_process < 0)
-        per_process = proc ? 1 : 0;
+    if (per_process < 0) {
+        per_process = proc_mode ? 1 : 0;
+        const char *v = getenv("ASYA_STATE_REVMEM_MAX");
+        char *end = NULL;
+        unsigned long long n = v && *v ? strtoull(v, &end, 10) : 0;
+        if (end && !*end && n >= 1 && n <= (1ull << 30))
+            entries_max = (size_t)n;
+        for (slots = 1024; slots < 8 * entries_max && slots < (1u << 27); slots <<= 1)
+            ;
+    }
     pthread_once(&key_once, make_key);
     return 0;
 }
 
 static void thread_done(void)
 {
-    pthread_setspecific(thread_key, thread_table);
+    pthread_setspecific(thread_key, &thr);
 }
 
 static size_t build(char *buf, size_t bufsz, const void *mount, const char *key)
@@ -113,37 +153,103 @@ static size_t build(char *buf, size_t bufsz, const void *mount, const char *key)
     return sizeof mount + kl;
 }
 
-static rev_entry *find(rev_entry *t, const char *k, size_t kl)
+/* The evicted map's slot of a table key (FNV-1a). */
+static size_t slot_of(const char *k, size_t kl)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < kl; i++)
+        h = (h ^ (uint8_t)k[i]) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 32)) & (slots - 1);
+}
+
+/* 1 when l may have evicted an entry of k: a commit must not take "nothing remembered" for
+ * a blind put then. Colliding keys share a slot (a false conflict, never a missed one). */
+static int maybe_evicted(const rev_layer *l, const char *k, size_t kl)
+{
+    size_t s = slot_of(k, kl);
+    return l->evicted && (l->evicted[s / 8] >> (s % 8) & 1);
+}
+
+static void order_unlink(rev_layer *l, rev_entry *e)
+{
+    if (e->older)
+        e->older->newer = e->newer;
+    else
+        l->oldest = e->newer;
+    if (e->newer)
+        e->newer->older = e->older;
+    else
+        l->newest = e->older;
+    e->older = e->newer = NULL;
+}
+
+static void order_push(rev_layer *l, rev_entry *e)
+{
+    e->older = l->newest;
+    e->newer = NULL;
+    if (l->newest)
+        l->newest->newer = e;
+    else
+        l->oldest = e;
+    l->newest = e;
+}
+
+/* Takes e out of l and frees it. evicted: forgotten for room, not because it was done
+ * with; its slot is marked first (0), or -ENOMEM when the map cannot be made (then e
+ * stays: growing is better than forgetting unmarked). */
+static int remove_entry(rev_layer *l, rev_entry *e, int evicted)
+{
+    if (evicted) {
+        if (!l->evicted && !(l->evicted = calloc(slots / 8, 1)))
+            return -ENOMEM;
+        size_t s = slot_of(e->k, e->klen);
+        l->evicted[s / 8] |= (uint8_t)(1u << (s % 8));
+    }
+    HASH_DEL(l->table, e);
+    order_unlink(l, e);
+    entry_free(e);
+    return 0;
+}
+
+static rev_entry *find(const rev_layer *l, const char *k, size_t kl)
 {
     rev_entry *e = NULL;
-    HASH_FIND(hh, t, k, kl, e);
+    HASH_FIND(hh, l->table, k, kl, e);
     return e;
 }
 
-/* The entry of k in *t, made (rev 0) when missing; NULL when out of memory. */
-static rev_entry *get_or_add(rev_entry **t, const char *k, size_t kl)
+/* The entry of k in l, made (rev 0) when missing, evicting the least recently used when l
+ * holds entries_max; NULL when out of memory. Either way it becomes the most recent. */
+static rev_entry *get_or_add(rev_layer *l, const char *k, size_t kl)
 {
-    rev_entry *e = find(*t, k, kl);
-    if (e || !(e = calloc(1, sizeof *e + kl)))
+    rev_entry *e = find(l, k, kl);
+    if (e) {
+        order_unlink(l, e);
+        order_push(l, e);
         return e;
+    }
+    while (l->oldest && HASH_COUNT(l->table) >= entries_max)
+        if (remove_entry(l, l->oldest, 1) < 0)
+            break;
+    if (!(e = calloc(1, sizeof *e + kl)))
+        return NULL;
     e->klen = kl;
     memcpy(e->k, k, kl);
     add_failed = 0;
-    HASH_ADD_KEYPTR(hh, *t, e->k, kl, e);
+    HASH_ADD_KEYPTR(hh, l->table, e->k, kl, e);
     if (add_failed) {
         free(e);
         return NULL;
     }
+    order_push(l, e);
     return e;
 }
 
-static void drop(rev_entry **t, const char *k, size_t kl)
+static void drop(rev_layer *l, const char *k, size_t kl)
 {
-    rev_entry *e = find(*t, k, kl);
-    if (e) {
-        HASH_DEL(*t, e);
-        free(e);
-    }
+    rev_entry *e = find(l, k, kl);
+    if (e)
+        remove_entry(l, e, 0);
 }
 
 /* Sets the thread layer's entry (0 forgets). Shim mode only. */
@@ -151,9 +257,9 @@ static void thread_set(const char *k, size_t kl, uint64_t rev, int pinned, int f
 {
     pthread_once(&key_once, make_key);
     if (rev == 0) {
-        drop(&thread_table, k, kl);
+        drop(&thr, k, kl);
     } else {
-        rev_entry *e = get_or_add(&thread_table, k, kl);
+        rev_entry *e = get_or_add(&thr, k, kl);
         if (e) {
             e->rev = rev;
             e->pinned = pinned;
@@ -218,7 +324,7 @@ void revmem_read(const void *mount, const char *key, uint64_t rev)
     if (!per_process)
         thread_set(k, kl, rev, 0, 1);
     pthread_mutex_lock(&proc_mu);
-    rev_entry *e = get_or_add(&proc_table, k, kl);
+    rev_entry *e = get_or_add(&proc, k, kl);
     if (e) {
         e->rev = rev;
         expire(e);
@@ -227,12 +333,22 @@ void revmem_read(const void *mount, const char *key, uint64_t rev)
         for (int i = 0; i < e->nreads && !r; i++)
             if (e->reads[i].rev == rev && e->reads[i].reader == me)
                 r = &e->reads[i];
-        if (!r && e->nreads < READS_MAX)
+        if (!r && e->nreads == e->cap && e->cap < READS_MAX) {
+            int cap = e->cap ? e->cap * 4 : 1;
+            rev_reads *v = realloc(e->reads, (size_t)cap * sizeof *v);
+            if (v) {
+                e->reads = v;
+                e->cap = cap;
+            }
+        }
+        if (!r && e->nreads < e->cap)
             *(r = &e->reads[e->nreads++]) = (rev_reads){ .rev = rev, .reader = me };
         if (!r)
             r = oldest(e, 0); /* full: counted with the oldest, which only adds conflicts */
-        r->n++;
-        r->at = now_ns();
+        if (r) { /* (none: out of memory before any read; e->rev still guards) */
+            r->n++;
+            r->at = now_ns();
+        }
     }
     pthread_mutex_unlock(&proc_mu);
 }
@@ -244,30 +360,35 @@ int revmem_recall(const void *mount, const char *key, uint64_t *rev)
     if (kl == 0)
         return -ENAMETOOLONG;
     rev_entry *t = NULL;
+    int lost = 0;
     if (!per_process) {
         pthread_once(&key_once, make_key);
-        t = find(thread_table, k, kl);
+        t = find(&thr, k, kl);
         if (t && (t->pinned || t->from_read)) { /* what this thread's bytes are based on */
             *rev = t->rev;
             return 0;
         }
+        lost = !t && maybe_evicted(&thr, k, kl); /* its own read may have been */
     }
     /* Without a read of its own, reads not yet followed by a commit outweigh this thread's
      * last commit: the commit may be one of those readers' (read in another thread), and
      * its own revision may be newer than what that reader saw. The oldest such read is
      * expected: of two readers of r, only the first to commit succeeds. */
     pthread_mutex_lock(&proc_mu);
-    rev_entry *e = find(proc_table, k, kl);
+    rev_entry *e = find(&proc, k, kl);
+    lost = lost || (!e && maybe_evicted(&proc, k, kl)); /* another's read may have been */
     rev_reads *o = e ? oldest(e, self()) : NULL;
     int r = 0;
-    if (o)
+    if (lost)
+        r = -ESTALE;
+    else if (o)
         *rev = o->rev;
-    else if (t)
+    else if (t && t->rev)
         *rev = t->rev;
-    else if (e)
+    else if (e && e->rev)
         *rev = e->rev;
     else
-        r = -ENOENT;
+        r = -ENOENT; /* nothing, or "cleared" (rev 0) */
     pthread_mutex_unlock(&proc_mu);
     return r;
 }
@@ -281,7 +402,11 @@ void revmem_settled(const void *mount, const char *key, uint64_t expected, uint6
     if (!per_process)
         thread_set(k, kl, rev, 0, 0);
     pthread_mutex_lock(&proc_mu);
-    rev_entry *e = find(proc_table, k, kl);
+    rev_entry *e = find(&proc, k, kl);
+    if (e) { /* the most recently used */
+        order_unlink(&proc, e);
+        order_push(&proc, e);
+    }
     /* One reader is done: after a success, a reader of the expected revision (this
      * thread's, else another's); after a conflict, this thread's reader of that revision,
      * else the newest reader: the committer's read, when it is not known, was newer than
@@ -302,9 +427,8 @@ void revmem_settled(const void *mount, const char *key, uint64_t expected, uint6
     if (hit >= 0 && --e->reads[hit].n == 0)
         e->reads[hit] = e->reads[--e->nreads];
     if (rev == 0 && e && !e->nreads) {
-        HASH_DEL(proc_table, e); /* a conflict, nobody else reading: start clean */
-        free(e);
-    } else if (rev && (e || (e = get_or_add(&proc_table, k, kl)))) {
+        remove_entry(&proc, e, 0); /* a conflict, nobody else reading: start clean */
+    } else if (rev && (e || (e = get_or_add(&proc, k, kl)))) {
         e->rev = rev;
     }
     pthread_mutex_unlock(&proc_mu);
@@ -323,9 +447,9 @@ void revmem_remember(const void *mount, const char *key, uint64_t rev)
     }
     pthread_mutex_lock(&proc_mu);
     if (rev == 0) {
-        drop(&proc_table, k, kl);
+        drop(&proc, k, kl);
     } else {
-        rev_entry *e = get_or_add(&proc_table, k, kl);
+        rev_entry *e = get_or_add(&proc, k, kl);
         if (e) {
             e->rev = rev;
             e->nreads = 0;
@@ -343,7 +467,7 @@ void revmem_unknown(const void *mount, const char *key, uint64_t expected)
     if (!per_process)
         thread_set(k, kl, 0, 0, 0);
     pthread_mutex_lock(&proc_mu);
-    rev_entry *e = find(proc_table, k, kl);
+    rev_entry *e = find(&proc, k, kl);
     /* This thread's reads are done (its commit came after them, landed or not), as after a
      * success; another thread's outstanding read keeps guarding that thread's commit. In the
      * sidecar, whose reads are nobody's, one reader of the expected revision is done. */
@@ -360,8 +484,33 @@ void revmem_unknown(const void *mount, const char *key, uint64_t expected)
             i++;
     }
     if (e && !e->nreads) {
-        HASH_DEL(proc_table, e); /* nobody else reading: the next read starts clean */
-        free(e);
+        remove_entry(&proc, e, 0); /* nobody else reading: the next read starts clean */
     }
     pthread_mutex_unlock(&proc_mu);
+}
+
+void revmem_cleared(const void *mount, const char *key)
+{
+    char k[KBUF];
+    size_t kl = build(k, sizeof k, mount, key);
+    if (kl == 0)
+        return;
+    if (!per_process) {
+        pthread_once(&key_once, make_key);
+        get_or_add(&thr, k, kl); /* a new entry is "cleared"; an existing one stays */
+        thread_done();
+    }
+    pthread_mutex_lock(&proc_mu);
+    get_or_add(&proc, k, kl);
+    pthread_mutex_unlock(&proc_mu);
+}
+
+size_t revmem_count(int thread_layer)
+{
+    if (thread_layer)
+        return HASH_COUNT(thr.table);
+    pthread_mutex_lock(&proc_mu);
+    size_t n = HASH_COUNT(proc.table);
+    pthread_mutex_unlock(&proc_mu);
+    return n;
 }

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "kv/internal.h"
 
@@ -74,4 +76,107 @@ Test(revmem, an_unknown_outcome_retires_only_its_own_read)
     revmem_remember(M, "k", 5);
     revmem_unknown(M, "k", 5);
     cr_assert_eq(recall_elsewhere(), 5, "the other reader's read no longer guards");
+}
+
+/* ---- the bound (ASYA_STATE_REVMEM_MAX): eviction never makes a commit blind ---- */
+
+#define BOUND 8
+#define OTHERS 50
+
+static void read_others(void)
+{
+    char key[32];
+    for (int i = 0; i < OTHERS; i++) {
+        snprintf(key, sizeof key, "other%d", i);
+        revmem_read(M, key, KV_REV_ABSENT); /* distinct missing keys, as in issue 13 */
+    }
+}
+
+static void *read_others_in_thread(void *arg)
+{
+    (void)arg;
+    read_others();
+    return NULL;
+}
+
+static void bounded_init(int per_process)
+{
+    char v[16];
+    snprintf(v, sizeof v, "%d", BOUND);
+    setenv("ASYA_STATE_REVMEM_MAX", v, 1);
+    revmem_init(per_process);
+}
+
+/* Read K, evict it by reading many others, write K: a conflict (ESTALE, which ops.c answers
+ * EEXIST without sending), not a blind put; the retry without a read is a put; a read
+ * guards again; both layers stay within the bound. */
+static void evicted_read_conflicts(int per_process)
+{
+    bounded_init(per_process);
+    uint64_t rev = 0;
+    cr_assert_eq(revmem_recall(M, "never", &rev), -ENOENT, "no eviction yet: a blind put");
+    revmem_read(M, "k", 5);
+    read_others();
+    cr_assert_leq(revmem_count(0), BOUND, "process layer holds %zu", revmem_count(0));
+    cr_assert_leq(revmem_count(1), BOUND, "thread layer holds %zu", revmem_count(1));
+    cr_assert_eq(revmem_recall(M, "k", &rev), -ESTALE, "evicted read gave %llu",
+                 (unsigned long long)rev);
+    revmem_cleared(M, "k");
+    cr_assert_eq(revmem_recall(M, "k", &rev), -ENOENT, "the retry is a put");
+    revmem_read(M, "k", 7);
+    cr_assert_eq(revmem_recall(M, "k", &rev), 0);
+    cr_assert_eq(rev, 7);
+    revmem_settled(M, "k", 7, 8);
+    cr_assert_eq(revmem_recall(M, "k", &rev), 0);
+    cr_assert_eq(rev, 8);
+    cr_assert_leq(revmem_count(0), BOUND);
+}
+
+Test(revmem_bound, an_evicted_read_conflicts_in_a_thread)
+{
+    evicted_read_conflicts(0);
+}
+
+Test(revmem_bound, an_evicted_read_conflicts_in_the_sidecar)
+{
+    evicted_read_conflicts(1);
+}
+
+/* Read in one thread, write in another (an executor): the writer's own last commit must not
+ * stand in for the reader's read once the process layer evicted it. */
+Test(revmem_bound, an_evicted_read_of_another_thread_conflicts)
+{
+    bounded_init(0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, read_in_thread, NULL), 0); /* reads 5 */
+    pthread_join(t, NULL);
+    revmem_read(M, "k", 5);
+    revmem_settled(M, "k", 5, 6); /* this thread's commit: 6 */
+    uint64_t rev = 0;
+    cr_assert_eq(revmem_recall(M, "k", &rev), 0);
+    cr_assert_eq(rev, 5, "the other thread's read of 5 guards");
+    cr_assert_eq(pthread_create(&t, NULL, read_others_in_thread, NULL), 0);
+    pthread_join(t, NULL);
+    cr_assert_leq(revmem_count(0), BOUND);
+    cr_assert_eq(revmem_recall(M, "k", &rev), -ESTALE, "expected %llu after the eviction",
+                 (unsigned long long)rev);
+}
+
+/* A thread whose own table never filled: only the process layer's evictions (a bit per key
+ * hash) can refuse its blind puts, and only the few that collide. */
+Test(revmem_bound, evictions_elsewhere_refuse_few_blind_puts)
+{
+    bounded_init(0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, read_others_in_thread, NULL), 0);
+    pthread_join(t, NULL);
+    uint64_t rev = 0;
+    int conflicts = 0;
+    char key[32];
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "blind%d", i);
+        conflicts += revmem_recall(M, key, &rev) == -ESTALE;
+    }
+    /* the process layer's map has OTHERS - BOUND bits of 1024 set: a few collisions */
+    cr_assert_leq(conflicts, 10, "%d of 100 blind puts refused", conflicts);
 }
