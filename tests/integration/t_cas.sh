@@ -41,8 +41,8 @@ PY
 expect_eq "cas: 8 threads x 50 read-modify-write with r+: none lost" "400 400" "$out"
 
 # A failed write, truncate or commit poisons the open file: its close returns the error and
-# commits nothing; the old value stays (issue 13).
-out=$(run "$PY" - "$KVTOOL" "$B" <<'PY' 2>&1
+# commits nothing; the old value stays (issue 13). The refusal says so in one stderr line.
+out=$(run "$PY" - "$KVTOOL" "$B" <<'PY' 2>"$TMP/poison.err"
 import errno, os, subprocess, sys
 kvtool, bucket = sys.argv[1], sys.argv[2]
 P = "/state/cas/poison"
@@ -69,6 +69,8 @@ PY
 )
 expect_eq "cas: a 65 MiB write fails at write() and at close, the old value stays; a conflict at fsync fails the close too, nothing more committed" \
     "EFBIG EFBIG old value EEXIST EEXIST other" "$out"
+expect_eq "cas: the refused write says so in one stderr line" 1 \
+    "$(grep -c 'write refused: value larger than the bucket or server allows' "$TMP/poison.err")"
 
 # An open file renamed after another process updated it: the rename carries the update to
 # the new name, and the stale open file's commit there conflicts instead of overwriting it.
