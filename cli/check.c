@@ -271,7 +271,11 @@ static void check_markers(const struct mount *mt, int fix)
         check_line(0, "mount %s: %zu director%s without a marker (%s): stat says ENOENT "
                    "until a listing of the parent writes it; `asya-state check --fix` writes "
                    "them", mt->path, missing, missing == 1 ? "y" : "ies", names);
-    if (fix)
+    if (fix && ts.removed < ts.removable)
+        check_line(0, "mount %s: %zu delete marker%s, %zu of %zu old enough removed: %s",
+                   mt->path, ts.seen, ts.seen == 1 ? "" : "s", ts.removed, ts.removable,
+                   ts.why ? ts.why : "unknown reason");
+    else if (fix)
         check_line(1, "mount %s: %zu delete marker%s, %zu removed (younger than %d s kept)",
                    mt->path, ts.seen, ts.seen == 1 ? "" : "s", ts.removed, TOMBS_GRACE_S);
     else

@@ -127,6 +127,7 @@ typedef struct kv_bucket {
     int64_t replicas;       /* the stream's replicas                  } limits_read is set */
     int64_t history;        /* the stream's MaxMsgsPerSubject         }                    */
     int limits_read;        /* the three above are set (atomic; written under conn_mu)   */
+    int64_t purge_refused;  /* tombs.c: CLOCK_MONOTONIC ns of the last purge refusal (atomic) */
     struct kv_bucket *next;
 } kv_bucket;
 
@@ -149,6 +150,9 @@ int conn_bucket(kv_conn *c, const char *bucket, const kv_bucket **out);
 /* Reads the bucket's stream limits (max value size, duplicate window) once, and warns once
  * per process when the stream is replicated on a server older than 2.11. 0 or -errno. */
 int conn_bucket_limits(kv_conn *c, const kv_bucket *b);
+/* The bucket's history setting (MaxMsgsPerSubject) as the server has it now: one request,
+ * every call (`asya-state bucket edit --history` may have changed it). 0 or -errno. */
+int conn_bucket_history(kv_conn *c, const kv_bucket *b, int64_t *history);
 void conn_after_fork_child(void);
 /* A fresh message id for a commit ("asya-<random>-<pid>-<n>"), unique across processes. */
 /* 1 when the connected server is older than 2.11 (compare-and-set not exact on replicated
@@ -332,10 +336,12 @@ typedef struct tomb {
 struct tombs {
     size_t seen, n, cap;
     tomb *v;
-    int64_t now_ns;         /* the time the first marker was seen (its age is against it) */
+    int64_t now_ns;         /* the server's time at the scan's start (walk_once; the client's
+                             * clock at the first marker when the server gave none) */
 };
 typedef struct tombs_stats {
-    size_t seen, removed;
+    size_t seen, removable, removed;
+    const char *why;        /* why removable - removed stayed (a static string), or NULL */
 } tombs_stats;
 /* The process's policy (TOMBS_AUTO unless the CLI sets another; see tombs.c). */
 void tombs_policy(int policy);
