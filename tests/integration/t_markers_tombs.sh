@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# t_markers_tombs.sh: delete markers on a server that denies purges (kv/tombs.c), as
-# least-privilege KV rights do ($JS.API.STREAM.PURGE.> denied to the user).
+# t_markers_tombs.sh: delete marker removal (kv/tombs.c) against its hazards. On a server that
+# denies purges, as
+# least-privilege KV rights do ($JS.API.STREAM.PURGE.> denied to the user):
 #  - 300 unlinks, then two listings in one process: the first waits only briefly for purge
 #    replies that never come (< the timeout), the second does not try again (no second WARN,
 #    < the timeout); the markers stay (kvtool history).
@@ -8,6 +9,8 @@
 #    purge it removes them (kvtool history: gone).
 #  - A bucket's history raised (`bucket edit --history 5`) while a process runs: its next
 #    listing leaves the markers (the setting is read again before every automatic sweep).
+#  - A client clock 60 s ahead of the server's (progs/clockahead.c): a listing right after
+#    the deletes removes no marker (ages are on the server's clock).
 . "$(dirname "$0")/lib.sh"
 
 GRACE=5   # TOMBS_GRACE_S in kv/internal.h
@@ -89,4 +92,23 @@ print(r.returncode, os.listdir("/state/hi"))' "$ASYA" "$GRACE" 2>&1)
 expect_eq "history: 300 unlinks (history 1), bucket edit --history 5, a listing" "0 []" "$out"
 expect_eq "history: that listing left the markers (kvtool history: the delete)" \
     "1" "$("$KVTOOL" -s "$AURL" history hist 'hi.f7' 2>&1 | grep -ci del)"
+
+# a client clock 60 s ahead of the server's: marker ages are on the server's clock, so a
+# listing right after the deletes removes none (all younger than the grace on the server)
+export NATS_KV_BUCKET=ahead STATE_MOUNT=/state/ah STATE_PREFIX=ah
+"$KVTOOL" -s "$AURL" --wait bucket-add ahead >/dev/null || fail "ahead: bucket" "kvtool"
+"$KVTOOL" -s "$AURL" fill ahead 'ah.f%d' 300 4
+if ${CC:-cc} -std=gnu11 -O1 -Wall -Wextra -Werror -fPIC -shared -o "$TMP/clockahead.so" \
+        "$(dirname "$0")/progs/clockahead.c" -ldl 2>"$TMP/cc.err"; then
+    out=$(timeout -k 5 120 env LD_PRELOAD="$SHIM $TMP/clockahead.so" CLOCK_AHEAD_S=60 python3 -c '
+import os, time
+for i in range(300):
+    os.unlink("/state/ah/f%d" % i)
+print(os.listdir("/state/ah"), int(time.time()))' 2>&1)
+    skew=$(( ${out##* } - $(date +%s) ))
+    expect_eq "ahead: 300 unlinks and a listing (the client's clock ${skew} s ahead)" "[] 1" \
+        "${out% *} $(( skew >= 55 ))"
+    expect_eq "ahead: the listing removed no marker (kvtool history: the delete)" "1" \
+        "$("$KVTOOL" -s "$AURL" history ahead 'ah.f7' 2>&1 | grep -ci del)"
+else fail "ahead: progs/clockahead.c compiles" "$(head -n 3 "$TMP/cc.err")"; fi
 stop_server "$SERVER_PID"
