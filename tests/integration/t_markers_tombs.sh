@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# t_markers_tombs.sh: delete marker removal (kv/tombs.c) against its hazards. On a server that
-# denies purges, as
-# least-privilege KV rights do ($JS.API.STREAM.PURGE.> denied to the user):
+# t_markers_tombs.sh: delete marker removal (kv/tombs.c) against its hazards. On a server
+# that denies purges, as least-privilege KV rights do ($JS.API.STREAM.PURGE.> denied):
 #  - 300 unlinks, then two listings in one process: the first waits only briefly for purge
 #    replies that never come (< the timeout), the second does not try again (no second WARN,
 #    < the timeout); the markers stay (kvtool history).
