@@ -6,7 +6,8 @@
  * written), and one scan of each mount's keys for directories without a marker (keys other
  * clients wrote below a directory nobody made) and for delete markers (kv/tombs.c); --fix
  * writes the missing markers, create-only, and removes the delete markers older than
- * TOMBS_GRACE_S. One line per check, "ok" or "problem" plus what to do; the exit status is 3
+ * TOMBS_GRACE_S (a problem, with the reason, when the server refuses: no purge permission).
+ * One line per check, "ok" or "problem" plus what to do; the exit status is 3
  * (a server or configuration problem) when any check found a problem. Settings that the
  * shim ignores with a warning (unknown mount options, an ASYA_STATE_LOG that is no level)
  * are problems here: they are typos until proven otherwise.

@@ -347,11 +347,14 @@ typedef struct tombs_stats {
 void tombs_policy(int policy);
 /* A delete or purge entry a scan skipped. Cannot fail (out of memory: not removable). */
 void tombs_see(tombs *t, const kv_rec *e);
-/* After a scan: removes what the policy allows of t (one request each). 0 or the first
- * failure (logged; the rest stay). The figures go to the thread's tombs_last. */
+/* After a scan: removes what the policy allows of t (one request each; TOMBS_AUTO reads
+ * the history setting first, and skips a bucket whose purges were refused less than 5 min
+ * ago). 0 or the first failure (logged; the rest stay). The figures and the reason go to
+ * the thread's tombs_last. */
 int tombs_sweep(kv_conn *c, const kv_bucket *b, tombs *t);
 void tombs_free(tombs *t);
-/* The calling thread's last tombs_sweep: markers seen, removed. */
+/* The calling thread's last tombs_sweep: markers seen, old enough to remove, removed, why
+ * not all (valid until the thread's next sweep). */
 void tombs_last(tombs_stats *out);
 
 #endif

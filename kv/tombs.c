@@ -40,8 +40,10 @@
  * "$JS.API.STREAM.PURGE.>"), nats-server drops the requests and sends the client a
  * "Permissions Violation" error, never a reply. So the first reply is awaited only
  * TOMBS_FIRST_REPLY_MS (the flush before it has made the round trip: a server that answers
- * has the requests); a refusal (no reply, or every reply an error) is remembered per bucket
- * and TOMBS_AUTO tries again after TOMBS_RETRY_S, so listings do not wait on every scan.
+ * has the requests); a sweep that removed nothing (no reply, every reply an error, no
+ * connection) is remembered per bucket and TOMBS_AUTO tries again after TOMBS_RETRY_S, so
+ * listings do not wait and warn on every scan (measured: 1.05-1.15 s for the first listing
+ * after 300 deletes, 6-206 ms for the next; t_markers_tombs.sh).
  * `check --fix` always tries, and reports markers it could not remove as a problem, with
  * the reason (tombs_last's why).
  *
@@ -186,8 +188,6 @@ static int purge_all(kv_conn *c, const kv_bucket *b, const tomb *v, size_t nv,
     guard_leave(&g);
     if (r == 0 && answered < nv)
         r = -EIO;
-    if (answered == 0 && nv > 0)
-        r = r < 0 ? r : -EACCES; /* not one reply */
     return r;
 }
 
