@@ -6,7 +6,8 @@
  * written), and one scan of each mount's keys for directories without a marker (keys other
  * clients wrote below a directory nobody made) and for delete markers (kv/tombs.c); --fix
  * writes the missing markers, create-only, and removes the delete markers older than
- * TOMBS_GRACE_S. One line per check, "ok" or "problem" plus what to do; the exit status is 3
+ * TOMBS_GRACE_S (a problem, with the reason, when the server refuses: no purge permission).
+ * One line per check, "ok" or "problem" plus what to do; the exit status is 3
  * (a server or configuration problem) when any check found a problem. Settings that the
  * shim ignores with a warning (unknown mount options, an ASYA_STATE_LOG that is no level)
  * are problems here: they are typos until proven otherwise.
@@ -271,7 +272,11 @@ static void check_markers(const struct mount *mt, int fix)
         check_line(0, "mount %s: %zu director%s without a marker (%s): stat says ENOENT "
                    "until a listing of the parent writes it; `asya-state check --fix` writes "
                    "them", mt->path, missing, missing == 1 ? "y" : "ies", names);
-    if (fix)
+    if (fix && ts.removed < ts.removable)
+        check_line(0, "mount %s: %zu delete marker%s, %zu of %zu old enough removed: %s",
+                   mt->path, ts.seen, ts.seen == 1 ? "" : "s", ts.removed, ts.removable,
+                   ts.why ? ts.why : "unknown reason");
+    else if (fix)
         check_line(1, "mount %s: %zu delete marker%s, %zu removed (younger than %d s kept)",
                    mt->path, ts.seen, ts.seen == 1 ? "" : "s", ts.removed, TOMBS_GRACE_S);
     else

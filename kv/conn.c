@@ -666,6 +666,25 @@ static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out)
     return 0;
 }
 
+int conn_bucket_history(kv_conn *c, const kv_bucket *b, int64_t *history)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    kv_guard g;
+    guard_enter(&g, GUARD_REQUEST);
+    natsStatus s = js_GetStreamInfo(&si, c->js, b->stream, NULL, &jerr);
+    if (s == NATS_OK) {
+        *history = si->Config->MaxMsgsPerSubject;
+        jsStreamInfo_Destroy(si);
+    }
+    const char *why = NULL;
+    int r = s == NATS_OK ? 0 : kv_errmap(s, jerr, &why);
+    guard_leave(&g);
+    if (r < 0)
+        log_at(LOG_WARN, "cannot read NATS KV bucket '%s' history setting: %s", b->name, why);
+    return r;
+}
+
 int conn_bucket_limits(kv_conn *c, const kv_bucket *cb)
 {
     kv_bucket *b = (kv_bucket *)cb; /* only the limits below change, once, under conn_mu */

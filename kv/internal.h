@@ -127,6 +127,7 @@ typedef struct kv_bucket {
     int64_t replicas;       /* the stream's replicas                  } limits_read is set */
     int64_t history;        /* the stream's MaxMsgsPerSubject         }                    */
     int limits_read;        /* the three above are set (atomic; written under conn_mu)   */
+    int64_t purge_refused;  /* tombs.c: CLOCK_MONOTONIC ns of the last purge refusal (atomic) */
     struct kv_bucket *next;
 } kv_bucket;
 
@@ -149,6 +150,9 @@ int conn_bucket(kv_conn *c, const char *bucket, const kv_bucket **out);
 /* Reads the bucket's stream limits (max value size, duplicate window) once, and warns once
  * per process when the stream is replicated on a server older than 2.11. 0 or -errno. */
 int conn_bucket_limits(kv_conn *c, const kv_bucket *b);
+/* The bucket's history setting (MaxMsgsPerSubject) as the server has it now: one request,
+ * every call (`asya-state bucket edit --history` may have changed it). 0 or -errno. */
+int conn_bucket_history(kv_conn *c, const kv_bucket *b, int64_t *history);
 void conn_after_fork_child(void);
 /* A fresh message id for a commit ("asya-<random>-<pid>-<n>"), unique across processes. */
 /* 1 when the connected server is older than 2.11 (compare-and-set not exact on replicated
@@ -340,20 +344,25 @@ typedef struct tomb {
 struct tombs {
     size_t seen, n, cap;
     tomb *v;
-    int64_t now_ns;         /* the time the first marker was seen (its age is against it) */
+    int64_t now_ns;         /* the server's time at the scan's start (walk_once; the client's
+                             * clock at the first marker when the server gave none) */
 };
 typedef struct tombs_stats {
-    size_t seen, removed;
+    size_t seen, removable, removed;
+    const char *why;        /* why removable - removed stayed (a static string), or NULL */
 } tombs_stats;
 /* The process's policy (TOMBS_AUTO unless the CLI sets another; see tombs.c). */
 void tombs_policy(int policy);
 /* A delete or purge entry a scan skipped. Cannot fail (out of memory: not removable). */
 void tombs_see(tombs *t, const kv_rec *e);
-/* After a scan: removes what the policy allows of t (one request each). 0 or the first
- * failure (logged; the rest stay). The figures go to the thread's tombs_last. */
+/* After a scan: removes what the policy allows of t (one request each; TOMBS_AUTO reads
+ * the history setting first, and skips a bucket whose purges were refused less than 5 min
+ * ago). 0 or the first failure (logged; the rest stay). The figures and the reason go to
+ * the thread's tombs_last. */
 int tombs_sweep(kv_conn *c, const kv_bucket *b, tombs *t);
 void tombs_free(tombs *t);
-/* The calling thread's last tombs_sweep: markers seen, removed. */
+/* The calling thread's last tombs_sweep: markers seen, old enough to remove, removed, why
+ * not all (valid until the thread's next sweep). */
 void tombs_last(tombs_stats *out);
 
 #endif

@@ -32,6 +32,7 @@ struct kv_walk {
     int marker_due;         /* the next walk_next gives the marker */
     uint64_t received, initial;
     natsMsg *msg;           /* the entry handed out last, destroyed by the next call */
+    int64_t server_ns;      /* the consumer's creation time: the server's clock at open */
 };
 
 int walk_open(kv_conn *c, const kv_bucket *b, const char *prefix, int values, kv_walk **out)
@@ -64,6 +65,8 @@ int walk_open(kv_conn *c, const kv_bucket *b, const char *prefix, int values, kv
     int r = s == NATS_OK ? 0 : kv_errmap(s, jerr, &why);
     if (r == 0 && ci && ci->NumPending == 0 && ci->Delivered.Consumer == 0)
         w->marker_due = 1; /* nothing under the prefix */
+    if (r == 0 && ci)
+        w->server_ns = ci->Created; /* UTC ns, set by the server */
     jsConsumerInfo_Destroy(ci);
     if (r < 0 && w->sub) {
         natsSubscription_Unsubscribe(w->sub);
@@ -153,6 +156,8 @@ int walk_once(kv_conn *c, const kv_bucket *b, const char *prefix, int values,
     int r = walk_open(c, b, prefix, values, &w);
     if (r < 0)
         return r;
+    if (t && w->server_ns > 0)
+        t->now_ns = w->server_ns; /* marker ages on the server's clock (tombs.c) */
     kv_rec e;
     for (;;) {
         int n = walk_next(w, kv_timeout_ms(), &e, why);
