@@ -112,8 +112,8 @@ typedef struct dial_sockets {
 } dial_sockets;
 void dial_baseline(dial_sockets *b);
 /* When thread tid spins in nats.c 3.4.1's connect past its deadline, shuts down the one new
- * socket (not in b) connected to a server URL's port, so the connect fails and returns.
- * Takes 100 ms (it measures the thread's CPU time). 1 when it cut a socket. */
+ * socket (not in b) connected to a server URL's address and port, so the connect fails and
+ * returns. Takes 100 ms (it samples the thread's state). 1 when it cut a socket. */
 int dial_unstick(pid_t tid, const dial_sockets *b, const char *const *urls, int nurls);
 pid_t dial_gettid(void);
 
