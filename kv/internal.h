@@ -139,8 +139,8 @@ typedef struct kv_conn {
     kv_bucket *buckets;     /* append-only list, guarded by conn_mu */
 } kv_conn;
 
-/* The process's connection, connecting first if needed (or again after nats.c closed it for
- * good). Pair with conn_release. -ECONNREFUSED, -EACCES, -EIO, -ETIMEDOUT, logged. */
+/* The process's connection, connecting first if needed (or again after it was lost: nats.c
+ * never reconnects by itself, it closes). Pair with conn_release. -ECONNREFUSED, -EACCES, -EIO, -ETIMEDOUT, logged. */
 int conn_acquire(kv_conn **out, const char *key_for_log);
 void conn_release(kv_conn *c);
 /* bucket bound on c (js_KeyValue once per connection). -EIO naming a missing bucket. */
