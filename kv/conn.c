@@ -12,16 +12,17 @@
  * a connection it makes late becomes `cur` for the next caller. Binding a bucket and every
  * request run without conn_mu; a kv_conn is kept alive by its refcount while in use.
  *
- * When nats.c has closed the connection for good (natsConnection_IsClosed: reconnect
- * attempts exhausted, or a fatal server error such as a subject too long), the next
- * conn_acquire detaches it and connects afresh; the old one is destroyed by its last user.
- * Reconnects within nats.c (server restarted) are left to nats.c; the generation counter
- * (conn_gen) counts disconnects, reconnects and new connections so the read cache (cache.c)
- * knows its watcher went silent.
+ * nats.c never reconnects by itself (its reconnect thread has the connect's endless wait,
+ * unsupervised and holding the connection's lock: see make_options): a lost connection
+ * (server stopped or restarted, or a fatal server error such as a subject too long) is
+ * closed, and the next conn_acquire detaches it and connects afresh through the supervised
+ * attempt below; the old one is destroyed by its last user. The generation counter
+ * (conn_gen) counts disconnects and new connections so the read cache (cache.c) and watch
+ * know their watcher is gone.
  *
  * After fork the child forgets `cur` without touching it (no destroy, no join: nats.c's
  * threads do not exist in the child) and connects again when it needs to. The NATS socket
- * is made close-on-exec after every connect and reconnect (nats.c 3.4.1 does not).
+ * is made close-on-exec after every connect (nats.c 3.4.1 does not).
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -74,8 +75,8 @@ void conn_msgid(char *out, size_t outsz)
 /* ---- close-on-exec for the NATS socket ---- */
 
 /* nats.c does not expose its descriptor: find the socket whose local address is the
- * connection's and set FD_CLOEXEC on it. Runs in the caller's thread after a connect and in
- * nats.c's callback thread after a reconnect. Best effort: a failure leaves it inheritable. */
+ * connection's and set FD_CLOEXEC on it. Runs in the connecting thread after a connect.
+ * Best effort: a failure leaves it inheritable. */
 static void socket_cloexec(natsConnection *nc)
 {
     char *ip = NULL;
@@ -118,13 +119,6 @@ static void bump_generation(void)
 uint64_t conn_generation(void)
 {
     return __atomic_load_n(&conn_gen, __ATOMIC_ACQUIRE);
-}
-
-static void on_reconnected(natsConnection *nc, void *closure)
-{
-    (void)closure;
-    bump_generation();
-    socket_cloexec(nc);
 }
 
 static void on_disconnected(natsConnection *nc, void *closure)
@@ -212,17 +206,16 @@ static int make_options(natsOptions **out, const kv_config *cfg)
         s = natsOptions_SetServers(o, cfg->urls, cfg->nurls);
     if (s == NATS_OK)
         s = natsOptions_SetTimeout(o, cfg->timeout_ms);
-    /* No rand() from nats.c's own threads: no shuffling, no reconnect jitter. */
+    /* No rand() from nats.c's own threads: no shuffling. */
     if (s == NATS_OK)
         s = natsOptions_SetNoRandomize(o, true);
+    /* No reconnect inside nats.c: its reconnect thread reads the handshake with the same
+     * endless _readProto as the first connect, unsupervised and holding the connection's
+     * lock (a server that sends INFO and then nothing hung every operation, spun a CPU and
+     * grew memory). A lost connection is closed instead, and the next operation makes a new,
+     * supervised one (conn_acquire). */
     if (s == NATS_OK)
-        s = natsOptions_SetReconnectJitter(o, 0, 0);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectWait(o, 250);
-    if (s == NATS_OK)
-        s = natsOptions_SetMaxReconnect(o, 240);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectedCB(o, on_reconnected, NULL);
+        s = natsOptions_SetAllowReconnect(o, false);
     if (s == NATS_OK)
         s = natsOptions_SetDisconnectedCB(o, on_disconnected, NULL);
     if (s != NATS_OK) {

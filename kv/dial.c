@@ -11,15 +11,18 @@
  *    one CPU and memory without end) for as long as a server that sent INFO stays silent.
  *    nats.c gives no handle on the socket, and a spinning thread is always "running" in
  *    /proc/self/task/TID/syscall, so the socket is found by what it is: a TCP socket that did
- *    not exist when the attempt started (dial_baseline), connected to the port of a configured
- *    server URL. Only when the connecting thread is seen spinning (past its deadline,
- *    runnable at every look for 100 ms) and exactly one socket fits is it shut down: the
- *    next recv returns 0, the connect fails with a protocol error and returns. The residual
- *    risk, a socket the program itself opened to the same server port during the attempt, is
- *    why two candidates cut nothing.
+ *    not exist when the attempt started (dial_baseline), connected to the address and port of
+ *    a configured server URL. Only when the connecting thread is seen spinning (past its
+ *    deadline, runnable at every look for 100 ms) and exactly one socket fits is it shut down,
+ *    through a duplicate checked to be that same socket (the number, read from /proc, may
+ *    have been closed and reused by the program meanwhile): the next recv returns 0, the
+ *    connect fails with a protocol error and returns. The residual risk, a socket the program
+ *    itself opened to the same server during the attempt, is why two candidates cut nothing.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -64,21 +67,16 @@ static char thread_state(pid_t tid)
     return p && p[1] == ' ' ? p[2] : 0;
 }
 
-static int is_tcp_socket(int fd, ino_t *ino, int *peer_port)
+/* 1 when fd is a connected TCP socket: its inode and peer address into *ino and *peer. */
+static int is_tcp_socket(int fd, ino_t *ino, struct sockaddr_storage *peer)
 {
     struct stat st;
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
+    socklen_t len = sizeof *peer;
     if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
-        getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+        getpeername(fd, (struct sockaddr *)peer, &len) != 0)
         return 0;
     *ino = st.st_ino;
-    /* getpeername returned 0, so it filled ss:
-     * NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult) */
-    *peer_port = ss.ss_family == AF_INET    ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
-                 : ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                            : -1;
-    return *peer_port > 0;
+    return peer->ss_family == AF_INET || peer->ss_family == AF_INET6;
 }
 
 void dial_baseline(dial_sockets *b)
@@ -90,10 +88,11 @@ void dial_baseline(dial_sockets *b)
         return;
     }
     for (struct dirent *de; (de = readdir(d)) != NULL;) {
-        int fd = atoi(de->d_name), port;
+        int fd = atoi(de->d_name);
         ino_t ino;
+        struct sockaddr_storage peer;
         if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && fd != dirfd(d) &&
-            is_tcp_socket(fd, &ino, &port)) {
+            is_tcp_socket(fd, &ino, &peer)) {
             if (b->n == DIAL_BASELINE_MAX) {
                 b->n = -1;      /* too many to tell a new one: cut nothing */
                 break;
@@ -104,17 +103,87 @@ void dial_baseline(dial_sockets *b)
     closedir(d);
 }
 
-/* The port of a server URL ("nats://[cred@]host[:port]"), 4222 when none is given. */
-static int url_port(const char *url)
+/* The host and port of a server URL ("nats://[cred@]host[:port]", "[v6]" in brackets; port
+ * 4222 when none is given) into host (hostsz bytes) and *port. 0, or -1 when it does not fit. */
+static int url_host_port(const char *url, char *host, size_t hostsz, int *port)
 {
     const char *h = strstr(url, "://");
     h = h ? h + 3 : url;
     const char *at = strrchr(h, '@');
     if (at)
         h = at + 1;
-    const char *colon = strrchr(h, ':');
-    const char *bracket = strrchr(h, ']');
-    return colon && (!bracket || colon > bracket) ? atoi(colon + 1) : 4222;
+    const char *end = h + strcspn(h, "/");
+    const char *colon = NULL;
+    if (*h == '[') {
+        const char *rb = memchr(h, ']', (size_t)(end - h));
+        if (!rb)
+            return -1;
+        colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+        end = rb;
+        h++;
+    } else {
+        colon = memchr(h, ':', (size_t)(end - h));
+    }
+    const char *hend = colon && colon < end ? colon : end;
+    if ((size_t)(hend - h) >= hostsz)
+        return -1;
+    memcpy(host, h, (size_t)(hend - h));
+    host[hend - h] = '\0';
+    *port = colon ? atoi(colon + 1) : 4222;
+    return 0;
+}
+
+/* sa's address as 16 bytes of IPv6 (IPv4 as IPv4-mapped, as a dual-stack socket shows it)
+ * and its port into *port. 0, or -1 when sa is neither IPv4 nor IPv6. */
+static int endpoint(const struct sockaddr *sa, unsigned char addr[16], int *port)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        static const unsigned char mapped[12] = { [10] = 0xff, [11] = 0xff };
+        memcpy(addr, mapped, 12);
+        memcpy(addr + 12, &s4->sin_addr, 4);
+        *port = ntohs(s4->sin_port);
+        return 0;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        memcpy(addr, &s6->sin6_addr, 16);
+        *port = ntohs(s6->sin6_port);
+        return 0;
+    }
+    return -1;
+}
+
+static int same_endpoint(const struct sockaddr *a, const struct sockaddr *b)
+{
+    unsigned char aa[16], ba[16];
+    int ap, bp;
+    return endpoint(a, aa, &ap) == 0 && endpoint(b, ba, &bp) == 0 && ap == bp &&
+           memcmp(aa, ba, 16) == 0;
+}
+
+/* 1 when peer is the address and port of a configured server URL. A host name is resolved
+ * (getaddrinfo: nats.c resolved it for the same connect moments before). */
+static int is_server(const struct sockaddr_storage *peer, const char *const *urls, int nurls)
+{
+    for (int i = 0; i < nurls; i++) {
+        char host[256], serv[16];
+        int port;
+        if (url_host_port(urls[i], host, sizeof host, &port) < 0)
+            continue;
+        snprintf(serv, sizeof serv, "%d", port);
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+        struct addrinfo *res = NULL;
+        if (getaddrinfo(host, serv, &hints, &res) != 0)
+            continue;
+        int match = 0;
+        for (struct addrinfo *ai = res; ai && !match; ai = ai->ai_next)
+            match = same_endpoint((const struct sockaddr *)peer, ai->ai_addr);
+        freeaddrinfo(res);
+        if (match)
+            return 1;
+    }
+    return 0;
 }
 
 int dial_unstick(pid_t tid, const dial_sockets *b, const char *const *urls, int nurls)
@@ -136,27 +205,37 @@ int dial_unstick(pid_t tid, const dial_sockets *b, const char *const *urls, int 
     if (!d)
         return 0;
     int found = -1, count = 0;
+    ino_t found_ino = 0;
     for (struct dirent *de; (de = readdir(d)) != NULL;) {
-        int fd = atoi(de->d_name), port;
+        int fd = atoi(de->d_name);
         ino_t ino;
+        struct sockaddr_storage peer;
         if (de->d_name[0] < '0' || de->d_name[0] > '9' || fd == dirfd(d) ||
-            !is_tcp_socket(fd, &ino, &port))
+            !is_tcp_socket(fd, &ino, &peer))
             continue;
-        int known = 0, server = 0;
+        int known = 0;
         for (int i = 0; i < b->n; i++)
             known |= b->ino[i] == ino;
-        for (int i = 0; i < nurls; i++)
-            server |= url_port(urls[i]) == port;
-        if (!known && server) {
+        if (!known && is_server(&peer, urls, nurls)) {
             found = fd;
+            found_ino = ino;
             count++;
         }
     }
     closedir(d);
     if (count != 1)
         return 0;
-    shutdown(found, SHUT_RDWR);
-    return 1;
+    /* The number was read a moment ago: the program may have closed it and reused it since.
+     * A duplicate holds the socket still; it is cut only when it is the same socket. */
+    int dup = fcntl(found, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0)
+        return 0;
+    struct stat st;
+    int same = fstat(dup, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == found_ino;
+    if (same)
+        shutdown(dup, SHUT_RDWR);
+    close(dup);
+    return same;
 }
 
 pid_t dial_gettid(void)

@@ -112,8 +112,8 @@ typedef struct dial_sockets {
 } dial_sockets;
 void dial_baseline(dial_sockets *b);
 /* When thread tid spins in nats.c 3.4.1's connect past its deadline, shuts down the one new
- * socket (not in b) connected to a server URL's port, so the connect fails and returns.
- * Takes 100 ms (it measures the thread's CPU time). 1 when it cut a socket. */
+ * socket (not in b) connected to a server URL's address and port, so the connect fails and
+ * returns. Takes 100 ms (it samples the thread's state). 1 when it cut a socket. */
 int dial_unstick(pid_t tid, const dial_sockets *b, const char *const *urls, int nurls);
 pid_t dial_gettid(void);
 
@@ -140,8 +140,8 @@ typedef struct kv_conn {
     kv_bucket *buckets;     /* append-only list, guarded by conn_mu */
 } kv_conn;
 
-/* The process's connection, connecting first if needed (or again after nats.c closed it for
- * good). Pair with conn_release. -ECONNREFUSED, -EACCES, -EIO, -ETIMEDOUT, logged. */
+/* The process's connection, connecting first if needed (or again after it was lost: nats.c
+ * never reconnects by itself, it closes). Pair with conn_release. -ECONNREFUSED, -EACCES, -EIO, -ETIMEDOUT, logged. */
 int conn_acquire(kv_conn **out, const char *key_for_log);
 void conn_release(kv_conn *c);
 /* bucket bound on c (js_KeyValue once per connection). -EIO naming a missing bucket. */

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""silent_server.py MODE PORTFILE: a NATS server that hangs (issue 13, case 6).
+"""silent_server.py MODE PORTFILE [PORT]: a NATS server that hangs (issue 13, case 6).
 
-Listens on a free loopback port, writes the port to PORTFILE, then for every connection:
+Listens on loopback PORT (a free one when omitted: a real server's port once it was killed, for
+a hang during a reconnect), writes the port to PORTFILE, then for every connection:
   info  sends an INFO line, as nats-server does, and then nothing (the client's CONNECT and
         PING are read and ignored: no PONG ever comes);
   mute  accepts and never sends a byte.
@@ -16,7 +17,7 @@ import threading
 mode, portfile = sys.argv[1], sys.argv[2]
 ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", 0))
+ls.bind(("127.0.0.1", int(sys.argv[3]) if len(sys.argv) > 3 else 0))
 ls.listen(64)
 with open(portfile + ".tmp", "w") as f:
     f.write(str(ls.getsockname()[1]))

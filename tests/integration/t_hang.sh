@@ -108,3 +108,90 @@ os.execvp(sys.argv[1], sys.argv[1:])' env NATS_URL="nats://127.0.0.1:$port" NATS
         fi
     done
 done
+
+# --- The same server during a reconnect (review of kv/conn.c): a program connected to a real
+# server writes every 0.5 s; the server is killed and a server that sends INFO and then nothing
+# takes its port. nats.c 3.4.1's own reconnect spun there for ever holding the connection's
+# lock (a CPU at ~95%, memory growing, a write blocked until the fake server went away); now a
+# lost connection is closed and the next write connects again, supervised. Then the real
+# server comes back on the same port and store, and writes land again.
+writer_py='
+import os, sys, time
+stop, n = sys.argv[1], 0
+t0 = time.monotonic()
+while not os.path.exists(stop) and time.monotonic() - t0 < 40:
+    n += 1
+    t = time.monotonic()
+    try:
+        with open("/state/k", "w") as f:
+            f.write("v%d" % n)
+        print("ok %d %.2f" % (n, time.monotonic() - t), flush=True)
+    except OSError as e:
+        print("err %s %.2f" % (errno.errorcode.get(e.errno, e.errno), time.monotonic() - t), flush=True)
+    time.sleep(0.5)
+'
+writer_py="import errno${writer_py}"
+cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; } # clock ticks
+if start_server; then
+    RP=$SERVER_PORT RS=$SERVER_STORE RPID=$SERVER_PID
+    "$KVTOOL" -s "$SERVER_URL" --wait bucket-add b >/dev/null
+    rm -f "$TMP/wstop"
+    shimmed "$RP" 1000 "$PY" -c "$writer_py" "$TMP/wstop" >"$TMP/w.log" 2>"$TMP/w.err" &
+    WPID=$!
+    sleep 1.5
+    kill -9 "$RPID"
+    wait "$RPID" 2>/dev/null
+    start_silent_on() { # PORT: silent_server.py info on PORT, sets SPID
+        rm -f "$TMP/port.re"
+        "$PY" "$ROOT/tests/integration/silent_server.py" info "$TMP/port.re" "$1" >/dev/null 2>&1 &
+        SPID=$!
+        _LIB_PIDS+=($SPID)
+        for _ in $(seq 100); do [ -s "$TMP/port.re" ] && break; sleep 0.05; done
+    }
+    start_silent_on "$RP"
+    sleep 1
+    pypid=$(pgrep -n -f "$TMP/wstop") # the newest process naming it: python, below timeout
+    c0=$(cpu_of "$pypid")
+    sleep 3
+    c1=$(cpu_of "$pypid")
+    rss=$(awk '/VmRSS/ {print $2}' "/proc/$pypid/status" 2>/dev/null)
+    kill "$SPID"
+    wait "$SPID" 2>/dev/null
+    nats-server -a 127.0.0.1 -p "$RP" -js -sd "$RS" >>"$RS.log" 2>&1 &
+    RPID=$!
+    _LIB_PIDS+=("$RPID")
+    wait_port "$RP" 10
+    sleep 2.5
+    touch "$TMP/wstop"
+    wait "$WPID"
+    tick=$(getconf CLK_TCK)
+    cpu=$(awk -v a="$c0" -v b="$c1" -v t="$tick" 'BEGIN { printf "%.2f", (b - a) / t }')
+    echo "# reconnect: writer cpu ${cpu} s in 3 s against the silent server, rss ${rss} kB;" \
+        "in turn: $(awk '{print $1 == "ok" ? "ok" : $2}' "$TMP/w.log" | uniq -c | tr -s ' \n' ' ')"
+    sed 's/^/# stderr: /' "$TMP/w.err" | sort | uniq -c | head -5
+    if awk -v c="$cpu" 'BEGIN { exit !(c < 0.5) }'; then
+        ok "hang: reconnect to an info server: nothing spins (${cpu} s CPU in 3 s)"
+    else
+        fail "hang: reconnect to an info server: nothing spins" "${cpu} s CPU in 3 s"
+    fi
+    # every write ends within NATS_TIMEOUT_MS and the cut's margin (a hang lasted 4 s here)
+    maxd=$(awk '{ d = $NF + 0; if (d > m) m = d } END { printf "%.2f", m }' "$TMP/w.log")
+    if awk -v m="$maxd" 'BEGIN { exit !(m < 2.5) }' && grep -q '^err ETIMEDOUT' "$TMP/w.log"; then
+        ok "hang: reconnect to an info server: writes fail with ETIMEDOUT, none waits over 2.5 s (max ${maxd} s)"
+    else
+        fail "hang: reconnect to an info server: writes fail in time" "max ${maxd} s: $(tr '\n' ' ' <"$TMP/w.log")"
+    fi
+    check "hang: reconnect to an info server: the log says it sent INFO, then nothing" \
+        grep -q "sent INFO, then nothing for over 1000 ms" "$TMP/w.err"
+    last=$(tail -n 1 "$TMP/w.log")
+    lastok=$(awk '$1 == "ok" { n = $2 } END { print n }' "$TMP/w.log")
+    if [[ $last == ok* ]]; then
+        expect_eq "hang: reconnect: writes land again once the real server is back (kvtool reads the last)" \
+            "v$lastok" "$("$KVTOOL" -s "nats://127.0.0.1:$RP" get b k 2>&1)"
+    else
+        fail "hang: reconnect: writes land again once the real server is back" "last: $last"
+    fi
+    stop_server "$RPID"
+else
+    fail "hang: reconnect: start a private nats-server" "start_server failed"
+fi
