@@ -23,9 +23,8 @@ static const struct errmap_row {
     { BY_CODE, 10054, NULL, -EFBIG, "value larger than the bucket allows" },
     { BY_CODE, 10059, NULL, -EIO, "bucket (stream) not found" },
     { BY_CODE, 10037, NULL, -ENOENT, "no such key" },
-    /* A full bucket or store is a full disk (issue 13, case 10), with the server's reason. */
-    { BY_CODE, 10077, NULL, -ENOSPC, "bucket full (its max_bytes: maximum bytes exceeded)" },
-    { BY_CODE, 10076, NULL, -ENOSPC, "bucket full (maximum messages exceeded)" },
+    /* A full bucket or store is a full disk (issue 13, case 10), with the server's reason.
+     * By text for a stream's own limits: their code, 10077, is any store failure. */
     { BY_CODE, 10023, NULL, -ENOSPC,
       "server's JetStream store full (insufficient resources)" },
     { BY_CODE, 10027, NULL, -ENOSPC,
@@ -36,6 +35,10 @@ static const struct errmap_row {
     { BY_TEXT, 0, "exceeds maximum", -EFBIG, "value larger than the bucket or server allows" },
     { BY_TEXT, 0, "maximum bytes exceeded", -ENOSPC,
       "bucket full (its max_bytes: maximum bytes exceeded)" },
+    /* KV buckets set no message limit; nats-server before 2.9.21 also answers this from a
+     * replicated stream whose replicas drifted after a restart (nats-server #4365) */
+    { BY_TEXT, 0, "maximum messages exceeded", -ENOSPC,
+      "the stream refused the message (maximum messages exceeded)" },
     { BY_TEXT, 0, "insufficient resources", -ENOSPC,
       "server's JetStream store full (insufficient resources)" },
     { BY_TEXT, 0, "resource limits exceeded", -ENOSPC,
