@@ -68,7 +68,9 @@ void serve_reply_errno(struct serve_reply *r, int err, const char *message);
 int serve_limits_start(struct serve_ctx *ctx, unsigned header_seconds); /* the reaper */
 void serve_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                        enum MHD_ConnectionNotificationCode toe); /* MHD_OPTION_NOTIFY_CONNECTION */
-void serve_conn_headers_done(struct MHD_Connection *c); /* no deadline while it is served */
+void serve_conn_headers_done(struct MHD_Connection *c); /* the body's deadline starts */
+void serve_conn_body(struct MHD_Connection *c, size_t n); /* n body bytes buy more time */
+void serve_conn_served(struct MHD_Connection *c);       /* no deadline while it is served */
 void serve_conn_answered(struct MHD_Connection *c);     /* the next request's deadline */
 /* Reserves n bytes of the body budget: 0, or -ENOBUFS when they do not fit now. */
 int serve_budget_take(struct serve_ctx *ctx, size_t n);

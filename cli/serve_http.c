@@ -729,9 +729,11 @@ enum MHD_Result serve_access(void *cls, struct MHD_Connection *c, const char *ur
     }
     if (*upload_data_size) {
         body_append(ctx, q, upload_data, *upload_data_size);
+        serve_conn_body(c, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
+    serve_conn_served(c);
     if (q->has_reply)
         return queue_reply(c, q);
     if (q->queued)

@@ -6,6 +6,10 @@
  *    its start (or of its previous answer, on a kept-alive connection), else it is shut down.
  *    An idle timeout alone is reset by every byte: a client dripping a byte every few seconds
  *    (slowloris) would keep its connection, and a thousand of them every slot, forever.
+ *    Then a body rate: the body must follow within header_s, each byte buying
+ *    1/BODY_MIN_RATE s more (64 KiB/s: a 64 MiB body has 17 minutes), so a body dripped a
+ *    byte at a time holds its connection, and its share of the body budget, for header_s,
+ *    not for ever. No deadline while a complete request is served.
  *    A reaper thread looks once a second and shutdown()s late connections; libmicrohttpd
  *    then sees the end of the stream and closes them on its own thread.
  *  - a body budget: all request bodies held in memory at once stay under one total. A
@@ -31,7 +35,8 @@
 struct serve_conn {
     struct serve_conn *prev, *next; /* mu */
     int fd;                         /* the connection's socket, MHD's */
-    int64_t deadline;               /* mu: headers due by then (monotonic ns); 0: none */
+    int64_t deadline;               /* mu: headers or body due by then (monotonic ns); 0: none */
+    int in_body;                    /* mu: the deadline is the body's */
     int shut;                       /* mu: shut down by the reaper */
 };
 
@@ -101,7 +106,31 @@ void serve_conn_notify(void *cls, struct MHD_Connection *c, void **socket_contex
     *socket_context = NULL;
 }
 
+#define BODY_MIN_RATE (64 << 10) /* bytes per second a body must average, after header_s */
+
 void serve_conn_headers_done(struct MHD_Connection *c)
+{
+    set_deadline(c, now_ns() + header_ns);
+    struct serve_conn *sc = conn_of(c);
+    if (sc) {
+        pthread_mutex_lock(&mu);
+        sc->in_body = 1;
+        pthread_mutex_unlock(&mu);
+    }
+}
+
+void serve_conn_body(struct MHD_Connection *c, size_t n)
+{
+    struct serve_conn *sc = conn_of(c);
+    if (!sc)
+        return;
+    pthread_mutex_lock(&mu);
+    if (sc->deadline)
+        sc->deadline += (int64_t)(n * (1000000000.0 / BODY_MIN_RATE));
+    pthread_mutex_unlock(&mu);
+}
+
+void serve_conn_served(struct MHD_Connection *c)
 {
     set_deadline(c, 0);
 }
@@ -109,6 +138,12 @@ void serve_conn_headers_done(struct MHD_Connection *c)
 void serve_conn_answered(struct MHD_Connection *c)
 {
     set_deadline(c, now_ns() + header_ns); /* the next request on a kept-alive connection */
+    struct serve_conn *sc = conn_of(c);
+    if (sc) {
+        pthread_mutex_lock(&mu);
+        sc->in_body = 0;
+        pthread_mutex_unlock(&mu);
+    }
 }
 
 static void *reaper_main(void *arg)
@@ -118,18 +153,25 @@ static void *reaper_main(void *arg)
     while (!atomic_load(&ctx->stopping)) {
         nanosleep(&tick, NULL);
         int64_t now = now_ns();
-        unsigned n = 0;
+        unsigned n = 0, nb = 0;
         pthread_mutex_lock(&mu);
         for (struct serve_conn *sc = conns; sc; sc = sc->next)
             if (sc->deadline && now > sc->deadline && !sc->shut) {
                 shutdown(sc->fd, SHUT_RDWR);
                 sc->shut = 1;
-                n++;
+                if (sc->in_body)
+                    nb++;
+                else
+                    n++;
             }
         pthread_mutex_unlock(&mu);
         if (n)
             log_at(LOG_INFO, "serve: closed %u connection(s) that sent no complete request "
                    "headers within %llds", n, (long long)(header_ns / 1000000000));
+        if (nb)
+            log_at(LOG_INFO, "serve: closed %u connection(s) whose request body came slower "
+                   "than %d KiB/s after %llds", nb, BODY_MIN_RATE >> 10,
+                   (long long)(header_ns / 1000000000));
     }
     return NULL;
 }

@@ -12,6 +12,8 @@ ok" lines. Environment: SOCK (a sidecar started with --header-timeout HEADER_S a
     refused     a chunked PUT past --max-body whose sender goes on (slowly) holds no budget:
                 two 900 KiB PUTs meanwhile are both stored (before, the refused one kept its
                 1 MiB reservation until its sender finished, and one of them got 503).
+    body rate   a PUT whose body drips a byte every 0.3 s after its headers is closed by the
+                server within the header deadline (plus a tick), its budget given back.
     framing     a raw NUL in the target, two Content-Length headers, Content-Length with
                 Transfer-Encoding, a Transfer-Encoding other than chunked: 400, the connection
                 closed, nothing stored (kvtool).
@@ -146,6 +148,28 @@ def t_refused():
     s.close()
 
 
+def t_body_rate():
+    s = raw_connect()
+    s.sendall(b"PUT /keys/drip HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" +
+              b"d" * 1000)
+    t0 = time.monotonic()
+    closed = None
+    while time.monotonic() - t0 < HEADER_S + 6:
+        try:
+            s.sendall(b"d")
+        except OSError:
+            closed = time.monotonic() - t0
+            break
+        if closed_by_server(s):
+            closed = time.monotonic() - t0
+            break
+    s.close()
+    T.true("a body dripped a byte at a time: the server closes it after the deadline",
+           closed is not None and HEADER_S <= closed <= HEADER_S + 3,
+           f"closed after {closed} s (deadline {HEADER_S} s)")
+    T.eq("nothing was stored for it", None, kv_get("drip"))
+
+
 def t_framing():
     cases = [
         ("a raw NUL in the target", "victim",
@@ -206,4 +230,5 @@ T.run("query keeps parses exactly", t_query_kept)
 T.run("slowloris", t_slowloris)
 T.run("body budget", t_budget)
 T.run("refused body holds no budget", t_refused)
+T.run("body rate", t_body_rate)
 sys.exit(1 if T.failures else 0)

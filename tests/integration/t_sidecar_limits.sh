@@ -19,6 +19,8 @@ for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
 python3 "$HERE/sidecar_limits.py"
 expect_eq "sidecar limits: the log says the late connections were closed" yes \
     "$(grep -q 'sent no complete request headers within 2s' "$TMP/serve.log" && echo yes)"
+expect_eq "sidecar limits: the log says the slow body's connection was closed" yes \
+    "$(grep -q 'request body came slower than 64 KiB/s after 2s' "$TMP/serve.log" && echo yes)"
 kill -TERM "$PID"
 wait "$PID"
 expect_eq "sidecar limits: exits 0 on SIGTERM" 0 "$?"
