@@ -72,6 +72,7 @@ static int is_tcp_socket(int fd, ino_t *ino, struct sockaddr_storage *peer)
 {
     struct stat st;
     socklen_t len = sizeof *peer;
+    memset(peer, 0, sizeof *peer); /* a family getpeername did not set reads as none */
     if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
         getpeername(fd, (struct sockaddr *)peer, &len) != 0)
         return 0;
