@@ -148,6 +148,15 @@ static int be_stat(kv_mount *m, const char *rel, kv_stat *out)
     return call_end(&c, "stat", m, rel, r < 0 ? 0 : out->rev, r);
 }
 
+static int be_isdir(kv_mount *m, const char *rel)
+{
+    struct call c;
+    call_begin(&c);
+    int r = ops_isdir(m, rel);
+    int logged = call_end(&c, "isdir", m, rel, (uint64_t)(r > 0), r < 0 ? r : 0);
+    return logged < 0 ? logged : r;
+}
+
 static int be_commit(kv_mount *m, const char *rel, const void *data, size_t len,
                      unsigned flags, uint64_t *rev_out)
 {
@@ -308,6 +317,7 @@ static const kv_ops table = {
     .limit = be_limit,
     .get = be_get,
     .stat = be_stat,
+    .isdir = be_isdir,
     .commit = be_commit,
     .remove = be_remove,
     .list = be_list,

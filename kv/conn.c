@@ -689,7 +689,9 @@ int conn_bucket_limits(kv_conn *c, const kv_bucket *cb)
     guard_enter(&g, GUARD_REQUEST);
     natsStatus s = js_GetStreamInfo(&si, c->js, b->stream, NULL, &jerr);
     int64_t max_value = -1, dup_window = 0, replicas = 1, history = 1;
+    int direct = 0;
     if (s == NATS_OK) {
+        direct = si->Config->AllowDirect;
         max_value = si->Config->MaxMsgSize > 0 ? si->Config->MaxMsgSize : -1;
         dup_window = si->Config->Duplicates;
         replicas = si->Config->Replicas;
@@ -709,6 +711,7 @@ int conn_bucket_limits(kv_conn *c, const kv_bucket *cb)
     b->dup_window_ns = dup_window;
     b->replicas = replicas;
     b->history = history;
+    b->direct = direct;
     __atomic_store_n(&b->limits_read, 1, __ATOMIC_RELEASE);
     int warn = older != 0 && !warned_replicas;
     if (warn)

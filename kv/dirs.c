@@ -356,16 +356,35 @@ int dirs_mkdir(kv_mount *m, const char *rel)
         if (r == 0 && !st.is_dir)
             r = -ENOTDIR;
     }
-    /* a value of that name: EEXIST; a marker: the create-only write below says EEXIST */
+    /* A value of that name: EEXIST; a marker: the create-only write below says EEXIST.
+     * Unless the read cache knows, the value's Get is sent ahead of the marker's create and
+     * read after it (ahead.c: one round trip for both); a value found then takes the new
+     * marker back (a delete expecting its revision) before EEXIST. Only this lookup's
+     * ENOENT means "free": the parent's above must stay ENOENT. */
     char key[KV_KEY_MAX + 2];
-    /* (only this lookup's ENOENT means "free": the parent's above must stay ENOENT) */
+    kv_ahead ahead = { 0 };
+    int asked = 0;
     if (r == 0 && (r = ops_key(m, rel, 0, key, sizeof key)) == 0) {
-        r = ops_entry_stat(m, b, key, 0, &st);
-        r = r == 0 ? -EEXIST : r == -ENOENT ? 0 : r;
+        r = cache_stat(m, key, &st);
+        if (r > 0 && (r = conn_bucket_limits(c, b)) == 0) {
+            ahead_send(c, b, key, &ahead);
+            asked = 1;
+        } else if (r <= 0) {
+            r = r == 0 ? -EEXIST : r == -ENOENT ? 0 : r;
+        }
     }
     uint64_t rev = 0;
     if (r == 0)
         r = ops_publish(c, b, marker, "", 0, KV_REV_ABSENT, 0, &rev);
+    int value = asked ? ahead_wait(&ahead) : 0;
+    if (r == 0 && value != 0) {
+        /* a value of that name (or no answer about one): the marker goes again */
+        uint64_t gone = 0;
+        if (ops_publish(c, b, marker, NULL, 0, rev, 1, &gone) < 0)
+            log_at(LOG_WARN, "%s: mkdir: a value of that name appeared; the marker just "
+                   "made could not be taken back (remove it with rmdir)", marker);
+        r = value > 0 ? -EEXIST : value;
+    }
     if (r == 0)
         cache_note(m, marker, "", 0, rev, 0);
     conn_release(c);

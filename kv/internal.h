@@ -126,7 +126,8 @@ typedef struct kv_bucket {
     int64_t dup_window_ns;  /* the stream's duplicate window          } commit: valid once */
     int64_t replicas;       /* the stream's replicas                  } limits_read is set */
     int64_t history;        /* the stream's MaxMsgsPerSubject         }                    */
-    int limits_read;        /* the three above are set (atomic; written under conn_mu)   */
+    int direct;             /* the stream's AllowDirect (ahead.c)     }                    */
+    int limits_read;        /* the five above are set (atomic; written under conn_mu)   */
     int64_t purge_refused;  /* tombs.c: CLOCK_MONOTONIC ns of the last purge refusal (atomic) */
     struct kv_bucket *next;
 } kv_bucket;
@@ -298,6 +299,20 @@ int ops_bind(kv_mount *m, const char *rel);
 int ops_limit(kv_mount *m, const char *rel, uint64_t *max);
 int ops_get(kv_mount *m, const char *rel, kv_value *out);
 int ops_stat(kv_mount *m, const char *rel, kv_stat *out);
+int ops_isdir(kv_mount *m, const char *rel);
+
+/* ahead.c: a Get of key sent before another request on c and read after it (one round trip
+ * for both). ahead_send always succeeds (when it cannot send, ahead_wait makes the plain
+ * Get); pair every ahead_send with one ahead_wait: 1 when key has a value, 0 when not, or
+ * a negative errno. key must stay valid until ahead_wait. */
+typedef struct kv_ahead {
+    kv_conn *c;
+    const kv_bucket *b;
+    const char *key;
+    natsSubscription *sub;  /* NULL: nothing sent ahead */
+} kv_ahead;
+int ahead_send(kv_conn *c, const kv_bucket *b, const char *key, kv_ahead *a);
+int ahead_wait(kv_ahead *a);
 int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsigned flags,
                uint64_t *rev_out);
 int ops_remove(kv_mount *m, const char *rel);

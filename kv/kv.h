@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_ABI 6
+#define KV_ABI 7
 #define KV_KEY_MAX 1024          /* longest key (prefix + '.' + escaped rel) we send */
 
 typedef struct kv_mount kv_mount; /* one bucket + prefix, bound lazily; opaque */
@@ -134,6 +134,11 @@ typedef struct kv_ops {
     /* Size, revision and type of rel without remembering anything. rel "" is the root,
      * always a directory. -ENOENT when neither a key nor a directory. */
     int (*stat)(kv_mount *m, const char *rel, kv_stat *out);
+
+    /* Whether rel is a directory (its marker exists): 1, 0, or a negative errno. One Get of
+     * the marker (none when the read cache answers): what open needs after get found no
+     * value, where stat would ask for the value again. rel "" is the root: 1. */
+    int (*isdir)(kv_mount *m, const char *rel);
 
     /* Writes data as rel's whole value by the contract's rules: EXCL or remembered
      * "absent" -> create-only; remembered revision r -> update expecting r; nothing

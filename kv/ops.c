@@ -394,17 +394,31 @@ int ops_stat_on(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *r
         out->is_dir = 1;
         return 0;
     }
-    char key[KV_KEY_MAX + 2];
-    int r = ops_key(m, rel, 0, key, sizeof key);
-    if (r == 0 && (r = ops_entry_stat(m, b, key, 0, out)) != -ENOENT)
-        return r;                       /* a value, or a failure */
-    if (r != -ENOENT || (r = ops_key(m, rel, 1, key, sizeof key)) < 0)
+    /* A directory is its marker (SPEC "Paths and keys"): two Gets at most, never a scan.
+     * The marker is asked first when this process knows it (one Get for a directory it has
+     * seen: makedirs and os.walk stat the same directories again and again); a value and a
+     * marker of one name at once is not a state this project writes, and either answer is
+     * then one of the two truths. */
+    char key[KV_KEY_MAX + 2], marker[KV_KEY_MAX + 2];
+    int r = ops_key(m, rel, 1, marker, sizeof marker);
+    if (r < 0)
         return r;
-    /* A directory is its marker (SPEC "Paths and keys"): two Gets at most, never a scan. */
+    if (dirs_known(m, marker)) {
+        if ((r = ops_entry_stat(m, b, marker, 1, out)) != -ENOENT)
+            return r;
+        dirs_note(m, marker, 0); /* removed since: ask for a value */
+        if ((r = ops_key(m, rel, 0, key, sizeof key)) < 0)
+            return r;
+        return ops_entry_stat(m, b, key, 0, out);
+    }
+    if ((r = ops_key(m, rel, 0, key, sizeof key)) < 0)
+        return r;
+    if ((r = ops_entry_stat(m, b, key, 0, out)) != -ENOENT)
+        return r;                       /* a value, or a failure */
     (void)c;
-    r = ops_entry_stat(m, b, key, 1, out);
+    r = ops_entry_stat(m, b, marker, 1, out);
     if (r == 0)
-        dirs_note(m, key, 1);
+        dirs_note(m, marker, 1);
     return r;
 }
 
@@ -425,6 +439,25 @@ int ops_stat(kv_mount *m, const char *rel, kv_stat *out)
     r = ops_stat_on(c, b, m, rel, out);
     conn_release(c);
     return r;
+}
+
+int ops_isdir(kv_mount *m, const char *rel)
+{
+    if (!*rel)
+        return 1;
+    char marker[KV_KEY_MAX + 2];
+    kv_conn *c;
+    const kv_bucket *b;
+    int r = ops_key_open(m, rel, 1, marker, sizeof marker, &c, &b);
+    if (r < 0)
+        return r;
+    cache_start(m);
+    kv_stat st;
+    r = ops_entry_stat(m, b, marker, 1, &st);
+    conn_release(c);
+    if (r == 0 || r == -ENOENT)
+        dirs_note(m, marker, r == 0);
+    return r == 0 ? 1 : r == -ENOENT ? 0 : r;
 }
 
 int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsigned flags,

@@ -191,8 +191,7 @@ static int open_mount(const struct shim_path *p, int oflags, int how)
     if (need_get) {
         r = ops->get(km, p->rel, &v);
         if (r == -ENOENT) {
-            kv_stat ks;
-            if (ops->stat(km, p->rel, &ks) == 0 && ks.is_dir)
+            if (ops->isdir(km, p->rel) == 1)
                 return (oflags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) ? -EEXIST
                                                                         : dir_open(p, oflags);
             if (!(oflags & O_CREAT))

@@ -86,6 +86,27 @@ os.unlink("/state/mk/deep/a/b.json"); os.rmdir("/state/mk/deep/a")
 print(os.listdir("/state/mk"), os.path.exists("/state/mk/users"))' 2>&1)
 expect_eq "markers: rmdir of repaired directories once empty" "['deep'] False" "$out"
 
+# mkdir of a name another client holds a value under: the value's Get goes out ahead of the
+# marker's create (kv/ahead.c), so the marker is made, then taken back: EEXIST, as a local
+# disk says for a file, and no marker left for stat or another client to find
+$KVTOOL put "$B" 'mk.plain' 'v' >/dev/null
+$KVTOOL put "$B" 'mk.deep/plain' 'v' >/dev/null
+out=$(run -c '
+import errno, os
+def mk(p):
+    try:
+        os.mkdir(p)
+        return "made"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+print(mk("/state/mk/plain"), mk("/state/mk/deep/plain"), os.path.isfile("/state/mk/plain"),
+      os.path.isdir("/state/mk/deep/plain"), mk("/state/mk/fresh"), os.path.isdir("/state/mk/fresh"))' 2>&1)
+expect_eq "markers: mkdir over another client's value: EEXIST, still a file; a new name: made" \
+    "EEXIST EEXIST True False made True" "$out"
+expect_eq "markers: ... no marker left behind (another client), the new one there" \
+    "not found|not found|" "$($KVTOOL get "$B" 'mk.plain/' 2>&1 | grep -o 'not found')|$(
+    $KVTOOL get "$B" 'mk.deep/plain/' 2>&1 | grep -o 'not found')|$($KVTOOL get "$B" 'mk.fresh/' 2>&1)"
+
 echo "# $(date +%T) delete markers"
 # ---- delete markers: three buckets, their unlinks first, then one wait past the grace ------
 # del: 5,000 files unlinked, then listings; cas: 1,500, rewritten while a listing removes
