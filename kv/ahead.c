@@ -23,20 +23,17 @@ int ahead_send(kv_conn *c, const kv_bucket *b, const char *key, kv_ahead *a)
     *a = (kv_ahead){ .c = c, .b = b, .key = key };
     if (!__atomic_load_n(&b->limits_read, __ATOMIC_ACQUIRE) || !b->direct)
         return 0;
-    char subj[KV_KEY_MAX + 300], inbox[64];
+    char subj[KV_KEY_MAX + 300], inbox[80];
     int n = snprintf(subj, sizeof subj, "$JS.API.DIRECT.GET.%s.$KV.%s.%s", b->stream, b->name,
                      key);
     if (n < 0 || (size_t)n >= sizeof subj)
         return 0;
-    natsInbox *ib = NULL;
     kv_guard g;
     guard_enter(&g, GUARD_REQUEST); /* a synchronous subscription: no thread of nats.c */
-    natsStatus s = natsInbox_Create(&ib);
+    natsStatus s = conn_inbox(c, inbox, sizeof inbox) == 0 ? NATS_OK : NATS_ERR;
     if (s == NATS_OK) {
-        snprintf(inbox, sizeof inbox, "%s", (const char *)ib);
         s = natsConnection_SubscribeSync(&a->sub, c->nc, inbox);
     }
-    natsInbox_Destroy(ib);
     if (s == NATS_OK)
         s = natsSubscription_AutoUnsubscribe(a->sub, 1);
     if (s == NATS_OK)

@@ -135,7 +135,7 @@ static void on_disconnected(natsConnection *nc, void *closure)
  * reads and writes it. */
 static int auth_refused;
 
-static int set_auth(natsOptions *o, const kv_config *cfg)
+static int set_auth(natsOptions *o, const kv_config *cfg, char *inbox, size_t inboxsz)
 {
     natsStatus s = NATS_OK;
     const char *var = NULL;
@@ -167,11 +167,10 @@ static int set_auth(natsOptions *o, const kv_config *cfg)
                    strncmp(cfg->urls[i], "wss://", 6) == 0;
     /* Inboxes of this process's own: a forked child inherits nats.c's NUID state, so without
      * this its reply subjects would repeat its parent's. */
-    char inbox[48];
     uint64_t rnd[2] = { 0, 0 };
     if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
         rnd[0] ^= (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)&rnd;
-    snprintf(inbox, sizeof inbox, "_INBOX.asya%016llx%016llx", (unsigned long long)rnd[0],
+    snprintf(inbox, inboxsz, "_INBOX.asya%016llx%016llx", (unsigned long long)rnd[0],
              (unsigned long long)rnd[1]);
     if (s == NATS_OK)
         s = natsOptions_SetCustomInboxPrefix(o, inbox);
@@ -198,7 +197,7 @@ static int set_auth(natsOptions *o, const kv_config *cfg)
     return 0;
 }
 
-static int make_options(natsOptions **out, const kv_config *cfg)
+static int make_options(natsOptions **out, const kv_config *cfg, char *inbox, size_t inboxsz)
 {
     natsOptions *o = NULL;
     natsStatus s = natsOptions_Create(&o);
@@ -222,7 +221,7 @@ static int make_options(natsOptions **out, const kv_config *cfg)
         natsOptions_Destroy(o);
         return kv_errmap(s, 0, NULL);
     }
-    int r = set_auth(o, cfg);
+    int r = set_auth(o, cfg, inbox, inboxsz);
     if (r < 0) {
         natsOptions_Destroy(o);
         return r;
@@ -280,7 +279,8 @@ static int connect_nats(kv_conn **out, const char *key, const int *cut)
         log_at(LOG_INFO, "%s: not sent: the NATS configuration was refused (see above)", key);
         r = -EIO;
     }
-    if (r == 0 && (r = make_options(&o, cfg)) == -EIO)
+    char inbox[sizeof ((kv_conn *)0)->inbox];
+    if (r == 0 && (r = make_options(&o, cfg, inbox, sizeof inbox)) == -EIO)
         auth_refused = 1;
     if (r == 0) {
         s = natsConnection_Connect(&nc, o);
@@ -329,6 +329,7 @@ static int connect_nats(kv_conn **out, const char *key, const int *cut)
     }
     c->nc = nc;
     c->js = js;
+    memcpy(c->inbox, inbox, sizeof c->inbox);
     c->max_payload = natsConnection_GetMaxPayload(nc);
     *out = c;
     bump_generation();
@@ -770,4 +771,11 @@ void conn_after_fork_child(void)
     id_count = 0;
     guard_after_fork_child();
     cache_after_fork_child();
+}
+
+int conn_inbox(kv_conn *c, char *out, size_t outsz)
+{
+    unsigned long n = __atomic_add_fetch(&c->inbox_seq, 1, __ATOMIC_RELAXED);
+    int w = snprintf(out, outsz, "%s.own%lu", c->inbox, n);
+    return w > 0 && (size_t)w < outsz ? 0 : -ENAMETOOLONG;
 }

@@ -139,7 +139,14 @@ typedef struct kv_conn {
     unsigned refs;          /* guarded by conn_mu */
     int detached;           /* no longer current; freed when refs drops to 0 (conn_mu) */
     kv_bucket *buckets;     /* append-only list, guarded by conn_mu */
+    char inbox[48];         /* the connection's own inbox prefix (random per connection) */
+    unsigned long inbox_seq; /* conn_inbox's counter (atomic) */
 } kv_conn;
+
+/* A fresh reply subject below c's own inbox prefix, for a synchronous subscription of ours.
+ * Not natsInbox_Create: a forked child inherits nats.c's NUID state, so its inboxes would
+ * repeat its parent's, and each would take the other's replies. */
+int conn_inbox(kv_conn *c, char *out, size_t outsz);
 
 /* The process's connection, connecting first if needed (or again after it was lost: nats.c
  * never reconnects by itself, it closes). Pair with conn_release. -ECONNREFUSED, -EACCES, -EIO, -ETIMEDOUT, logged. */

@@ -129,18 +129,15 @@ void tombs_see(tombs *t, const kv_rec *e)
 static int purge_all(kv_conn *c, const kv_bucket *b, const tomb *v, size_t nv,
                      size_t *removed, const char **why)
 {
-    char api[300], inbox[64], body[KV_KEY_MAX + 400];
+    char api[300], inbox[80], body[KV_KEY_MAX + 400];
     snprintf(api, sizeof api, "$JS.API.STREAM.PURGE.%s", b->stream);
-    natsInbox *ib = NULL;
     natsSubscription *sub = NULL;
     kv_guard g;
     guard_enter(&g, GUARD_REQUEST); /* a synchronous subscription: no thread of nats.c */
-    natsStatus s = natsInbox_Create(&ib);
+    natsStatus s = conn_inbox(c, inbox, sizeof inbox) == 0 ? NATS_OK : NATS_ERR;
     if (s == NATS_OK) {
-        snprintf(inbox, sizeof inbox, "%s", (const char *)ib);
         s = natsConnection_SubscribeSync(&sub, c->nc, inbox);
     }
-    natsInbox_Destroy(ib);
     guard_leave(&g);
     size_t sent = 0, answered = 0;
     guard_enter(&g, GUARD_REQUEST);

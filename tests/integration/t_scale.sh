@@ -48,7 +48,8 @@ for cache in none watch meta; do
     while read -r op c; do
         case $cache/$op in
         */create-in-seen-dir|*/create-at-root) max=1 ;;  # the commit only
-        none/makedirs-new) max=8 ;; # Python: exists(head) for each level, then mkdir: 2 + 2 each
+        none/makedirs-new) max=7 ;; # Python: exists(d/x) 2, exists(d) 1 (a seen directory:
+                                    # its marker first), mkdir of x and of y 2 each
         */makedirs-new) max=2 ;;    # the two markers' creates; every lookup from the mirror
         none/*) max=3 ;;
         *) max=0 ;;                 # stat, exists, isdir, missing open, listdir: the mirror
