@@ -3,19 +3,21 @@
  *   config.c  the environment, read once (kv_config)
  *   nkey.c    the public key of an NKey seed file
  *   hygiene.c the guard around every call into nats.c (signals, rand() state)
- *   conn.c    the one connection and its bound buckets
+ *   conn.c    the one connection;  bucket.c  the buckets bound on it, their streams' limits
  *   dial.c    helper threads for the connect (signals blocked), cutting nats.c's endless wait
  *   errmap.c  the one table from nats.c statuses / JetStream codes / texts to errno
  *   revmem.c  the revision memory
  *   walk.c    every key under a prefix: the one ordered consumer of listings, scans, mirrors
  *   cache.c   the watch-fed read cache of KV_MOUNT_WATCH/META mounts (a mirror per mount)
  *   ops.c     bind, get, stat, commit, remove, version;  dirs.c  list, mkdir, rmdir, key scans
+ *   ahead.c   a Get sent ahead of another request (one round trip for both)
  *   tombs.c   the delete markers a key scan skips, and their removal
  *   watch.c   key, history, watch (for the CLI)
  *   backend.c the kv_ops table
  *
  * Lock order (a lock may be taken while holding the ones to its left, never the reverse):
- *   conn_mu (conn.c) -> rand_mu (hygiene.c);  revmem's mutex and msgid's mutex are leaves.
+ *   conn_mu (conn.c) -> rand_mu (hygiene.c);  bucket_mu (bucket.c), revmem's mutex and
+ *   msgid's mutex are leaves.
  *   caches_mu (cache.c) -> a mirror's mu (kv_cache.mu): taken without any other lock held
  *   and never held while taking conn_mu or calling into nats.c (rand_mu, via a guard, only
  *   around pthread_create under caches_mu).
@@ -127,7 +129,7 @@ typedef struct kv_bucket {
     int64_t replicas;       /* the stream's replicas                  } limits_read is set */
     int64_t history;        /* the stream's MaxMsgsPerSubject         }                    */
     int direct;             /* the stream's AllowDirect (ahead.c)     }                    */
-    int limits_read;        /* the five above are set (atomic; written under conn_mu)   */
+    int limits_read;        /* the five above are set (atomic; written under bucket_mu) */
     int64_t purge_refused;  /* tombs.c: CLOCK_MONOTONIC ns of the last purge refusal (atomic) */
     struct kv_bucket *next;
 } kv_bucket;
@@ -138,20 +140,24 @@ typedef struct kv_conn {
     int64_t max_payload;
     unsigned refs;          /* guarded by conn_mu */
     int detached;           /* no longer current; freed when refs drops to 0 (conn_mu) */
-    kv_bucket *buckets;     /* append-only list, guarded by conn_mu */
+    kv_bucket *buckets;     /* append-only list, guarded by bucket_mu (bucket.c) */
     char inbox[48];         /* the connection's own inbox prefix (random per connection) */
     unsigned long inbox_seq; /* conn_inbox's counter (atomic) */
 } kv_conn;
 
-/* A fresh reply subject below c's own inbox prefix, for a synchronous subscription of ours.
- * Not natsInbox_Create: a forked child inherits nats.c's NUID state, so its inboxes would
- * repeat its parent's, and each would take the other's replies. */
-int conn_inbox(kv_conn *c, char *out, size_t outsz);
 
 /* The process's connection, connecting first if needed (or again after it was lost: nats.c
  * never reconnects by itself, it closes). Pair with conn_release. -ECONNREFUSED, -EACCES, -EIO, -ETIMEDOUT, logged. */
 int conn_acquire(kv_conn **out, const char *key_for_log);
 void conn_release(kv_conn *c);
+/* A fresh reply subject below c's own inbox prefix, for a synchronous subscription of ours.
+ * Not natsInbox_Create: a forked child inherits nats.c's NUID state, so its inboxes would
+ * repeat its parent's, and each would take the other's replies. */
+int conn_inbox(kv_conn *c, char *out, size_t outsz);
+
+/* bucket.c: the buckets bound on a connection. */
+void bucket_free_all(kv_bucket *list);
+void bucket_after_fork_child(void);
 /* bucket bound on c (js_KeyValue once per connection). -EIO naming a missing bucket. */
 int conn_bucket(kv_conn *c, const char *bucket, const kv_bucket **out);
 
