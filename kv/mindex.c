@@ -11,7 +11,10 @@
  *
  * One hash table finds a node by (parent node, name) (chained; FNV-1a over the name, mixed
  * with the parent's address): a key is found in one probe per component, its parent is one
- * pointer away, a listing walks only that directory's children.
+ * pointer away, a listing walks only that directory's children. The probes per component
+ * are the price of the memory: os.path.exists of "users/u777/state.json" from a caught-up
+ * mirror of 100,000 such keys took 1.09-1.40 us in Python against 1.07-1.17 us with one
+ * table of full keys (6 interleaved rounds of 20,000; about 3 to 7% more).
  *
  * Memory (issue 12: <= 200 bytes per key for read=meta): a node is 63 bytes plus its name,
  * carved from 64 KiB blocks in steps of 8 bytes, so no malloc header (8 bytes) nor its
