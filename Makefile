@@ -28,7 +28,7 @@ SHIM_SRC    := $(wildcard shim/*.c) $(COMMON_SRC)
 KV_SRC      := $(wildcard kv/*.c) $(COMMON_SRC)
 CLI_SRC     := $(wildcard cli/*.c) $(wildcard kv/*.c) $(COMMON_SRC) shim/mounts.c shim/path.c
 # Pure logic the unit tests exercise without a server.
-PURE_SRC    := kv/keycodec.c kv/revmem.c shim/mounts.c shim/path.c shim/fdtable.c $(COMMON_SRC)
+PURE_SRC    := kv/keycodec.c kv/mindex.c kv/revmem.c shim/mounts.c shim/path.c shim/fdtable.c $(COMMON_SRC)
 UNIT_SRC    := $(wildcard tests/unit/*.c)
 # The kv/ rules through kv.h on a real nats-server the test binary starts itself.
 UNIT_SERVER := $(BUILD)/unit-server-tests

@@ -32,12 +32,10 @@
  * newer note; a key this process deleted keeps a tombstone until the walk delivers that
  * delete (then it goes: the walk delivers in stream order, nothing older can follow).
  *
- * The index: one hash table of nodes by full key (chained, FNV-1a; uthash's 56-byte handle
- * was a third of a node). A directory is the node of its marker key
- * ("<prefix>.a/b/"), present (live) or not; it exists as a node while anything is below it,
- * keeps its children in a list (kids, sibling links) and counts the live keys below it
- * (below), so a directory written by another client without markers is still listed (and
- * the listing repairs its marker, dirs.c). The mount root is the node k->root, not hashed.
+ * The index is mindex.c's (a node per key component, a directory's children in its own
+ * list, one hash table by parent and name; about 80 bytes a node): a directory written by
+ * another client without markers is still listed (and the listing repairs its marker,
+ * dirs.c).
  *
  * Locks: caches_mu guards the list of caches (for fork) and each mount's cache pointer at
  * creation; cache.mu guards a mirror's index, ready, gen. caches_mu -> cache.mu -> known_mu
@@ -56,7 +54,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,33 +67,9 @@
 #define WATCH_POLL_MS 50        /* longest a silent watcher goes unchecked */
 #define RETRY_MS 100            /* wait before another attempt when not connected */
 
-/* One key: a value, or a directory (its key is the marker key, ending in '/'). Kept small:
- * a read=meta mirror of 100,000 keys holds 100,000 of them (README "Read cache"). */
-typedef struct node {
-    struct node *chain;         /* the next node in its hash slot */
-    struct node *prev, *next;   /* siblings, in the parent directory's kids */
-    union {
-        struct node *kids;      /* a directory: its children */
-        void *data;             /* a value under read=watch: its bytes (NULL when len 0) */
-    } u;
-    uint64_t rev;
-    int64_t time_ns;
-    uint32_t len;               /* a value's length */
-    uint32_t below;             /* a directory: live keys below it (its marker not counted) */
-    uint32_t hash;              /* of key */
-    uint16_t klen;              /* strlen(key): a NATS subject, under 4 KiB */
-    uint8_t live;               /* the key exists (a value, or the directory's marker) */
-    uint8_t tomb;               /* deleted by this process, not yet delivered by the walk */
-    char key[];                 /* NUL-terminated */
-} node;
-
 struct kv_cache {
     pthread_mutex_t mu;
-    node **slots;               /* mu: every node but the root, by key: chained hash table */
-    size_t cap, count;          /* mu: slots (a power of two, or 0), nodes in them */
-    node root;                  /* mu: the mount root (its kids); key "" */
-    char base[KV_KEY_MAX + 2];  /* the keys' common start: "<prefix>." or "" */
-    size_t blen;
+    mindex *ix;                 /* mu: the keys (mindex.c); NULL in a forked child */
     int ready;                  /* mu: initial values delivered for generation gen */
     int broken;                 /* mu: a change could not be mirrored: not fresh until the
                                    next walk */
@@ -127,177 +100,6 @@ static int fresh(const kv_cache *k)
     return k->ready && !k->broken && k->gen == conn_generation();
 }
 
-/* ---- the index (k->mu held) ---- */
-
-static int is_dir(const kv_cache *k, const node *n)
-{
-    return n == &k->root || (n->klen > k->blen && n->key[n->klen - 1] == '/');
-}
-
-static void node_free(kv_cache *k, node *n)
-{
-    if (!is_dir(k, n))
-        free(n->u.data);
-    free(n);
-}
-
-static void index_clear(kv_cache *k)
-{
-    for (size_t i = 0; i < k->cap; i++)
-        for (node *n = k->slots[i], *next; n; n = next) {
-            next = n->chain;
-            node_free(k, n);
-        }
-    free(k->slots);
-    k->slots = NULL;
-    k->cap = k->count = 0;
-    k->root.u.kids = NULL;
-    k->root.below = 0;
-}
-
-static uint32_t hash_of(const char *key, size_t len) /* FNV-1a */
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)key[i]) * 16777619u;
-    return h;
-}
-
-static node *find(kv_cache *k, const char *key, size_t len)
-{
-    if (len == k->blen)
-        return &k->root;
-    uint32_t h = hash_of(key, len);
-    for (node *n = k->cap ? k->slots[h & (k->cap - 1)] : NULL; n; n = n->chain)
-        if (n->hash == h && n->klen == len && memcmp(n->key, key, len) == 0)
-            return n;
-    return NULL;
-}
-
-/* Puts n in the table, doubling it when as full as it is long. -1: no memory. */
-static int table_add(kv_cache *k, node *n)
-{
-    if (k->count + 1 > k->cap) {
-        size_t cap = k->cap ? 2 * k->cap : 1024;
-        node **slots = calloc(cap, sizeof *slots);
-        if (!slots)
-            return -1;
-        for (size_t i = 0; i < k->cap; i++)
-            for (node *e = k->slots[i], *next; e; e = next) {
-                next = e->chain;
-                e->chain = slots[e->hash & (cap - 1)];
-                slots[e->hash & (cap - 1)] = e;
-            }
-        free(k->slots);
-        k->slots = slots;
-        k->cap = cap;
-    }
-    node **s = &k->slots[n->hash & (k->cap - 1)];
-    n->chain = *s;
-    *s = n;
-    k->count++;
-    return 0;
-}
-
-static void table_del(kv_cache *k, node *n)
-{
-    node **p = &k->slots[n->hash & (k->cap - 1)];
-    while (*p != n)
-        p = &(*p)->chain;
-    *p = n->chain;
-    k->count--;
-}
-
-/* The length of key's parent directory key ("<prefix>.a/" for "<prefix>.a/b" and
- * "<prefix>.a/b/"), k->blen for the root. */
-static size_t parent_len(const kv_cache *k, const char *key, size_t len)
-{
-    if (len > k->blen && key[len - 1] == '/')
-        len--;
-    while (len > k->blen && key[len - 1] != '/')
-        len--;
-    return len;
-}
-
-static node *parent_of(kv_cache *k, const node *n)
-{
-    return find(k, n->key, parent_len(k, n->key, n->klen));
-}
-
-/* The node of key, made (with the directories above it) when missing. NULL: no memory. */
-static node *node_get(kv_cache *k, const char *key, size_t len)
-{
-    node *n = find(k, key, len);
-    if (n)
-        return n;
-    node *dir = node_get(k, key, parent_len(k, key, len));
-    if (!dir || (n = calloc(1, offsetof(node, key) + len + 1)) == NULL)
-        return NULL;
-    memcpy(n->key, key, len);
-    n->klen = (uint16_t)len;
-    n->hash = hash_of(key, len);
-    if (table_add(k, n) < 0) {
-        free(n);
-        return NULL;
-    }
-    n->next = dir->u.kids;
-    if (n->next)
-        n->next->prev = n;
-    dir->u.kids = n;
-    return n;
-}
-
-/* Removes n and then each directory above it that nothing keeps any more. */
-static void prune(kv_cache *k, node *n)
-{
-    while (n && n != &k->root && !n->live && !n->tomb && !(is_dir(k, n) && n->u.kids)) {
-        node *dir = parent_of(k, n);
-        if (n->prev)
-            n->prev->next = n->next;
-        else if (dir)
-            dir->u.kids = n->next;
-        if (n->next)
-            n->next->prev = n->prev;
-        table_del(k, n);
-        node_free(k, n);
-        n = dir;
-    }
-}
-
-/* key's new state: live (a value of len bytes, *data taken when not NULL) or deleted;
- * local: noted by this process (a delete leaves a tombstone). Keeps a newer revision. */
-static void index_set(kv_cache *k, const char *key, void **data, size_t len, uint64_t rev,
-                      int64_t time_ns, int live, int local)
-{
-    size_t kl = strlen(key);
-    if (kl <= k->blen || strncmp(key, k->base, k->blen) != 0)
-        return; /* not a key of this mount (or its root, which always exists) */
-    node *n = find(k, key, kl);
-    if (n && n->rev > rev)
-        return;
-    if (!n && !live && !local)
-        return; /* the delete of a key we never had */
-    if (!n && (n = node_get(k, key, kl)) == NULL) {
-        k->broken = 1; /* the key would read as missing: no longer a faithful mirror */
-        return;
-    }
-    if (n->live != live)
-        for (node *d = parent_of(k, n); d; d = d == &k->root ? NULL : parent_of(k, d))
-            d->below += live ? 1 : (uint32_t)-1;
-    n->live = (uint8_t)live;
-    n->tomb = !live && local;
-    n->rev = rev;
-    n->time_ns = time_ns;
-    n->len = (uint32_t)len;
-    if (!is_dir(k, n)) {
-        free(n->u.data);
-        n->u.data = live ? *data : NULL;
-        if (live)
-            *data = NULL;
-    }
-    prune(k, n);
-}
-
 /* Records key's new state; copies data first under read=watch (NULL data: headers only). */
 static void note(kv_cache *k, const char *key, const void *data, size_t len, uint64_t rev,
                  int64_t time_ns, int deleted, int local)
@@ -319,8 +121,9 @@ static void note(kv_cache *k, const char *key, const void *data, size_t len, uin
     int late = local && rev <= k->walk_seq;
     if (lost && !late)
         k->broken = 1;
-    else if (!late)
-        index_set(k, key, &copy, len, rev, time_ns, !deleted, local);
+    else if (!late && k->ix &&
+             mindex_set(k->ix, key, &copy, len, rev, time_ns, !deleted, local) < 0)
+        k->broken = 1; /* the key would read as missing: no longer a faithful mirror */
     if (!local && rev > k->walk_seq)
         k->walk_seq = rev;
     pthread_mutex_unlock(&k->mu);
@@ -343,7 +146,7 @@ static void watch_once(kv_cache *k, kv_conn *c, const kv_bucket *b, uint64_t gen
     char lb[KV_KEY_MAX + 64];
     const kv_mount *m = k->m;
     pthread_mutex_lock(&k->mu);
-    index_clear(k);
+    mindex_clear(k->ix);
     k->walk_seq = 0;
     k->ready = 0;
     k->broken = 0;
@@ -430,12 +233,15 @@ void cache_start(kv_mount *m)
         return;
     pthread_mutex_lock(&caches_mu);
     k = cache_of(m);
-    if (!k && (k = calloc(1, sizeof *k)) != NULL) {
+    char base[KV_KEY_MAX + 2];
+    snprintf(base, sizeof base, "%s%s", m->prefix ? m->prefix : "", m->prefix ? "." : "");
+    if (!k && (k = calloc(1, sizeof *k)) != NULL && (k->ix = mindex_new(base)) == NULL) {
+        free(k);
+        k = NULL;
+    }
+    if (k && !k->m) {
         pthread_mutex_init(&k->mu, NULL);
         k->m = m;
-        snprintf(k->base, sizeof k->base, "%s%s", m->prefix ? m->prefix : "",
-                 m->prefix ? "." : "");
-        k->blen = strlen(k->base);
         k->next = caches;
         caches = k;
         __atomic_store_n(&m->cache, k, __ATOMIC_RELEASE);
@@ -478,19 +284,19 @@ int cache_get(kv_mount *m, const char *key, kv_value *out)
     kv_cache *k = lock_fresh(m);
     if (!k)
         return 1;
+    mindex_entry e;
     int r = 1;
-    node *e = find(k, key, strlen(key));
-    if (!e || !e->live || is_dir(k, e)) {
+    if (mindex_get(k->ix, key, &e) < 0 || e.is_dir) {
         r = -ENOENT;
     } else if (m->flags & KV_MOUNT_WATCH) {
-        void *data = e->len ? malloc(e->len) : NULL;
-        if (!e->len || data) { /* else: let the direct path report it */
-            if (e->len)
-                memcpy(data, e->u.data, e->len);
+        void *data = e.len ? malloc(e.len) : NULL;
+        if (!e.len || data) { /* else: let the direct path report it */
+            if (e.len)
+                memcpy(data, e.data, e.len);
             out->data = data;
-            out->len = e->len;
-            out->rev = e->rev;
-            out->mtime_ns = e->time_ns;
+            out->len = e.len;
+            out->rev = e.rev;
+            out->mtime_ns = e.time_ns;
             r = 0;
         }
     } /* read=meta: a present value is read by a direct Get */
@@ -503,14 +309,13 @@ int cache_stat(const kv_mount *m, const char *key, kv_stat *out)
     kv_cache *k = lock_fresh(m);
     if (!k)
         return 1;
-    node *e = find(k, key, strlen(key));
-    int r = -ENOENT;
-    if (e && e->live) {
-        out->is_dir = is_dir(k, e);
-        out->size = out->is_dir ? 0 : e->len;
-        out->rev = e->rev;
-        out->mtime_ns = e->time_ns;
-        r = 0;
+    mindex_entry e;
+    int r = mindex_get(k->ix, key, &e);
+    if (r == 0) {
+        out->is_dir = e.is_dir;
+        out->size = e.len;
+        out->rev = e.rev;
+        out->mtime_ns = e.time_ns;
     }
     pthread_mutex_unlock(&k->mu);
     return r;
@@ -522,16 +327,7 @@ int cache_children(const kv_mount *m, const char *base,
     kv_cache *k = lock_fresh(m);
     if (!k)
         return 1;
-    node *d = find(k, base, strlen(base));
-    int r = 0;
-    if (d && d != &k->root && d->live)
-        r = fn(arg, d->key, CHILD_SELF);
-    for (node *e = d && is_dir(k, d) ? d->u.kids : NULL; e && r == 0; e = e->next) {
-        if (!is_dir(k, e))
-            r = e->live ? fn(arg, e->key, CHILD_VALUE) : 0;
-        else if (e->live || e->below)
-            r = fn(arg, e->key, e->live ? CHILD_MARKER : CHILD_BELOW);
-    }
+    int r = mindex_children(k->ix, base, fn, arg);
     pthread_mutex_unlock(&k->mu);
     return r;
 }
@@ -553,9 +349,7 @@ void cache_after_fork_child(void)
     pthread_mutex_init(&caches_mu, NULL);
     for (kv_cache *k = caches; k; k = k->next) {
         pthread_mutex_init(&k->mu, NULL);
-        k->slots = NULL;        /* abandoned: the parent's thread may have been inside it */
-        k->cap = k->count = 0;
-        k->root.u.kids = NULL;
+        k->ix = NULL;           /* abandoned: the parent's thread may have been inside it */
         k->ready = 0;
         k->running = 0;
     }
@@ -567,11 +361,7 @@ int cache_each(kv_mount *m, int (*fn)(void *arg, const char *key, const void *da
     kv_cache *k = (m->flags & KV_MOUNT_WATCH) ? lock_fresh(m) : NULL;
     if (!k)
         return 1;
-    int r = 0;
-    for (size_t i = 0; i < k->cap && r == 0; i++)
-        for (node *e = k->slots[i]; e && r == 0; e = e->chain)
-            if (e->live && !is_dir(k, e))
-                r = fn(arg, e->key, e->u.data, e->len);
+    int r = mindex_each(k->ix, fn, arg);
     pthread_mutex_unlock(&k->mu);
     return r;
 }

@@ -9,6 +9,7 @@
  *   revmem.c  the revision memory
  *   walk.c    every key under a prefix: the one ordered consumer of listings, scans, mirrors
  *   cache.c   the watch-fed read cache of KV_MOUNT_WATCH/META mounts (a mirror per mount)
+ *   mindex.c  a mirror's index: a node per key component, children lists, one hash table
  *   ops.c     bind, get, stat, commit, remove, version;  dirs.c  list, mkdir, rmdir, key scans
  *   ahead.c   a Get sent ahead of another request (one round trip for both)
  *   tombs.c   the delete markers a key scan skips, and their removal
@@ -278,6 +279,43 @@ void cache_after_fork_child(void);
  * result. 1 when not served (no mirror with values, or not caught up): scan the server. */
 int cache_each(kv_mount *m, int (*fn)(void *arg, const char *key, const void *data, size_t len),
                void *arg);
+
+/* ---- mindex.c: a mirror's index (cache.c holds the lock; pure, no nats.c) ---- */
+typedef struct mindex mindex;
+/* Longest key the index holds: a NATS subject is under nats-server's max_control_line
+ * (4 KiB by default). */
+#define MINDEX_KEY_MAX 4096
+typedef struct {
+    int is_dir;             /* a directory marker (key ending in '/') */
+    const void *data;       /* a value's bytes under read=watch (valid under the lock), or NULL */
+    size_t len;             /* a value's length (0 for a directory) */
+    uint64_t rev;
+    int64_t time_ns;
+} mindex_entry;
+/* An empty index of the keys starting with base ("<prefix>." or ""). NULL: no memory. */
+mindex *mindex_new(const char *base);
+/* Empties it (values freed); mindex_free also frees x (NULL: no-op). */
+void mindex_clear(mindex *x);
+void mindex_free(mindex *x);
+/* key's new state: live (a value of len bytes; *data, malloc'd or NULL, is taken and set to
+ * NULL) or deleted; local: by this process (a delete leaves a tombstone). A state older than
+ * the key's (rev lower) is ignored, as are keys outside base. 0, -ENOMEM, or -ENAMETOOLONG
+ * (over MINDEX_KEY_MAX): the index no longer mirrors the key space. */
+int mindex_set(mindex *x, const char *key, void **data, size_t len, uint64_t rev,
+               int64_t time_ns, int live, int local);
+/* key's live state into *out, or -ENOENT. */
+int mindex_get(const mindex *x, const char *key, mindex_entry *out);
+/* As cache_children (the children of the directory whose keys start with base): 0 or fn's
+ * first non-zero result. */
+int mindex_children(const mindex *x, const char *base,
+                    int (*fn)(void *arg, const char *key, int kind), void *arg);
+/* fn(arg, key, data, len) for every live value: 0 or fn's first non-zero result. */
+int mindex_each(const mindex *x,
+                int (*fn)(void *arg, const char *key, const void *data, size_t len), void *arg);
+/* Bytes the index holds (its blocks, table and header; not the values), and its nodes (one
+ * per directory and per value, the root not counted). */
+size_t mindex_bytes(const mindex *x);
+size_t mindex_count(const mindex *x);
 
 /* ---- scan.c ---- */
 int scan_values(kv_mount *m, const char *rel_prefix,
