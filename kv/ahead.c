@@ -88,3 +88,14 @@ int ahead_wait(kv_ahead *a)
         log_at(LOG_WARN, "%s: get: %s", a->key, why ? why : strerror(-r));
     return r;
 }
+
+void ahead_drop(kv_ahead *a)
+{
+    if (!a->sub)
+        return;
+    kv_guard g;
+    guard_enter(&g, GUARD_REQUEST);
+    natsSubscription_Destroy(a->sub);
+    a->sub = NULL;
+    guard_leave(&g);
+}

@@ -376,7 +376,11 @@ int dirs_mkdir(kv_mount *m, const char *rel)
     uint64_t rev = 0;
     if (r == 0)
         r = ops_publish(c, b, marker, "", 0, KV_REV_ABSENT, 0, &rev);
-    int value = asked ? ahead_wait(&ahead) : 0;
+    int value = 0; /* a marker already there (EEXIST) or a failed create: no need to know */
+    if (asked && r == 0)
+        value = ahead_wait(&ahead);
+    else if (asked)
+        ahead_drop(&ahead);
     if (r == 0 && value != 0) {
         /* a value of that name (or no answer about one): the marker goes again */
         uint64_t gone = 0;

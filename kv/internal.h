@@ -354,8 +354,8 @@ int ops_isdir(kv_mount *m, const char *rel);
 
 /* ahead.c: a Get of key sent before another request on c and read after it (one round trip
  * for both). ahead_send always succeeds (when it cannot send, ahead_wait makes the plain
- * Get); pair every ahead_send with one ahead_wait: 1 when key has a value, 0 when not, or
- * a negative errno. key must stay valid until ahead_wait. */
+ * Get); pair every ahead_send with one ahead_wait (1 when key has a value, 0 when not, or a
+ * negative errno) or ahead_drop. key must stay valid until then. */
 typedef struct kv_ahead {
     kv_conn *c;
     const kv_bucket *b;
@@ -364,6 +364,8 @@ typedef struct kv_ahead {
 } kv_ahead;
 int ahead_send(kv_conn *c, const kv_bucket *b, const char *key, kv_ahead *a);
 int ahead_wait(kv_ahead *a);
+/* ahead_wait's answer no longer needed (the other request failed): nothing waited for. */
+void ahead_drop(kv_ahead *a);
 int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsigned flags,
                uint64_t *rev_out);
 int ops_remove(kv_mount *m, const char *rel);
