@@ -46,6 +46,7 @@
 #define SERVE_HEADER_SECONDS 10u           /* a request's headers must arrive within this */
 #define SERVE_IDLE_SECONDS 30              /* a connection silent this long is closed */
 #define SERVE_CONN_MAX 4096                /* connections at once (fewer if RLIMIT_NOFILE) */
+#define SERVE_MHD_THREADS 2                /* libmicrohttpd's threads (see the first comment) */
 
 static void serve_usage(FILE *out)
 {
@@ -374,6 +375,7 @@ int cmd_serve(int argc, char **argv)
         MHD_OPTION_NOTIFY_CONNECTION, serve_conn_notify, NULL,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVE_IDLE_SECONDS,
         MHD_OPTION_CONNECTION_LIMIT, limit,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)SERVE_MHD_THREADS,
         MHD_OPTION_END);
     if (!d) {
         log_at(LOG_ERROR, "serve: libmicrohttpd did not start on %s", path);
