@@ -667,6 +667,19 @@ static enum MHD_Result queue_reply(struct MHD_Connection *c, struct serve_req *q
     return ret;
 }
 
+/* 1 when c is the only connection of the MHD thread that runs it. A connection accepted in
+ * the same batch as c (MHD accepts up to ten at a time), or a kept-alive one, is served by
+ * this thread only after c: while one is there, c's kv call goes to the pool. */
+static int alone_on_thread(struct MHD_Connection *c)
+{
+    /* the connection's daemon is its thread's own (a worker of the pool), whose count of
+     * connections only this thread changes */
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_DAEMON);
+    const union MHD_DaemonInfo *di =
+        ci ? MHD_get_daemon_info(ci->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
+    return di && di->num_connections <= 1;
+}
+
 enum MHD_Result serve_access(void *cls, struct MHD_Connection *c, const char *url,
                              const char *method, const char *version, const char *upload_data,
                              size_t *upload_data_size, void **req_cls)
@@ -748,7 +761,8 @@ enum MHD_Result serve_access(void *cls, struct MHD_Connection *c, const char *ur
      * Only when alone: this thread is then held for one kv call (up to NATS_TIMEOUT_MS when
      * the server is frozen) while serve.c's other MHD thread accepts and answers, or hands to
      * the pool, whatever arrives meanwhile (in_flight counts them: they all go to the pool). */
-    if ((q->route == R_KEY || q->route == R_META) && atomic_load(&ctx->in_flight) <= 1) {
+    if ((q->route == R_KEY || q->route == R_META) && atomic_load(&ctx->in_flight) <= 1 &&
+        alone_on_thread(c)) {
         answer(ctx, q);
         return queue_reply(c, q);
     }
