@@ -10,10 +10,17 @@
  * (the descriptor limit raised to its hard limit for them), closed after SERVE_IDLE_SECONDS
  * of silence; the header deadline and the body budget are serve_limits.c's.
  *
- * Threads: one libmicrohttpd thread (epoll) accepts, parses and answers every connection;
- * requests that call kv are suspended and run on serve_pool.c's workers, which resume them.
- * No thread is created per connection (that was the old latency tail: a pthread_create, a
- * new stack and a join for every request of a runtime that opens a connection per request).
+ * Threads: SERVE_MHD_THREADS (2) libmicrohttpd threads, each with its own epoll; whichever is
+ * idle accepts a new connection, which then stays on it. A key request (/keys/{key}, /meta)
+ * alone in flight and alone on its thread makes its kv call on that thread (serve_http.c);
+ * every other request that calls kv (a second one at the same time, a listing, /query) is
+ * suspended and run on serve_pool.c's workers, which resume it. So at most one MHD thread is
+ * held by a kv call (up to NATS_TIMEOUT_MS against a frozen server) and the other accepts and
+ * answers meanwhile. Two, not more: every idle MHD thread wakes for each new connection
+ * (libmicrohttpd 0.9.75 puts the listening socket in each thread's epoll, without
+ * EPOLLEXCLUSIVE), and only one is ever inline. No thread is created per connection (that was
+ * the old latency tail: a pthread_create, a new stack and a join for every request of a
+ * runtime that opens a connection per request).
  *
  * Signals: SIGTERM, SIGINT and SIGHUP are blocked before any thread exists, so every thread
  * (MHD's, the pool's, nats.c's) inherits the mask and only the main thread's sigwait() sees

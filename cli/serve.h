@@ -1,7 +1,7 @@
 /* serve.h: the parts of `asya-state serve` shared between cli/serve*.c (not a public API).
  *
  *   serve.c        the command: configuration, the kv mount, readiness, the Unix socket, the
- *                  daemon (one epoll thread), signals and the graceful stop;
+ *                  daemon (two epoll threads), signals and the graceful stop;
  *   serve_pool.c   the worker threads that make the blocking kv calls;
  *   serve_limits.c the header deadline of connections and the budget of request bodies;
  *   serve_http.c   one HTTP request: body accumulation, routing (the raw path, as Asya's

@@ -5,9 +5,10 @@
  * once more at the end. Then the request is routed on its raw path, as Asya's server
  * (asya_state_proxy/server.py, urllib.parse.urlparse) takes it: '#...' and '?...' split off,
  * and ';...' in the last segment, no percent-decoding: the key is the path after "/keys/"
- * byte for byte. Answers that need no kv call are built at once; the others suspend the
- * connection and go to a pool worker (serve_pool.c), which builds the answer and resumes
- * it; MHD then calls serve_access again and the answer is queued. serve_req_done frees the
+ * byte for byte. Answers that need no kv call are built at once; so is a key request that is
+ * alone in flight and alone on its MHD thread (its kv call made on that thread); the others
+ * suspend the connection and go to a pool worker (serve_pool.c), which builds the answer and
+ * resumes it; MHD then calls serve_access again and the answer is queued. serve_req_done frees the
  * request whether it completed or not, so a truncated body never reaches kv.
  *
  * Routes (SPEC "Sidecar mode"):
@@ -672,8 +673,8 @@ static enum MHD_Result queue_reply(struct MHD_Connection *c, struct serve_req *q
  * this thread only after c: while one is there, c's kv call goes to the pool. */
 static int alone_on_thread(struct MHD_Connection *c)
 {
-    /* the connection's daemon is its thread's own (a worker of the pool), whose count of
-     * connections only this thread changes */
+    /* in MHD's thread pool a connection's daemon is its thread's own, whose count of
+     * connections only that thread changes */
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_DAEMON);
     const union MHD_DaemonInfo *di =
         ci ? MHD_get_daemon_info(ci->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;

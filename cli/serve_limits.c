@@ -19,7 +19,9 @@
  * Lock: mu guards the connection list (every field of struct serve_conn). The reaper holds
  * it while it calls shutdown(); the CLOSED notification takes it before libmicrohttpd closes
  * the descriptor, so the reaper never shuts down a descriptor number already reused.
- * The body budget is an atomic counter (no lock).
+ * The notifications and serve_conn_* run on both MHD threads at once (each for the
+ * connections it owns): every access to the list or to a struct serve_conn takes mu, and
+ * nothing else is shared between them. The body budget is an atomic counter (no lock).
  */
 #include "cli/serve.h"
 
