@@ -6,7 +6,7 @@
  * (asya_state_proxy/server.py, urllib.parse.urlparse) takes it: '#...' and '?...' split off,
  * and ';...' in the last segment, no percent-decoding: the key is the path after "/keys/"
  * byte for byte. Answers that need no kv call are built at once; so is a key request that is
- * alone in flight and alone on its MHD thread (its kv call made on that thread); the others
+ * alone in flight and alone on the main daemon's thread (its kv call made there); the others
  * suspend the connection and go to a pool worker (serve_pool.c), which builds the answer and
  * resumes it; MHD then calls serve_access again and the answer is queued. serve_req_done frees the
  * request whether it completed or not, so a truncated body never reaches kv.
@@ -668,16 +668,18 @@ static enum MHD_Result queue_reply(struct MHD_Connection *c, struct serve_req *q
     return ret;
 }
 
-/* 1 when c is the only connection of the MHD thread that runs it. A connection accepted in
- * the same batch as c (MHD accepts up to ten at a time), or a kept-alive one, is served by
- * this thread only after c: while one is there, c's kv call goes to the pool. */
-static int alone_on_thread(struct MHD_Connection *c)
+/* 1 when c is on the main daemon (not serve_standby.c's spare) and is its only connection. A
+ * connection accepted in the same batch as c (MHD accepts up to ten at a time), or a kept-alive
+ * one, is served by this thread only after c: while one is there, c's kv call goes to the
+ * pool. */
+static int alone_on_main(struct serve_ctx *ctx, struct MHD_Connection *c)
 {
-    /* in MHD's thread pool a connection's daemon is its thread's own, whose count of
-     * connections only that thread changes */
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_DAEMON);
+    if (!ci || ci->daemon == ctx->spare)
+        return 0;
+    /* the daemon's count of connections: only its own thread changes it */
     const union MHD_DaemonInfo *di =
-        ci ? MHD_get_daemon_info(ci->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
+        MHD_get_daemon_info(ci->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
     return di && di->num_connections <= 1;
 }
 
@@ -757,14 +759,16 @@ enum MHD_Result serve_access(void *cls, struct MHD_Connection *c, const char *ur
         log_at(LOG_DEBUG, "serve: %s %s (%zu bytes in)", method, q->uri, q->len);
     if (answer_at_once(ctx, q))
         return queue_reply(c, q);
-    /* A key request alone in flight is answered here, on the MHD thread that read it: no
-     * suspend, no hand-off to a worker, no resume through MHD's ITC (three wake-ups fewer).
-     * Only when alone: this thread is then held for one kv call (up to NATS_TIMEOUT_MS when
-     * the server is frozen) while serve.c's other MHD thread accepts and answers, or hands to
-     * the pool, whatever arrives meanwhile (in_flight counts them: they all go to the pool). */
+    /* A key request alone in flight is answered here, on the main daemon's thread that read
+     * it: no suspend, no hand-off to a worker, no resume through MHD's ITC (two wake-ups
+     * fewer). Only when alone: nobody else waits for this thread while its kv call lasts,
+     * and if the call is held (a frozen server: up to NATS_TIMEOUT_MS), serve_standby.c
+     * accepts new connections for the spare daemon meanwhile (inline_since tells it). */
     if ((q->route == R_KEY || q->route == R_META) && atomic_load(&ctx->in_flight) <= 1 &&
-        alone_on_thread(c)) {
+        alone_on_main(ctx, c)) {
+        atomic_store(&ctx->inline_since, serve_now_ns());
         answer(ctx, q);
+        atomic_store(&ctx->inline_since, 0);
         return queue_reply(c, q);
     }
     q->queued = 1;

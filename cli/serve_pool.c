@@ -1,7 +1,7 @@
 /* serve_pool.c: the worker threads that run the sidecar's blocking kv calls.
  *
- * libmicrohttpd's two threads (serve.c) accept, parse and answer; a key request alone in
- * flight makes its kv call on its MHD thread (serve_http.c), and any other request that needs
+ * libmicrohttpd's thread (serve.c) accepts, parses and answers; a key request alone in
+ * flight makes its kv call on that thread (serve_http.c), and any other request that needs
  * the store is suspended there and handed to this pool, whose worker makes the kv call, builds
  * the response and resumes the connection. Workers are started on demand (a job
  * arriving while none is idle starts one, up to SERVE_POOL_MAX) and then stay, waiting on a

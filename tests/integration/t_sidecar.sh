@@ -157,9 +157,10 @@ if start_server; then
     expect_eq "sidecar: server frozen (SIGSTOP): 504 timeout" "504 timeout" \
         "$(status "$TMP/stop.sock" GET /keys/k)"
     # A GET alone in flight is answered on the libmicrohttpd thread that read it; held there
-    # by the frozen server (2.5 s), it must not hold what arrives meanwhile: /healthz is
-    # answered at once by the other thread, and a second GET times out on its own clock
-    # (queued behind the first they would take >= 2.2 s and >= 4.7 s).
+    # by the frozen server (2.5 s), it must not hold what arrives meanwhile: the standby
+    # acceptor (serve_standby.c) takes new connections to the spare daemon, so /healthz is
+    # answered at once and a second GET times out on its own clock (queued behind the first
+    # they would take >= 2.2 s and >= 4.7 s).
     expect_eq "sidecar: server frozen: a GET held 2.5 s holds neither /healthz nor another GET" \
         "first 504; healthz prompt; second 504 on its own clock" \
         "$(python3 - "$TMP/stop.sock" "$HERE" <<'PY'
