@@ -324,18 +324,24 @@ def sidecar(bucket):
     adds). Hop: the sidecar's read-modify-write cycle minus the shim's (the same GET+PUT, the
     same store), a fresh connection per request. Tail: p99 / p50 of GETs with 1 and 8 client
     processes, fresh connections. Rounds interleave the servers in shuffled order, so a busy
-    spell of the machine falls on all of them."""
+    spell of the machine falls on all of them. BENCH_SIDECAR_OTHER=PATH (another build's
+    asya-state, e.g. main's) adds it as a third server in the same rounds and prints its rows
+    too: two builds compared under the same load, which two runs cannot be on a shared
+    machine."""
     out("## 5. sidecar: hop (sidecar cycle - shim cycle) against a Python http.server sidecar "
         "answering from memory; p50/p99 at 1 and 8 clients (fresh connection per request)")
     rounds = int(os.environ.get("BENCH_SIDECAR_ROUNDS", "15"))
     d = tempfile.mkdtemp(prefix="bench-sc.")
-    socks = {"serve": os.path.join(d, "serve.sock"), "ref": os.path.join(d, "ref.sock")}
-    env = dict(os.environ, CONNECTOR_SOCKET=socks["serve"], NATS_KV_BUCKET=bucket,
-               STATE_PREFIX="sc")
-    procs = {"serve": subprocess.Popen([os.path.join(BUILD, "asya-state"), "serve"], env=env,
-                                       stderr=subprocess.DEVNULL),
-             "ref": subprocess.Popen([PYTHON, os.path.join(ROOT, "bench", "sidecar_ref.py"),
-                                      socks["ref"]])}
+    bins = {"serve": os.path.join(BUILD, "asya-state")}
+    if os.environ.get("BENCH_SIDECAR_OTHER"):
+        bins["other"] = os.environ["BENCH_SIDECAR_OTHER"]
+    socks = {k: os.path.join(d, f"{k}.sock") for k in list(bins) + ["ref"]}
+    procs = {k: subprocess.Popen([b, "serve"], stderr=subprocess.DEVNULL,
+                                 env=dict(os.environ, CONNECTOR_SOCKET=socks[k],
+                                          NATS_KV_BUCKET=bucket, STATE_PREFIX=f"sc_{k}"))
+             for k, b in bins.items()}
+    procs["ref"] = subprocess.Popen([PYTHON, os.path.join(ROOT, "bench", "sidecar_ref.py"),
+                                     socks["ref"]])
     worker = os.path.join(ROOT, "bench", "sidecar_worker.py")
     clients, shim = [], None
     try:
@@ -344,9 +350,9 @@ def sidecar(bucket):
         clients = [Worker([PYTHON, worker, f"c{i}"], dict(os.environ)) for i in range(8)]
         shim = Worker([PYTHON, worker, "shim"], shim_env(bucket))
         rng = random.Random(3)
-        cyc = {"serve": [], "ref": [], "shim": []}
+        cyc = {k: [] for k in list(socks) + ["shim"]}
         for r in range(rounds + 1):                 # round 0 is warm-up, discarded
-            for side in rng.sample(list(cyc), 3):
+            for side in rng.sample(list(cyc), len(cyc)):
                 t = (shim.batch("shim", "/state/bench", 20) if side == "shim"
                      else clients[0].batch("cycle", socks[side], 20))
                 if r:
@@ -354,7 +360,7 @@ def sidecar(bucket):
         tail = {(k, c): [] for k in socks for c in (1, 8)}
         cost = {k: [0.0, 0, 0] for k in socks}      # CPU s, switches, requests
         for r in range(rounds + 1):
-            for k in rng.sample(list(socks), 2):
+            for k in rng.sample(list(socks), len(socks)):
                 for c in (1, 8):
                     c0 = proc_cost(procs[k].pid)
                     for w in clients[:c]:
@@ -386,6 +392,13 @@ def sidecar(bucket):
     figure("sidecar", "hop: (sidecar cycle - shim cycle) / Python http.server cycle from "
            "memory, p50 us", f"({a:.0f} - {sh:.0f}) / {ref:.0f} = {hop / ref:.2f}", "<= 1.00",
            met)
+    if "other" in cyc:
+        o = statistics.median(cyc["other"])
+        x, y = tail[("other", 1)], tail[("other", 8)]
+        out(f"other build ({bins['other']}), same rounds: cycle p50 {o:.0f} us  hop "
+            f"{o - sh:.0f} us  hop/reference {(o - sh) / ref:.2f};  GET p50/p99 us: 1 client "
+            f"{pct(x, .5):.0f}/{pct(x, .99):.0f} ({pct(x, .99) / pct(x, .5):.2f}), 8 clients "
+            f"{pct(y, .5):.0f}/{pct(y, .99):.0f} ({pct(y, .99) / pct(y, .5):.2f})")
     for c in (1, 8):
         x, y = tail[("serve", c)], tail[("ref", c)]
         r_x, r_y = pct(x, .99) / pct(x, .5), pct(y, .99) / pct(y, .5)

@@ -1,8 +1,9 @@
 /* serve.h: the parts of `asya-state serve` shared between cli/serve*.c (not a public API).
  *
  *   serve.c        the command: configuration, the kv mount, readiness, the Unix socket, the
- *                  daemon (one epoll thread), signals and the graceful stop;
+ *                  daemons (one epoll thread each), signals and the graceful stop;
  *   serve_pool.c   the worker threads that make the blocking kv calls;
+ *   serve_standby.c accepts for a spare daemon while the main one's thread is held;
  *   serve_limits.c the header deadline of connections and the budget of request bodies;
  *   serve_http.c   one HTTP request: body accumulation, routing (the raw path, as Asya's
  *                  server takes it), responses, errno -> HTTP, the /keys and /meta routes;
@@ -17,6 +18,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -37,6 +39,8 @@ struct serve_ctx {
     atomic_long in_flight;  /* requests begun and not yet completed */
     size_t body_budget;     /* all request bodies in memory at once stay under this */
     atomic_size_t body_used; /* bytes of it reserved by requests in progress */
+    struct MHD_Daemon *spare; /* serve_standby.c's daemon (set before the main one starts) */
+    atomic_llong inline_since; /* the MHD thread's kv call began then (monotonic ns); 0: none */
 };
 
 /* One request's answer: the JSON error body of the protocol, in Asya's bytes
@@ -75,6 +79,11 @@ void serve_conn_answered(struct MHD_Connection *c);     /* the next request's de
 /* Reserves n bytes of the body budget: 0, or -ENOBUFS when they do not fit now. */
 int serve_budget_take(struct serve_ctx *ctx, size_t n);
 void serve_budget_give(struct serve_ctx *ctx, size_t n);
+
+/* serve_standby.c: the thread that accepts for the spare daemon while the main daemon's
+ * thread is held by a kv call (see its first comment). */
+int serve_standby_start(struct serve_ctx *ctx, int listen_fd, struct MHD_Daemon *spare);
+int64_t serve_now_ns(void); /* CLOCK_MONOTONIC in ns */
 
 /* serve_pool.c: runs fn(arg) on a worker thread (started on demand, then kept). */
 int serve_pool_submit(void (*fn)(void *), void *arg);

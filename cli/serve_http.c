@@ -5,9 +5,10 @@
  * once more at the end. Then the request is routed on its raw path, as Asya's server
  * (asya_state_proxy/server.py, urllib.parse.urlparse) takes it: '#...' and '?...' split off,
  * and ';...' in the last segment, no percent-decoding: the key is the path after "/keys/"
- * byte for byte. Answers that need no kv call are built at once; the others suspend the
- * connection and go to a pool worker (serve_pool.c), which builds the answer and resumes
- * it; MHD then calls serve_access again and the answer is queued. serve_req_done frees the
+ * byte for byte. Answers that need no kv call are built at once; so is a key request that is
+ * alone in flight and alone on the main daemon's thread (its kv call made there); the others
+ * suspend the connection and go to a pool worker (serve_pool.c), which builds the answer and
+ * resumes it; MHD then calls serve_access again and the answer is queued. serve_req_done frees the
  * request whether it completed or not, so a truncated body never reaches kv.
  *
  * Routes (SPEC "Sidecar mode"):
@@ -667,6 +668,21 @@ static enum MHD_Result queue_reply(struct MHD_Connection *c, struct serve_req *q
     return ret;
 }
 
+/* 1 when c is on the main daemon (not serve_standby.c's spare) and is its only connection. A
+ * connection accepted in the same batch as c (MHD accepts up to ten at a time), or a kept-alive
+ * one, is served by this thread only after c: while one is there, c's kv call goes to the
+ * pool. */
+static int alone_on_main(struct serve_ctx *ctx, struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_DAEMON);
+    if (!ci || ci->daemon == ctx->spare)
+        return 0;
+    /* the daemon's count of connections: only its own thread changes it */
+    const union MHD_DaemonInfo *di =
+        MHD_get_daemon_info(ci->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return di && di->num_connections <= 1;
+}
+
 enum MHD_Result serve_access(void *cls, struct MHD_Connection *c, const char *url,
                              const char *method, const char *version, const char *upload_data,
                              size_t *upload_data_size, void **req_cls)
@@ -743,6 +759,18 @@ enum MHD_Result serve_access(void *cls, struct MHD_Connection *c, const char *ur
         log_at(LOG_DEBUG, "serve: %s %s (%zu bytes in)", method, q->uri, q->len);
     if (answer_at_once(ctx, q))
         return queue_reply(c, q);
+    /* A key request alone in flight is answered here, on the main daemon's thread that read
+     * it: no suspend, no hand-off to a worker, no resume through MHD's ITC (two wake-ups
+     * fewer). Only when alone: nobody else waits for this thread while its kv call lasts,
+     * and if the call is held (a frozen server: up to NATS_TIMEOUT_MS), serve_standby.c
+     * accepts new connections for the spare daemon meanwhile (inline_since tells it). */
+    if ((q->route == R_KEY || q->route == R_META) && atomic_load(&ctx->in_flight) <= 1 &&
+        alone_on_main(ctx, c)) {
+        atomic_store(&ctx->inline_since, serve_now_ns());
+        answer(ctx, q);
+        atomic_store(&ctx->inline_since, 0);
+        return queue_reply(c, q);
+    }
     q->queued = 1;
     MHD_suspend_connection(c);
     if (serve_pool_submit(answer_job, q) < 0) {

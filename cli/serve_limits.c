@@ -19,7 +19,9 @@
  * Lock: mu guards the connection list (every field of struct serve_conn). The reaper holds
  * it while it calls shutdown(); the CLOSED notification takes it before libmicrohttpd closes
  * the descriptor, so the reaper never shuts down a descriptor number already reused.
- * The body budget is an atomic counter (no lock).
+ * The notifications and serve_conn_* run on both daemons' threads at once (each for the
+ * connections it owns): every access to the list or to a struct serve_conn takes mu, and
+ * nothing else is shared between them. The body budget is an atomic counter (no lock).
  */
 #include "cli/serve.h"
 
@@ -43,13 +45,6 @@ struct serve_conn {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct serve_conn *conns; /* mu */
 static int64_t header_ns;        /* set once before the daemon starts */
-
-static int64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
 
 static struct serve_conn *conn_of(struct MHD_Connection *c)
 {
@@ -81,7 +76,7 @@ void serve_conn_notify(void *cls, struct MHD_Connection *c, void **socket_contex
             return;
         }
         sc->fd = i->connect_fd;
-        sc->deadline = now_ns() + header_ns;
+        sc->deadline = serve_now_ns() + header_ns;
         pthread_mutex_lock(&mu);
         sc->next = conns;
         if (conns)
@@ -110,7 +105,7 @@ void serve_conn_notify(void *cls, struct MHD_Connection *c, void **socket_contex
 
 void serve_conn_headers_done(struct MHD_Connection *c)
 {
-    set_deadline(c, now_ns() + header_ns);
+    set_deadline(c, serve_now_ns() + header_ns);
     struct serve_conn *sc = conn_of(c);
     if (sc) {
         pthread_mutex_lock(&mu);
@@ -137,7 +132,7 @@ void serve_conn_served(struct MHD_Connection *c)
 
 void serve_conn_answered(struct MHD_Connection *c)
 {
-    set_deadline(c, now_ns() + header_ns); /* the next request on a kept-alive connection */
+    set_deadline(c, serve_now_ns() + header_ns); /* the next request on a kept-alive connection */
     struct serve_conn *sc = conn_of(c);
     if (sc) {
         pthread_mutex_lock(&mu);
@@ -152,7 +147,7 @@ static void *reaper_main(void *arg)
     struct timespec tick = { 1, 0 };
     while (!atomic_load(&ctx->stopping)) {
         nanosleep(&tick, NULL);
-        int64_t now = now_ns();
+        int64_t now = serve_now_ns();
         unsigned n = 0, nb = 0;
         pthread_mutex_lock(&mu);
         for (struct serve_conn *sc = conns; sc; sc = sc->next)

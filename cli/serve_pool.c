@@ -1,8 +1,9 @@
 /* serve_pool.c: the worker threads that run the sidecar's blocking kv calls.
  *
- * libmicrohttpd runs one epoll thread (serve.c) that accepts, parses and answers; a request
- * that needs the store is suspended there and handed to this pool, whose worker makes the kv
- * call, builds the response and resumes the connection. Workers are started on demand (a job
+ * libmicrohttpd's thread (serve.c) accepts, parses and answers; a key request alone in
+ * flight makes its kv call on that thread (serve_http.c), and any other request that needs
+ * the store is suspended there and handed to this pool, whose worker makes the kv call, builds
+ * the response and resumes the connection. Workers are started on demand (a job
  * arriving while none is idle starts one, up to SERVE_POOL_MAX) and then stay, waiting on a
  * condition variable: no thread is created or joined per connection, which is where the tail
  * of the old thread-per-connection model came from. A worker blocked in a slow kv call holds

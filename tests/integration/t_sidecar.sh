@@ -149,13 +149,45 @@ serve_stop "$SERVE_PID"
 if start_server; then
     "$KVTOOL" -s "$SERVER_URL" bucket-add stopme >/dev/null
     serve_start s_stop "$TMP/stop.sock" NATS_URL="$SERVER_URL" NATS_KV_BUCKET=stopme \
-        NATS_TIMEOUT_MS=700 || exit 1
+        NATS_TIMEOUT_MS=2500 || exit 1
     spid=$SERVE_PID
     expect_eq "sidecar: private server: PUT 204" "204 -" \
         "$(status "$TMP/stop.sock" PUT /keys/k v)"
     kill -STOP "$SERVER_PID"
     expect_eq "sidecar: server frozen (SIGSTOP): 504 timeout" "504 timeout" \
         "$(status "$TMP/stop.sock" GET /keys/k)"
+    # A GET alone in flight is answered on the libmicrohttpd thread that read it; held there
+    # by the frozen server (2.5 s), it must not hold what arrives meanwhile: the standby
+    # acceptor (serve_standby.c) takes new connections to the spare daemon, so /healthz is
+    # answered at once and a second GET times out on its own clock (queued behind the first
+    # they would take >= 2.2 s and >= 4.7 s).
+    expect_eq "sidecar: server frozen: a GET held 2.5 s holds neither /healthz nor another GET" \
+        "first 504; healthz prompt; second 504 on its own clock" \
+        "$(python3 - "$TMP/stop.sock" "$HERE" <<'PY'
+import sys, threading, time
+sys.path.insert(0, sys.argv[2])
+from sidecar_client import request
+sock, res = sys.argv[1], {}
+
+
+def timed(name, path):
+    t0 = time.monotonic()
+    res[name] = (request(sock, "GET", path)[0], time.monotonic() - t0)
+
+
+first = threading.Thread(target=timed, args=("first", "/keys/k"))
+first.start()
+time.sleep(0.3)
+timed("healthz", "/healthz")
+timed("second", "/keys/k")
+first.join()
+hz, second = res["healthz"], res["second"]
+print(f"first {res['first'][0]}; "
+      + ("healthz prompt" if hz[0] in (200, 503) and hz[1] < 1.0 else f"healthz {hz}") + "; "
+      + ("second 504 on its own clock" if second[0] == 504 and second[1] < 3.7
+         else f"second {second}"))
+PY
+)"
     kill -CONT "$SERVER_PID"
     serve_stop "$spid"
     stop_server "$SERVER_PID"
