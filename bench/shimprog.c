@@ -3,7 +3,7 @@
  *
  *   shimprog cycles DIR          batches from stdin (see common.h) on DIR/v<size>
  *   shimprog first PATH          one read-open of PATH; prints microseconds since BENCH_T0_NS
- *   shimprog mkhold DIR N SIZE   creates DIR/h000.. (N files of SIZE bytes)
+ *   shimprog mkhold DIR N SIZE   creates DIR (if missing) and DIR/h000.. (N files of SIZE bytes)
  *   shimprog hold DIR N          opens and reads N files, keeps them open; prints ru_maxrss KiB
  *   shimprog loop PATH N         N open/read/close of PATH; prints seconds
  *   shimprog watch PATH          for each word read from stdin, reads PATH until it holds
@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -131,6 +132,10 @@ int main(int argc, char **argv)
         if (!v)
             return 1;
         memset(v, 'h', size);
+        if (mkdir(argv[2], 0755) < 0 && errno != EEXIST) { /* a create needs its directory */
+            perror(argv[2]);
+            return 1;
+        }
         for (int i = 0; i < atoi(argv[3]); i++) {
             snprintf(path, sizeof path, "%s/h%03d", argv[2], i);
             if (put_file(path, v, size) < 0) {
