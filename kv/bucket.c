@@ -91,7 +91,7 @@ static int missing_first(const char *name)
     return first;
 }
 
-static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out)
+static int bind_bucket(kv_conn *c, const char *name, int quiet, kv_bucket **out)
 {
     kv_bucket *b = calloc(1, sizeof *b);
     if (!b || !(b->name = strdup(name)) || asprintf(&b->stream, "KV_%s", name) < 0) {
@@ -103,7 +103,8 @@ static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out)
     jsErrCode jerr = 0;
     kv_guard g;
     /* GUARD_REQUEST: the thread of nats.c's reply subscription, started by the first
-     * request, was started by the connect (warm_up). The stream's limits are read later,
+     * request, was started by the connecting thread (the first caller's bucket bound there,
+     * conn_bucket_first, or warm_up). The stream's limits are read later,
      * by a writable open or the first commit (conn_bucket_limits): one request. */
     guard_enter(&g, GUARD_REQUEST);
     natsStatus s = js_KeyValue(&b->kv, c->js, name);
@@ -111,7 +112,9 @@ static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out)
     const char *why = NULL;
     int r = s == NATS_OK ? 0 : kv_errmap(s, jerr, &why);
     guard_leave(&g);
-    if (r < 0) {
+    if (r < 0 && quiet) {
+        r = -EIO;
+    } else if (r < 0) {
         if (s == NATS_NOT_FOUND || jerr == 10059 || r == -ENOENT) {
             log_at(missing_first(name) ? LOG_ERROR : LOG_INFO,
                    "NATS KV bucket '%s' does not exist: create it first (`asya-state "
@@ -122,6 +125,8 @@ static int bind_bucket(kv_conn *c, const char *name, kv_bucket **out)
             if (r == -EEXIST || r == -EFBIG)
                 r = -EIO;
         }
+    }
+    if (r < 0) {
         bucket_free(b);
         return r;
     }
@@ -194,7 +199,7 @@ int conn_bucket_limits(kv_conn *c, const kv_bucket *cb)
     return 0;
 }
 
-int conn_bucket(kv_conn *c, const char *name, const kv_bucket **out)
+static int bucket_get(kv_conn *c, const char *name, int quiet, const kv_bucket **out)
 {
     pthread_mutex_lock(&bucket_mu);
     kv_bucket *b = find_locked(c, name);
@@ -203,7 +208,7 @@ int conn_bucket(kv_conn *c, const char *name, const kv_bucket **out)
         *out = b;
         return 0;
     }
-    int r = bind_bucket(c, name, &b);
+    int r = bind_bucket(c, name, quiet, &b);
     if (r < 0)
         return r;
     pthread_mutex_lock(&bucket_mu);
@@ -222,4 +227,15 @@ int conn_bucket(kv_conn *c, const char *name, const kv_bucket **out)
     }
     *out = b;
     return 0;
+}
+
+int conn_bucket(kv_conn *c, const char *name, const kv_bucket **out)
+{
+    return bucket_get(c, name, 0, out);
+}
+
+int conn_bucket_first(kv_conn *c, const char *name)
+{
+    const kv_bucket *b;
+    return bucket_get(c, name, 1, &b);
 }

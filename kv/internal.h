@@ -150,6 +150,9 @@ typedef struct kv_conn {
 /* The process's connection, connecting first if needed (or again after it was lost: nats.c
  * never reconnects by itself, it closes). Pair with conn_release. -ECONNREFUSED, -EACCES, -EIO, -ETIMEDOUT, logged. */
 int conn_acquire(kv_conn **out, const char *key_for_log);
+/* The same for an operation on bucket: a connect this call starts binds it too, in the
+ * connecting thread (one request: it also starts nats.c's reply thread, as warm_up would). */
+int conn_acquire_for(kv_conn **out, const char *key_for_log, const char *bucket);
 void conn_release(kv_conn *c);
 /* A fresh reply subject below c's own inbox prefix, for a synchronous subscription of ours.
  * Not natsInbox_Create: a forked child inherits nats.c's NUID state, so its inboxes would
@@ -161,6 +164,9 @@ void bucket_free_all(kv_bucket *list);
 void bucket_after_fork_child(void);
 /* bucket bound on c (js_KeyValue once per connection). -EIO naming a missing bucket. */
 int conn_bucket(kv_conn *c, const char *bucket, const kv_bucket **out);
+/* The same without a log line (-EIO for any failure): the connecting thread binds the first
+ * caller's bucket (conn_acquire_for), whose own conn_bucket then finds it or says why not. */
+int conn_bucket_first(kv_conn *c, const char *bucket);
 
 /* Reads the bucket's stream limits (max value size, duplicate window) once, and warns once
  * per process when the stream is replicated on a server older than 2.11. 0 or -errno. */

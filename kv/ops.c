@@ -74,7 +74,7 @@ int ops_key(const kv_mount *m, const char *rel, int marker, char *out, size_t ou
 
 int ops_open(const kv_mount *m, const char *key, kv_conn **c, const kv_bucket **b)
 {
-    int r = conn_acquire(c, key);
+    int r = conn_acquire_for(c, key, m->bucket);
     if (r < 0)
         return r;
     r = conn_bucket(*c, m->bucket, b);
