@@ -3,6 +3,8 @@
 
 A block whose nearest non-blank line above is an HTML comment starting `<!-- norun` is left out
 (docker, kubectl, the test suite itself); the comment must give the reason after `norun:`.
+`<!-- norun "TEXT": reason -->` leaves out only the block's lines that contain TEXT (the quick
+start's second command, the test suite itself), and runs the rest.
 The one rewrite: the port 4222 of the README's local nats-server becomes PORT, so the test
 never needs (or disturbs) a server on the standard port. Each block is preceded by a
 `# block N` line and followed by a `readme-block N done` line: the script runs under `set -e`,
@@ -18,7 +20,9 @@ FENCE = re.compile(r"^```(sh|bash)\s*$")
 
 
 def blocks(lines):
-    """Yields (first line number, body, norun reason or None) for each sh/bash fence."""
+    """Yields (first line number, body, norun reason or None) for each sh/bash fence; a
+    norun "TEXT" comment drops the lines containing TEXT from body and gives reason None
+    (the rest runs), after one stderr line."""
     i = 0
     while i < len(lines):
         if FENCE.match(lines[i]):
@@ -31,10 +35,16 @@ def blocks(lines):
                 k -= 1
             above = lines[k].strip() if k >= 0 else ""
             reason = None
+            body = lines[start + 1:j]
             if above.startswith("<!-- norun"):
-                m = re.match(r"<!-- norun:\s*(.*?)\s*-->$", above)
-                reason = m.group(1) if m and m.group(1) else ""
-            yield start + 1, "\n".join(lines[start + 1:j]), reason
+                m = re.match(r'<!-- norun(?: "([^"]+)")?:\s*(.*?)\s*-->$', above)
+                reason = m.group(2) if m and m.group(2) else ""
+                if m and m.group(1) and reason:
+                    kept = [b for b in body if m.group(1) not in b]
+                    print(f"norun {start + 1} (its lines with {m.group(1)!r}): {reason}",
+                          file=sys.stderr)
+                    body, reason = kept, None
+            yield start + 1, "\n".join(body), reason
             i = j + 1
         else:
             i += 1
