@@ -416,6 +416,7 @@ int cmd_serve(int argc, char **argv)
     MHD_socket lfd = MHD_quiesce_daemon(d);
     unlink(path); /* new clients fail at once instead of waiting in the backlog */
     serve_drain(&ctx);
+    serve_standby_stop(); /* it may give the spare a connection until then */
     MHD_stop_daemon(d);
     MHD_stop_daemon(ctx.spare);
     if (lfd != MHD_INVALID_SOCKET)

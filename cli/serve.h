@@ -77,13 +77,15 @@ void serve_conn_body(struct MHD_Connection *c, size_t n); /* n body bytes buy mo
 void serve_conn_served(struct MHD_Connection *c);       /* no deadline while it is served */
 void serve_conn_answered(struct MHD_Connection *c);     /* the next request's deadline */
 /* Reserves n bytes of the body budget: 0, or -ENOBUFS when they do not fit now. */
+int64_t serve_now_ns(void); /* CLOCK_MONOTONIC in ns (serve_limits.c) */
 int serve_budget_take(struct serve_ctx *ctx, size_t n);
 void serve_budget_give(struct serve_ctx *ctx, size_t n);
 
 /* serve_standby.c: the thread that accepts for the spare daemon while the main daemon's
  * thread is held by a kv call (see its first comment). */
 int serve_standby_start(struct serve_ctx *ctx, int listen_fd, struct MHD_Daemon *spare);
-int64_t serve_now_ns(void); /* CLOCK_MONOTONIC in ns */
+/* After ctx->stopping is set: waits for the thread's end, so the spare can be stopped. */
+void serve_standby_stop(void);
 
 /* serve_pool.c: runs fn(arg) on a worker thread (started on demand, then kept). */
 int serve_pool_submit(void (*fn)(void *), void *arg);

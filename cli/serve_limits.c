@@ -46,6 +46,13 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct serve_conn *conns; /* mu */
 static int64_t header_ns;        /* set once before the daemon starts */
 
+int64_t serve_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
 static struct serve_conn *conn_of(struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *i =

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 
@@ -34,13 +35,6 @@ struct standby {
     int fd;
     struct MHD_Daemon *spare;
 };
-
-int64_t serve_now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
 
 /* 1 while the MHD thread has been in one kv call for STANDBY_AFTER_MS or more. */
 static int held(struct serve_ctx *ctx)
@@ -65,6 +59,10 @@ static void *standby_main(void *arg)
             int c = accept4(s->fd, (struct sockaddr *)&sa, &n, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (c < 0)
                 continue; /* EAGAIN: the MHD thread was back first */
+            if (atomic_load(&s->ctx->stopping)) {
+                close(c); /* the spare may be stopped once serve_standby_stop returns */
+                break;
+            }
             /* on failure (the spare's connection limit) libmicrohttpd has closed c */
             if (MHD_add_connection(s->spare, c, (struct sockaddr *)&sa, n) == MHD_YES)
                 taken++;
@@ -78,14 +76,21 @@ static void *standby_main(void *arg)
     return NULL;
 }
 
+static struct standby s; /* one per process */
+static pthread_t thread;
+static int started;
+
 int serve_standby_start(struct serve_ctx *ctx, int listen_fd, struct MHD_Daemon *spare)
 {
-    static struct standby s; /* one per process, outlives the thread */
     s = (struct standby){ ctx, listen_fd, spare };
-    pthread_t t;
-    int e = pthread_create(&t, NULL, standby_main, &s);
-    if (e)
-        return -e;
-    pthread_detach(t);
-    return 0;
+    int e = pthread_create(&thread, NULL, standby_main, &s);
+    started = e == 0;
+    return -e;
+}
+
+void serve_standby_stop(void)
+{
+    if (started) /* ctx->stopping is set: the thread ends within about STANDBY_TICK_MS */
+        pthread_join(thread, NULL);
+    started = 0;
 }
