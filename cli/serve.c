@@ -246,10 +246,15 @@ static int serve_setup_kv(struct serve_ctx *ctx)
  * missing key is the expected answer). 0 when the store answers; else the reason in why. */
 static int serve_probe(struct serve_ctx *ctx, char *why, size_t n)
 {
-    uint64_t rev;
+    uint64_t rev, max;
     int r = ctx->ops->version(ctx->mount, SERVE_PROBE_KEY, &rev);
-    if (r == 0 || r == -ENOENT)
+    if (r == 0 || r == -ENOENT) {
+        /* and the bucket's limits, read once per connection: they say whether a GET can be
+         * a direct get answered straight to its thread (kv/lane.c); unread, GETs ask
+         * kvStore_Get */
+        ctx->ops->limit(ctx->mount, SERVE_PROBE_KEY, &max);
         return 0;
+    }
     const char *bucket = getenv("NATS_KV_BUCKET");
     if (r == -ECONNREFUSED)
         snprintf(why, n, "cannot reach the NATS server (%s)", strerror(-r));

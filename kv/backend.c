@@ -244,14 +244,14 @@ static void be_remember(kv_mount *m, const char *rel, uint64_t rev)
     errno = saved;
 }
 
-/* A value is either held by the message it arrived in (owner, a kvEntry) or a block of its
- * own (the read cache's copies). */
+/* A value is either held by the message it arrived in (owner, a natsMsg: lane.c) or a block
+ * of its own (the read cache's copies, lane.c's copies of a kvEntry's). */
 static void be_release_value(kv_value *v)
 {
     if (!v)
         return;
     if (v->owner)
-        kvEntry_Destroy(v->owner);
+        natsMsg_Destroy(v->owner);
     else
         free((void *)v->data);
     v->data = NULL;

@@ -212,6 +212,11 @@ static int make_options(natsOptions **out, const kv_config *cfg, char *inbox, si
         s = natsOptions_SetAllowReconnect(o, false);
     if (s == NATS_OK)
         s = natsOptions_SetDisconnectedCB(o, on_disconnected, NULL);
+    /* Every publish written by the publishing thread at once: a lane's request (lane.c) is
+     * a plain publish, which nats.c would otherwise leave to its flusher thread (a wake-up
+     * and up to a millisecond); its own requests flush at once anyway. */
+    if (s == NATS_OK)
+        s = natsOptions_SetSendAsap(o, true);
     if (s != NATS_OK) {
         natsOptions_Destroy(o);
         return kv_errmap(s, 0, NULL);
@@ -322,6 +327,7 @@ static int connect_nats(kv_conn **out, const char *key, const char *bucket, cons
     }
     c->nc = nc;
     c->js = js;
+    pthread_mutex_init(&c->lane_mu, NULL);
     memcpy(c->inbox, inbox, sizeof c->inbox);
     /* The first request starts nats.c's reply thread, which must start here, with every
      * signal blocked: the first caller's bucket is bound (a request the caller needs next
@@ -343,6 +349,8 @@ static void conn_free(kv_conn *c)
     kv_guard g;
     guard_enter(&g, GUARD_THREADS);
     bucket_free_all(c->buckets);
+    lane_free_all(c);
+    pthread_mutex_destroy(&c->lane_mu);
     jsCtx_Destroy(c->js);
     natsConnection_Destroy(c->nc);
     guard_leave(&g);

@@ -12,13 +12,14 @@
  *   mindex.c  a mirror's index: a node per key component, children lists, one hash table
  *   ops.c     bind, get, stat, commit, remove, version;  dirs.c  list, mkdir, rmdir, key scans
  *   ahead.c   a Get sent ahead of another request (one round trip for both)
+ *   lane.c    requests whose replies go straight to the waiting thread (direct gets)
  *   tombs.c   the delete markers a key scan skips, and their removal
  *   watch.c   key, history, watch (for the CLI)
  *   backend.c the kv_ops table
  *
  * Lock order (a lock may be taken while holding the ones to its left, never the reverse):
- *   conn_mu (conn.c) -> rand_mu (hygiene.c);  bucket_mu (bucket.c), revmem's mutex and
- *   msgid's mutex are leaves.
+ *   conn_mu (conn.c) -> rand_mu (hygiene.c);  bucket_mu (bucket.c), a connection's lane_mu
+ *   (lane.c), revmem's mutex and msgid's mutex are leaves.
  *   caches_mu (cache.c) -> a mirror's mu (kv_cache.mu): taken without any other lock held
  *   and never held while taking conn_mu or calling into nats.c (rand_mu, via a guard, only
  *   around pthread_create under caches_mu).
@@ -29,11 +30,20 @@
 #define ASYA_KV_INTERNAL_H
 
 #include <nats/nats.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "kv/kv.h"
+
+static inline int64_t clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* ---- config.c ---- */
 typedef struct kv_config {
@@ -135,6 +145,8 @@ typedef struct kv_bucket {
     struct kv_bucket *next;
 } kv_bucket;
 
+typedef struct kv_lane kv_lane;
+
 typedef struct kv_conn {
     natsConnection *nc;
     jsCtx *js;
@@ -144,6 +156,9 @@ typedef struct kv_conn {
     kv_bucket *buckets;     /* append-only list, guarded by bucket_mu (bucket.c) */
     char inbox[48];         /* the connection's own inbox prefix (random per connection) */
     unsigned long inbox_seq; /* conn_inbox's counter (atomic) */
+    pthread_mutex_t lane_mu;
+    kv_lane *lanes;         /* the free lanes (lane.c), guarded by lane_mu */
+    unsigned lanes_made;    /* guarded by lane_mu */
 } kv_conn;
 
 
@@ -191,6 +206,32 @@ uint64_t conn_generation(void);
 /* The current connection if one is open (refs++, pair with conn_release); never connects.
  * -ENOTCONN when there is none or nats.c closed it for good. */
 int conn_current(kv_conn **out);
+
+/* ---- lane.c ---- */
+/* One request on a lane (below), from lane_send to lane_wait or lane_drop. */
+typedef struct kv_lane_req {
+    kv_lane *l;
+    char inbox[112];        /* its reply subject */
+} kv_lane_req;
+/* Publishes an empty request to subj, its reply to a lane taken for it: 0, or -EAGAIN when
+ * nothing was sent (no lane could be made: ask the plain way). Pair with lane_wait or
+ * lane_drop; call inside a GUARD_REQUEST guard. */
+int lane_send(kv_conn *c, const char *subj, kv_lane_req *q);
+/* Waits up to NATS_TIMEOUT_MS for q's reply (NATS_OK, *reply to destroy) or nats.c's status
+ * (NATS_TIMEOUT, a closed connection...), and gives the lane back. */
+natsStatus lane_wait(kv_conn *c, kv_lane_req *q, natsMsg **reply);
+/* Gives q's lane back without waiting (its reply, if one comes, is dropped by the next). */
+void lane_drop(kv_conn *c, kv_lane_req *q);
+/* The value of key, by a direct get whose reply comes straight to this thread (or else by
+ * kvStore_Get): 0 (*out set: its owner the natsMsg holding data, or NULL for a copy),
+ * -ENOENT (missing, deleted or purged), else -errno, logged. */
+int lane_get(kv_conn *c, const kv_bucket *b, const char *key, kv_value *out);
+/* What a direct get's reply says: 1 a value (with rev not NULL: *rev and *created_ns set),
+ * 0 none (404, a delete or purge marker), -EAGAIN nobody answers direct gets (503), -EIO
+ * anything else (*why set). */
+int lane_direct_reply(natsMsg *msg, uint64_t *rev, int64_t *created_ns, const char **why);
+/* Destroys c's lanes (all free: c is being freed). */
+void lane_free_all(kv_conn *c);
 
 /* ---- walk.c ---- */
 typedef struct kv_walk kv_walk;
@@ -366,7 +407,8 @@ typedef struct kv_ahead {
     kv_conn *c;
     const kv_bucket *b;
     const char *key;
-    natsSubscription *sub;  /* NULL: nothing sent ahead */
+    int sent;               /* 0: nothing sent ahead (ahead_wait asks the plain way) */
+    kv_lane_req q;
 } kv_ahead;
 int ahead_send(kv_conn *c, const kv_bucket *b, const char *key, kv_ahead *a);
 int ahead_wait(kv_ahead *a);

@@ -349,15 +349,8 @@ int ops_get(kv_mount *m, const char *rel, kv_value *out)
     if (r < 0 || (r = ops_open(m, key, &c, &b)) < 0)
         return r;
     cache_start(m);
-    kvEntry *e = NULL;
-    r = ops_entry(b, key, &e);
+    r = lane_get(c, b, key, out);
     if (r == 0) {
-        /* The value stays in the message it arrived in: no copy (release_value frees it). */
-        out->len = (size_t)kvEntry_ValueLen(e);
-        out->data = out->len ? kvEntry_Value(e) : NULL;
-        out->rev = kvEntry_Revision(e);
-        out->mtime_ns = kvEntry_Created(e);
-        out->owner = e;
         revmem_read(m, key, out->rev);
     } else if (r == -ENOENT) {
         revmem_read(m, key, KV_REV_ABSENT);

@@ -89,13 +89,6 @@ static size_t limit(void)
     }
 }
 
-static int64_t clock_ns(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 void tombs_see(tombs *t, const kv_rec *e)
 {
     t->seen++;

@@ -21,6 +21,9 @@ MODE:
   puball       drop every publish of the target
   conflict1    another writer rewrites the key just before the first publish reaches the
                server (a conflict), and that conflict reply is dropped
+  late1        the reply to the next direct get ("$JS.API.DIRECT.GET.") is held back, and
+               delivered just before the next reply to the same reply prefix (a lane of
+               kv/lane.c): a reply that comes after its request timed out, then a fresh one
 The other writer rewrites the key's current value unchanged (a new revision, same bytes), so a
 counter stored in the key keeps counting only the shim's increments.
 """
@@ -35,7 +38,8 @@ PORTS_FILE, KVTOOL, SERVER_URL = sys.argv[2], sys.argv[3], sys.argv[4]
 
 lock = threading.Lock()
 state = {"mode": None, "target": None, "replies": set(), "pubs": 0, "replies_seen": 0,
-         "acks_dropped": 0, "pubs_dropped": 0, "other_writes": 0}
+         "acks_dropped": 0, "pubs_dropped": 0, "other_writes": 0, "late": None, "held": None,
+         "late_sent": 0}
 
 
 def other_writer(subject):
@@ -131,6 +135,11 @@ def client_to_server(cli, srv):
                         state["pubs_dropped"] += 1
                     elif mode == "conflict1" and first:
                         other_writer(subject)
+        if parts and parts[0].upper() == b"PUB" and len(parts) == 4 and \
+                parts[1].startswith(b"$JS.API.DIRECT.GET."):
+            with lock:
+                if state["mode"] == "late1" and state["late"] is None:
+                    state["late"] = parts[2].decode()
         if forward:
             srv.sendall(raw)
 
@@ -143,6 +152,13 @@ def server_to_client(srv, cli):
         if parts and parts[0].upper() in (b"MSG", b"HMSG"):
             subject = parts[1].decode()
             with lock:
+                late = state["late"]
+                if late and subject == late and state["held"] is None:
+                    state["held"], forward = raw, False
+                elif late and state["held"] and \
+                        subject.rsplit(".", 1)[0] == late.rsplit(".", 1)[0]:
+                    cli.sendall(state["held"])
+                    state["held"], state["late_sent"] = b"", state["late_sent"] + 1
                 if subject in state["replies"]:
                     mode = state["mode"]
                     first = state["replies_seen"] == 0
@@ -184,8 +200,9 @@ def serve_clients(lsock):
 
 
 def stats():
-    return "acks_dropped=%d pubs_dropped=%d other_writes=%d target=%s" % (
-        state["acks_dropped"], state["pubs_dropped"], state["other_writes"], state["target"])
+    return "acks_dropped=%d pubs_dropped=%d other_writes=%d target=%s late_sent=%d" % (
+        state["acks_dropped"], state["pubs_dropped"], state["other_writes"], state["target"],
+        state["late_sent"])
 
 
 def serve_control(csock):
@@ -198,13 +215,13 @@ def serve_control(csock):
                 if words[:1] == ["arm"]:
                     state.update(mode=words[1], target=None, replies=set(), pubs=0,
                                  replies_seen=0, acks_dropped=0, pubs_dropped=0,
-                                 other_writes=0)
+                                 other_writes=0, late=None, held=None, late_sent=0)
                     answer = "armed"
                 elif words[:1] == ["stats"]:
                     answer = stats()
                 elif words[:1] == ["disarm"]:
                     answer = stats()
-                    state.update(mode=None, target=None, replies=set())
+                    state.update(mode=None, target=None, replies=set(), late=None, held=None)
                 else:
                     answer = "error unknown command"
             f.write((answer + "\n").encode())

@@ -5,7 +5,8 @@
  *
  *   kvtool [-s URL] [--wait] CMD ...      (URL defaults to $NATS_URL)
  *     bucket-add NAME [--replicas N] [--history N] [--max-value-size BYTES] [--max-bytes BYTES]
- *                     [--storage file|memory]
+ *                     [--storage file|memory] [--direct 0|1]   (0: no direct gets, as older
+ *                     clients made buckets)
  *     bucket-del NAME
  *     put BUCKET KEY VALUE        prints the new revision
  *     put-stdin BUCKET KEY        value read from stdin (binary safe); prints the revision
@@ -13,6 +14,7 @@
  *     update BUCKET KEY VALUE REV update expecting REV; prints the new revision
  *     get BUCKET KEY              prints the raw value; exit 1 "not found" when missing
  *     rev BUCKET KEY              prints the revision
+ *     time BUCKET KEY             prints the revision's time, ns since the epoch
  *     keys BUCKET                 one key per line, sorted (nothing for an empty bucket)
  *     del BUCKET KEY              deletes (tombstone)
  *     history BUCKET KEY          "REV OP VALUE" per line, oldest first
@@ -74,12 +76,14 @@ static int cmd_bucket_add(jsCtx *js, int argc, char **argv)
 {
     if (argc < 1)
         return die("usage: bucket-add NAME [--replicas N] [--history N] "
-                   "[--max-value-size BYTES] [--max-bytes BYTES] [--storage file|memory]");
+                   "[--max-value-size BYTES] [--max-bytes BYTES] [--storage file|memory] "
+                   "[--direct 0|1]");
     kvConfig cfg;
     kvConfig_Init(&cfg);
     cfg.Bucket = argv[0];
     cfg.History = 1;
     cfg.Replicas = 1;
+    int direct = 1; /* what nats.c 3.4.1 creates; 0 turns the stream's direct gets off after */
     for (int i = 1; i < argc; i++) {
         unsigned long long v = 0;
         const char *opt = argv[i];
@@ -105,6 +109,8 @@ static int cmd_bucket_add(jsCtx *js, int argc, char **argv)
             cfg.MaxValueSize = (int32_t)v;
         else if (strcmp(opt, "--max-bytes") == 0)
             cfg.MaxBytes = v;
+        else if (strcmp(opt, "--direct") == 0 && v <= 1)
+            direct = (int)v;
         else
             return die("bucket-add: bad option %s %s", opt, val);
     }
@@ -113,6 +119,22 @@ static int cmd_bucket_add(jsCtx *js, int argc, char **argv)
     if (s != NATS_OK)
         return nats_die("bucket-add", s);
     kvStore_Destroy(kv);
+    if (!direct) { /* a bucket as older clients made them: gets through the stream's leader */
+        char stream[300];
+        snprintf(stream, sizeof stream, "KV_%s", cfg.Bucket);
+        jsStreamInfo *si = NULL, *up = NULL;
+        s = js_GetStreamInfo(&si, js, stream, NULL, NULL);
+        if (s == NATS_OK) {
+            si->Config->AllowDirect = false;
+            s = js_UpdateStream(&up, js, si->Config, NULL, NULL);
+        }
+        int off = s == NATS_OK && up && !up->Config->AllowDirect;
+        jsStreamInfo_Destroy(si);
+        jsStreamInfo_Destroy(up);
+        if (!off)
+            return s != NATS_OK ? nats_die("bucket-add --direct 0", s)
+                                : die("bucket-add: the server kept direct gets on");
+    }
     return 0;
 }
 
@@ -202,6 +224,8 @@ static int cmd_get(kvStore *kv, const char *cmd, int argc, char **argv)
         return nats_die(cmd, s);
     if (strcmp(cmd, "rev") == 0) {
         print_rev(kvEntry_Revision(e));
+    } else if (strcmp(cmd, "time") == 0) {
+        printf("%lld\n", (long long)kvEntry_Created(e));
     } else {
         int len = kvEntry_ValueLen(e);
         if (len > 0)
@@ -371,7 +395,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "put") == 0 || strcmp(cmd, "put-stdin") == 0 ||
         strcmp(cmd, "create") == 0 || strcmp(cmd, "update") == 0)
         rc = cmd_write(kv, cmd, nargs, args);
-    else if (strcmp(cmd, "get") == 0 || strcmp(cmd, "rev") == 0)
+    else if (strcmp(cmd, "get") == 0 || strcmp(cmd, "rev") == 0 || strcmp(cmd, "time") == 0)
         rc = cmd_get(kv, cmd, nargs, args);
     else if (strcmp(cmd, "keys") == 0)
         rc = cmd_keys(kv, nargs);
