@@ -7,9 +7,10 @@
  * nats.c's threads) connects, while every caller that needs the connection waits for the
  * attempt's outcome on conn_cv with its own signal mask, at most NATS_TIMEOUT_MS + a margin
  * from the attempt's start (-ETIMEDOUT then), so concurrent first operations fail together
- * after one timeout and SIGTERM keeps its default action. An attempt that outlives its
- * callers still ends: its supervisor thread cuts nats.c's endless wait (dial_unstick), and
- * a connection it makes late becomes `cur` for the next caller. Binding a bucket and every
+ * after one timeout and SIGTERM keeps its default action. An attempt still under way at its
+ * deadline gets a supervisor thread (started then by the first caller, who waits a margin
+ * longer) that cuts nats.c's endless wait (dial_unstick), so it ends even after its callers
+ * gave up; a connection it makes late becomes `cur` for the next caller. Binding a bucket and every
  * request run without conn_mu; a kv_conn is kept alive by its refcount while in use.
  *
  * nats.c never reconnects by itself (its reconnect thread has the connect's endless wait,
@@ -378,6 +379,7 @@ typedef struct attempt {
                              * -ETIMEDOUT, whatever nats.c says of the closed socket) */
     int hold;               /* the first caller holds its log lines (the CLI): so do the
                              * attempt's threads, whose lines are about that caller's open */
+    int supervised;         /* guarded by conn_mu: the supervisor was started */
 } attempt;
 static attempt *inflight;       /* guarded by conn_mu: the attempt under way, or NULL */
 
@@ -441,26 +443,13 @@ static void *attempt_connect(void *arg)
     return NULL;
 }
 
-/* Starts the connecting thread and, past the attempt's deadline, cuts nats.c's spin. */
+/* Past the attempt's deadline, cuts nats.c's spin: started only then, by a caller still
+ * waiting (the first caller waits until the deadline and a margin, so one always is). */
 static void *attempt_supervise(void *arg)
 {
     attempt *a = arg;
     if (a->hold)
         log_hold();
-    pthread_mutex_lock(&conn_mu);
-    a->refs++;
-    pthread_mutex_unlock(&conn_mu);
-    if (dial_thread(attempt_connect, a) < 0) {
-        pthread_mutex_lock(&conn_mu);
-        if (inflight == a)
-            inflight = NULL;
-        a->r = -EAGAIN;
-        a->done = 1;
-        pthread_cond_broadcast(&conn_cv);
-        attempt_put_locked(a, 2); /* the connecting thread's reference and ours */
-        pthread_mutex_unlock(&conn_mu);
-        return NULL;
-    }
     struct timespec deadline = ts_after(a->start, a->timeout_ms);
     pthread_mutex_lock(&conn_mu);
     while (!a->done) {
@@ -501,13 +490,13 @@ static int connect_wait_locked(const char *key, const char *bucket)
         a = calloc(1, sizeof *a);
         if (!a)
             return -ENOMEM;
-        a->refs = 1;            /* the supervisor's, taken over by it */
+        a->refs = 1;            /* the connecting thread's */
         a->timeout_ms = cfg->timeout_ms;
         a->hold = log_holding();
         snprintf(a->key, sizeof a->key, "%s", key);
         snprintf(a->bucket, sizeof a->bucket, "%s", bucket);
         clock_gettime(CLOCK_REALTIME, &a->start);
-        int r = dial_thread(attempt_supervise, a);
+        int r = dial_thread(attempt_connect, a);
         if (r < 0) {
             free(a);
             log_at(LOG_ERROR, "%s: cannot start a thread to connect to NATS: %s", key,
@@ -517,7 +506,21 @@ static int connect_wait_locked(const char *key, const char *bucket)
         inflight = a;
     }
     a->refs++;
-    struct timespec deadline = ts_after(a->start, a->timeout_ms + CONNECT_MARGIN_MS);
+    /* Until the attempt's deadline; then, if it goes on, the supervisor is started (once: a
+     * thread start costs 0.5-1 ms on a small VM, paid only by a connect that hangs), and the
+     * wait goes on for the margin nats.c gets to report its own timeout. */
+    struct timespec deadline = ts_after(a->start, a->timeout_ms);
+    while (!a->done && pthread_cond_timedwait(&conn_cv, &conn_mu, &deadline) != ETIMEDOUT)
+        ;
+    if (!a->done && !a->supervised) {
+        a->supervised = 1;
+        a->refs++;
+        if (dial_thread(attempt_supervise, a) < 0) {
+            a->refs--;
+            log_at(LOG_WARN, "%s: no thread to watch the connect past its deadline", key);
+        }
+    }
+    deadline = ts_after(deadline, CONNECT_MARGIN_MS);
     while (!a->done && pthread_cond_timedwait(&conn_cv, &conn_mu, &deadline) != ETIMEDOUT)
         ;
     int late = !a->done;
