@@ -38,9 +38,10 @@ int ahead_send(kv_conn *c, const kv_bucket *b, const char *key, kv_ahead *a)
 /* The plain Get: 1 for a value, 0 for none, or a negative errno. */
 static int plain(const kv_ahead *a)
 {
-    kvEntry *e = NULL;
-    int r = ops_entry(a->b, a->key, &e);
-    kvEntry_Destroy(e);
+    kv_value v;
+    int r = lane_get(a->c, a->b, a->key, &v);
+    if (r == 0)
+        lane_release(&v);
     return r == 0 ? 1 : r == -ENOENT ? 0 : r;
 }
 

@@ -248,15 +248,8 @@ static void be_remember(kv_mount *m, const char *rel, uint64_t rev)
  * of its own (the read cache's copies, lane.c's copies of a kvEntry's). */
 static void be_release_value(kv_value *v)
 {
-    if (!v)
-        return;
-    if (v->owner)
-        natsMsg_Destroy(v->owner);
-    else
-        free((void *)v->data);
-    v->data = NULL;
-    v->owner = NULL;
-    v->len = 0;
+    if (v)
+        lane_release(v);
 }
 
 static void be_release_list(kv_list *l)

@@ -416,16 +416,16 @@ int dirs_rmdir(kv_mount *m, const char *rel)
             r = -ENOTEMPTY;
             break;
         }
-        kvEntry *e = NULL;
-        if (r == 0 && (r = ops_entry(b, marker, &e)) == -ENOENT) {
+        kv_value v;
+        if (r == 0 && (r = lane_get(c, b, marker, &v)) == -ENOENT) {
             kv_stat st;
             r = ops_stat_on(c, b, m, rel, &st) == 0 && !st.is_dir ? -ENOTDIR : -ENOENT;
             break;
         }
         if (r < 0)
             break;
-        uint64_t seen = kvEntry_Revision(e), rev = 0;
-        kvEntry_Destroy(e);
+        uint64_t seen = v.rev, rev = 0;
+        lane_release(&v);
         r = ops_publish(c, b, marker, NULL, 0, seen, 1, &rev);
         if (r == 0)
             cache_note(m, marker, NULL, 0, rev, 1);
@@ -465,7 +465,7 @@ int dirs_parent(kv_mount *m, const char *rel)
     /* a directory not known yet: rel itself may be one (one Get more, until it is known) */
     char self[KV_KEY_MAX + 2];
     if (r == 0 && ops_key(m, rel, 1, self, sizeof self) == 0 &&
-        ops_entry_stat(m, b, self, 1, &st) == 0) {
+        ops_entry_stat(c, m, b, self, 1, &st) == 0) {
         dirs_note(m, self, 1);
         r = -EISDIR;
     }

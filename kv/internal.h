@@ -226,6 +226,8 @@ void lane_drop(kv_conn *c, kv_lane_req *q);
  * kvStore_Get): 0 (*out set: its owner the natsMsg holding data, or NULL for a copy),
  * -ENOENT (missing, deleted or purged), else -errno, logged. */
 int lane_get(kv_conn *c, const kv_bucket *b, const char *key, kv_value *out);
+/* Frees what a value holds (its message, or a copy: the read cache's, plain_get's). */
+void lane_release(kv_value *v);
 /* What a direct get's reply says: 1 a value (with rev not NULL: *rev and *created_ns set),
  * 0 none (404, a delete or purge marker), -EAGAIN nobody answers direct gets (503), -EIO
  * anything else (*why set). */
@@ -371,9 +373,6 @@ int scan_values(kv_mount *m, const char *rel_prefix,
 /* ---- ops.c ---- */
 /* key for rel (marker: with a trailing '/'); -ENAMETOOLONG when over KV_KEY_MAX, logged. */
 int ops_key(const kv_mount *m, const char *rel, int marker, char *out, size_t outsz);
-/* Reads the last entry of key: 0 with *e (value present; kvEntry_Destroy it), -ENOENT when
- * missing or deleted (not logged), other errors logged. */
-int ops_entry(const kv_bucket *b, const char *key, kvEntry **e);
 /* Publishes data at key: expect = 0 put, KV_REV_ABSENT create-only (over a tombstone too),
  * r update expecting r. del: a KV delete marker instead of a value. Resolves unknown
  * outcomes (see ops.c). *rev gets the new revision. */
@@ -387,8 +386,8 @@ int ops_key_open(kv_mount *m, const char *rel, int marker, char *key, size_t key
 
 /* key's stat (a value; a directory marker when is_dir): from the read cache's mirror when
  * fresh, else one Get. -ENOENT when missing (not logged). */
-int ops_entry_stat(const kv_mount *m, const kv_bucket *b, const char *key, int is_dir,
-                   kv_stat *out);
+int ops_entry_stat(kv_conn *c, const kv_mount *m, const kv_bucket *b, const char *key,
+                   int is_dir, kv_stat *out);
 /* stat on an acquired connection (dirs.c uses it too). */
 int ops_stat_on(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *rel,
                 kv_stat *out);

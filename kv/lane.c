@@ -14,10 +14,10 @@
  * subject ends in a fresh number: a reply that came after its request timed out waits on the
  * lane, and the next request on it drops it.
  *
- * Used for the direct get of a value (lane_get: the read of every open and every sidecar
- * GET) on buckets that allow direct gets, which every bucket nats.c 3.4.1, the nats CLI and
- * `asya-state bucket add` create; elsewhere, and until the bucket's limits say so, lane_get
- * asks kvStore_Get.
+ * lane_get is kv/'s one Get (a value's read, stat, a marker's check, the revision a remove
+ * expects, mkdir's check ahead: ahead.c): a direct get on a lane on buckets that allow direct
+ * gets, which every bucket nats.c 3.4.1, the nats CLI and `asya-state bucket add` create;
+ * elsewhere, and until the bucket's limits say so, kvStore_Get.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -179,24 +179,39 @@ int lane_direct_reply(natsMsg *msg, uint64_t *rev, int64_t *created_ns, const ch
 
 /* The plain way: kvStore_Get, which knows from its binding whether the stream allows direct
  * gets, and asks the stream's leader when not. Its entry cannot be handed over as a natsMsg:
- * the value is copied (release_value frees a copy). */
-static int entry_get(const kv_bucket *b, const char *key, kv_value *out)
+ * the value is copied (lane_release frees a copy). */
+static int plain_get(const kv_bucket *b, const char *key, kv_value *out)
 {
     kvEntry *e = NULL;
-    int r = ops_entry(b, key, &e);
+    kv_guard g;
+    guard_enter(&g, GUARD_REQUEST);
+    natsStatus s = kvStore_Get(&e, b->kv, key);
+    const char *why = NULL;
+    int r = s == NATS_OK ? 0 : kv_errmap(s, 0, &why);
+    guard_leave(&g);
     if (r == 0) {
-        out->len = (size_t)kvEntry_ValueLen(e);
-        out->data = NULL;
-        out->rev = kvEntry_Revision(e);
-        out->mtime_ns = kvEntry_Created(e);
-        out->owner = NULL;
+        *out = (kv_value){ .len = (size_t)kvEntry_ValueLen(e), .rev = kvEntry_Revision(e),
+                           .mtime_ns = kvEntry_Created(e) };
         if (out->len && !(out->data = malloc(out->len)))
             r = -ENOMEM;
         else if (out->len)
             memcpy((void *)out->data, kvEntry_Value(e), out->len);
     }
     kvEntry_Destroy(e);
+    if (r < 0 && r != -ENOENT)
+        log_at(LOG_WARN, "%s: get failed: %s", key, why ? why : strerror(-r));
     return r;
+}
+
+void lane_release(kv_value *v)
+{
+    if (v->owner)
+        natsMsg_Destroy(v->owner);
+    else
+        free((void *)v->data);
+    v->data = NULL;
+    v->owner = NULL;
+    v->len = 0;
 }
 
 int lane_get(kv_conn *c, const kv_bucket *b, const char *key, kv_value *out)
@@ -205,18 +220,18 @@ int lane_get(kv_conn *c, const kv_bucket *b, const char *key, kv_value *out)
      * commit, or the sidecar's readiness probe): until then, and without them, the plain
      * way. A direct get nobody answers is not refused: it times out. */
     if (!__atomic_load_n(&b->limits_read, __ATOMIC_ACQUIRE) || !b->direct)
-        return entry_get(b, key, out);
+        return plain_get(b, key, out);
     char subj[KV_KEY_MAX + 300];
     int n = snprintf(subj, sizeof subj, "$JS.API.DIRECT.GET.%s.$KV.%s.%s", b->stream, b->name,
                      key);
     if (n < 0 || (size_t)n >= sizeof subj)
-        return entry_get(b, key, out);
+        return plain_get(b, key, out);
     kv_guard g;
     guard_enter(&g, GUARD_REQUEST);
     kv_lane_req q;
     if (lane_send(c, subj, &q) < 0) {
         guard_leave(&g);
-        return entry_get(b, key, out); /* which says why if it fails too */
+        return plain_get(b, key, out); /* which says why if it fails too */
     }
     natsMsg *msg = NULL;
     natsStatus s = lane_wait(c, &q, &msg);
@@ -234,7 +249,7 @@ int lane_get(kv_conn *c, const kv_bucket *b, const char *key, kv_value *out)
     }
     natsMsg_Destroy(msg);
     if (r == -EAGAIN) /* 503: no responder now (a stream electing its leader, or gone) */
-        return entry_get(b, key, out);
+        return plain_get(b, key, out);
     if (r == 0)
         return -ENOENT;
     log_at(LOG_WARN, "%s: get: %s", key, why ? why : strerror(-r));

@@ -97,19 +97,6 @@ static int fail(const char *key, int r, const char *what, const char *why)
     return r;
 }
 
-int ops_entry(const kv_bucket *b, const char *key, kvEntry **e)
-{
-    kv_guard g;
-    guard_enter(&g, GUARD_REQUEST);
-    natsStatus s = kvStore_Get(e, b->kv, key);
-    const char *why = NULL;
-    int r = s == NATS_OK ? 0 : kv_errmap(s, 0, &why);
-    guard_leave(&g);
-    if (r < 0 && r != -ENOENT)
-        return fail(key, r, "get", why);
-    return r;
-}
-
 /* The key's last stored message (deleted or not): its sequence, whether it is a tombstone,
  * whether it carries msgid. -ENOENT when the subject has no message. */
 static int last_msg(kv_conn *c, const kv_bucket *b, const char *subj, const char *msgid,
@@ -360,21 +347,20 @@ int ops_get(kv_mount *m, const char *rel, kv_value *out)
     return r;
 }
 
-int ops_entry_stat(const kv_mount *m, const kv_bucket *b, const char *key, int is_dir,
-                   kv_stat *out)
+int ops_entry_stat(kv_conn *c, const kv_mount *m, const kv_bucket *b, const char *key,
+                   int is_dir, kv_stat *out)
 {
     int r = cache_stat(m, key, out);
     if (r <= 0)
         return r;
-    kvEntry *e = NULL;
-    r = ops_entry(b, key, &e);
-    if (r < 0)
+    kv_value v;
+    if ((r = lane_get(c, b, key, &v)) < 0)
         return r;
     out->is_dir = is_dir;
-    out->size = is_dir ? 0 : (uint64_t)kvEntry_ValueLen(e);
-    out->rev = kvEntry_Revision(e);
-    out->mtime_ns = kvEntry_Created(e);
-    kvEntry_Destroy(e);
+    out->size = is_dir ? 0 : v.len;
+    out->rev = v.rev;
+    out->mtime_ns = v.mtime_ns;
+    lane_release(&v);
     return 0;
 }
 
@@ -397,19 +383,18 @@ int ops_stat_on(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char *r
     if (r < 0)
         return r;
     if (dirs_known(m, marker)) {
-        if ((r = ops_entry_stat(m, b, marker, 1, out)) != -ENOENT)
+        if ((r = ops_entry_stat(c, m, b, marker, 1, out)) != -ENOENT)
             return r;
         dirs_note(m, marker, 0); /* removed since: ask for a value */
         if ((r = ops_key(m, rel, 0, key, sizeof key)) < 0)
             return r;
-        return ops_entry_stat(m, b, key, 0, out);
+        return ops_entry_stat(c, m, b, key, 0, out);
     }
     if ((r = ops_key(m, rel, 0, key, sizeof key)) < 0)
         return r;
-    if ((r = ops_entry_stat(m, b, key, 0, out)) != -ENOENT)
+    if ((r = ops_entry_stat(c, m, b, key, 0, out)) != -ENOENT)
         return r;                       /* a value, or a failure */
-    (void)c;
-    r = ops_entry_stat(m, b, marker, 1, out);
+    r = ops_entry_stat(c, m, b, marker, 1, out);
     if (r == 0)
         dirs_note(m, marker, 1);
     return r;
@@ -446,7 +431,7 @@ int ops_isdir(kv_mount *m, const char *rel)
         return r;
     cache_start(m);
     kv_stat st;
-    r = ops_entry_stat(m, b, marker, 1, &st);
+    r = ops_entry_stat(c, m, b, marker, 1, &st);
     conn_release(c);
     if (r == 0 || r == -ENOENT)
         dirs_note(m, marker, r == 0);
@@ -502,12 +487,12 @@ int ops_remove(kv_mount *m, const char *rel)
         return r;
     /* Delete expecting the revision seen, so of two racing removes one gets -ENOENT. */
     for (int attempt = 0; attempt < 4; attempt++) {
-        kvEntry *e = NULL;
-        r = ops_entry(b, key, &e);
+        kv_value v;
+        r = lane_get(c, b, key, &v);
         if (r < 0)
             break;
-        uint64_t seen = kvEntry_Revision(e), rev = 0;
-        kvEntry_Destroy(e);
+        uint64_t seen = v.rev, rev = 0;
+        lane_release(&v);
         r = ops_publish(c, b, key, NULL, 0, seen, 1, &rev);
         if (r == 0)
             cache_note(m, key, NULL, 0, rev, 1);
@@ -534,11 +519,11 @@ int ops_version(kv_mount *m, const char *rel, uint64_t *rev)
     int r = ops_key_open(m, rel, 0, key, sizeof key, &c, &b);
     if (r < 0)
         return r;
-    kvEntry *e = NULL;
-    r = ops_entry(b, key, &e);
+    kv_value v;
+    r = lane_get(c, b, key, &v);
     if (r == 0) {
-        *rev = kvEntry_Revision(e);
-        kvEntry_Destroy(e);
+        *rev = v.rev;
+        lane_release(&v);
     }
     conn_release(c);
     return r;
