@@ -416,7 +416,7 @@ int dirs_rmdir(kv_mount *m, const char *rel)
             r = -ENOTEMPTY;
             break;
         }
-        kv_value v;
+        kv_value v = { 0 };
         if (r == 0 && (r = lane_get(c, b, marker, &v)) == -ENOENT) {
             kv_stat st;
             r = ops_stat_on(c, b, m, rel, &st) == 0 && !st.is_dir ? -ENOTDIR : -ENOENT;
