@@ -63,7 +63,7 @@ int ahead_wait(kv_ahead *a)
     if (r == -EAGAIN)
         return plain(a);
     if (r < 0)
-        log_at(LOG_WARN, "%s: get: %s", a->key, why ? why : strerror(-r));
+        log_at(LOG_WARN, "%s: get failed: %s", a->key, why ? why : strerror(-r));
     return r;
 }
 

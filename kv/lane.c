@@ -252,6 +252,6 @@ int lane_get(kv_conn *c, const kv_bucket *b, const char *key, kv_value *out)
         return plain_get(b, key, out);
     if (r == 0)
         return -ENOENT;
-    log_at(LOG_WARN, "%s: get: %s", key, why ? why : strerror(-r));
+    log_at(LOG_WARN, "%s: get failed: %s", key, why ? why : strerror(-r));
     return r;
 }
