@@ -73,7 +73,9 @@ static void serve_usage(FILE *out)
             "\n"
             "environment: CONNECTOR_SOCKET, NATS_URL, NATS_KV_BUCKET (required); STATE_PREFIX,\n"
             "NATS_CREDS_FILE, NATS_NKEY_SEED_FILE, NATS_TLS_CA, NATS_TLS_CERT, NATS_TLS_KEY,\n"
-            "NATS_TIMEOUT_MS, ASYA_STATE_LOG. SIGTERM or SIGINT stops it cleanly.\n",
+            "NATS_TIMEOUT_MS, STATE_READ_CACHE, STATE_SIDECAR_CLIENTS (one or many: which\n"
+            "revision a PUT without If-Match expects; see the README), ASYA_STATE_LOG.\n"
+            "SIGTERM or SIGINT stops it cleanly.\n",
             SERVE_MAX_BODY_DEFAULT, SERVE_BODY_BUDGET_DEFAULT, SERVE_HEADER_SECONDS);
 }
 
@@ -220,12 +222,27 @@ static int serve_setup_kv(struct serve_ctx *ctx)
         log_at(LOG_ERROR, "serve: NATS_KV_BUCKET is not set");
         return CLI_FAIL;
     }
+    /* Which revision a PUT without If-Match expects. The sidecar cannot tell its clients
+     * apart (a connection per request), so: "many" (the default) expects the oldest
+     * revision still being read, as a concurrent client may have read it (no lost update,
+     * but a read nobody writes after keeps PUTs of a newer revision refused for up to 10 s
+     * once that revision is replaced); "one" expects the key's last revision read or
+     * committed (exact for one sequential client, as Asya's runtime is; two clients that
+     * read the same revision can both succeed). */
+    const char *clients = getenv("STATE_SIDECAR_CLIENTS");
+    unsigned revs = KV_REVS_PER_PROCESS;
+    if (clients && strcmp(clients, "one") == 0) {
+        revs = KV_REVS_PER_KEY;
+    } else if (clients && clients[0] && strcmp(clients, "many") != 0) {
+        log_at(LOG_ERROR, "serve: STATE_SIDECAR_CLIENTS='%s' is neither one nor many", clients);
+        return CLI_FAIL;
+    }
     ctx->ops = kv_backend();
     if (!ctx->ops || ctx->ops->abi != KV_ABI) {
         log_at(LOG_ERROR, "serve: the kv backend has the wrong ABI");
         return CLI_FAIL;
     }
-    int r = ctx->ops->init(KV_REVS_PER_PROCESS);
+    int r = ctx->ops->init(revs);
     if (r < 0)
         return CLI_FAIL; /* init named the variable */
     const char *cache = getenv("STATE_READ_CACHE");

@@ -22,7 +22,7 @@ static int init_result;
 
 static void do_init(void)
 {
-    revmem_init(init_flags & KV_REVS_PER_PROCESS);
+    revmem_init(init_flags & (KV_REVS_PER_PROCESS | KV_REVS_PER_KEY));
     const kv_config *cfg;
     init_result = kv_config_get(&cfg);
 }

@@ -267,7 +267,7 @@ int walk_once(kv_conn *c, const kv_bucket *b, const char *prefix, int values,
               int (*fn)(void *arg, const kv_rec *rec), void *arg, tombs *t, const char **why);
 
 /* ---- revmem.c ---- */
-int revmem_init(int per_process);
+int revmem_init(int mode); /* KV_REVS_PER_THREAD, _PER_PROCESS or _PER_KEY */
 int revmem_recall(const void *mount, const char *key, uint64_t *rev);
 void revmem_remember(const void *mount, const char *key, uint64_t rev); /* 0 forgets */
 /* A read found rev (or KV_REV_ABSENT); a commit that expected `expected` settled: rev is the

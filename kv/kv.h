@@ -66,7 +66,10 @@ typedef struct kv_list {
 /* kv_init flags */
 enum {
     KV_REVS_PER_THREAD = 0,  /* revision memory per (thread, mount, key): the shim */
-    KV_REVS_PER_PROCESS = 1, /* one memory for the whole process: the sidecar */
+    KV_REVS_PER_PROCESS = 1, /* one memory for the whole process, with the reads each
+                                revision had: the sidecar (its clients are anonymous) */
+    KV_REVS_PER_KEY = 2,     /* one memory for the whole process, one revision per key (the
+                                last read or committed): the sidecar of one sequential client */
 };
 
 /* mount flags */

@@ -86,6 +86,7 @@ typedef struct rev_layer {
 } rev_layer;
 
 static int per_process = -1;    /* set once by revmem_init */
+static int per_key;             /* KV_REVS_PER_KEY: the process layer keeps no reads */
 static size_t entries_max = REVMEM_MAX_DEFAULT; /* per layer; set once by revmem_init */
 static size_t slots = 8 * REVMEM_MAX_DEFAULT; /* bits in a layer's evicted map (a power of
                                                   two); set once by revmem_init */
@@ -122,10 +123,11 @@ static void make_key(void)
     pthread_key_create(&thread_key, free_table);
 }
 
-int revmem_init(int proc_mode)
+int revmem_init(int mode)
 {
     if (per_process < 0) {
-        per_process = proc_mode ? 1 : 0;
+        per_process = mode ? 1 : 0;
+        per_key = mode == KV_REVS_PER_KEY;
         const char *v = getenv("ASYA_STATE_REVMEM_MAX");
         char *end = NULL;
         unsigned long long n = v && *v ? strtoull(v, &end, 10) : 0;
@@ -325,7 +327,9 @@ void revmem_read(const void *mount, const char *key, uint64_t rev)
         thread_set(k, kl, rev, 0, 1);
     pthread_mutex_lock(&proc_mu);
     rev_entry *e = get_or_add(&proc, k, kl);
-    if (e) {
+    if (e && per_key) {
+        e->rev = rev; /* the last revision read or committed, nothing else */
+    } else if (e) {
         e->rev = rev;
         expire(e);
         rev_reads *r = NULL;

@@ -57,6 +57,10 @@ S4=$TMP/s4.sock
 serve_start s4 "$S4" NATS_URL="$NATS_URL" NATS_KV_BUCKET="$B" STATE_PREFIX=$P \
     STATE_READ_CACHE=watch || exit 1
 PID4=$SERVE_PID
+S5=$TMP/s5.sock
+serve_start s5 "$S5" NATS_URL="$NATS_URL" NATS_KV_BUCKET="$B" STATE_PREFIX=$P \
+    STATE_SIDECAR_CLIENTS=one || exit 1
+PID5=$SERVE_PID
 expect_eq "sidecar: the socket is created mode 0666 (another user in the pod connects)" 666 \
     "$(stat -c %a "$S1")"
 
@@ -64,6 +68,7 @@ export SOCK=$S1 SOCK2=$S2 SMALL_SOCK=$S3 QSOCK=$S4 BUCKET=$B SMALL_BUCKET=$SMALL
 python3 "$HERE/sidecar_protocol.py"
 python3 "$HERE/sidecar_runtime.py"
 python3 "$HERE/sidecar_cas.py"
+ONE_SOCK=$S5 python3 "$HERE/sidecar_clients.py"
 
 # ---- the same keys through the shim, both ways ------------------------------------------
 # Each shim run is bounded and writes to a file (no pipe a stray child could hold open), and
@@ -235,14 +240,18 @@ expect_eq "sidecar: without NATS_KV_BUCKET: exit 1 naming it" "1 yes" \
 out=$(env -u NATS_URL CONNECTOR_SOCKET="$TMP/x.sock" NATS_KV_BUCKET="$B" "$ASYA" serve 2>&1)
 expect_eq "sidecar: without NATS_URL: exit 1 naming it" "1 yes" \
     "$? $(grep -q NATS_URL <<<"$out" && echo yes)"
+out=$(CONNECTOR_SOCKET="$TMP/x.sock" NATS_URL="$NATS_URL" NATS_KV_BUCKET="$B" \
+    STATE_SIDECAR_CLIENTS=two "$ASYA" serve 2>&1)
+expect_eq "sidecar: STATE_SIDECAR_CLIENTS neither one nor many: exit 1, one line naming it" \
+    "1 1" "$? $(grep -c STATE_SIDECAR_CLIENTS <<<"$out")"
 check "sidecar: asya-state --version" sh -c "'$ASYA' --version | grep -q '^asya-state [0-9]'"
 check "sidecar: asya-state --help lists serve" sh -c "'$ASYA' --help | grep -q serve"
 check "sidecar: asya-state serve --help" sh -c "'$ASYA' serve --help | grep -q CONNECTOR_SOCKET"
 "$ASYA" nonsense >/dev/null 2>&1
 expect_eq "sidecar: unknown command exits 2" 2 "$?"
 
-# ---- the three long-running sidecars stop cleanly -------------------------------------------
-for p in "$PID1" "$PID2" "$PID3" "$PID4"; do
+# ---- the long-running sidecars stop cleanly -------------------------------------------------
+for p in "$PID1" "$PID2" "$PID3" "$PID4" "$PID5"; do
     serve_stop "$p"
     expect_eq "sidecar: pid $p exits 0 on SIGTERM" 0 "$SERVE_RC"
 done
