@@ -36,6 +36,10 @@
  * marked its bit (a colliding key's included). Deliberate forgetting (a conflict, an
  * unknown outcome, a remove) marks nothing: the next commit knows what happened.
  *
+ * KV_REVS_PER_KEY (the sidecar with STATE_SIDECAR_CLIENTS=one) keeps no reads: the process
+ * layer holds each key's last revision read or committed, and a commit expects it (SPEC's
+ * rule with one client; two clients that read one revision both succeed).
+ *
  * proc_mu guards the process layer (a leaf lock). Values: a revision, or KV_REV_ABSENT for
  * "read and found absent". A forked child keeps its copy of both.
  */

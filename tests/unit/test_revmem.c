@@ -78,6 +78,46 @@ Test(revmem, an_unknown_outcome_retires_only_its_own_read)
     cr_assert_eq(recall_elsewhere(), 5, "the other reader's read no longer guards");
 }
 
+/* ---- the sidecar's two modes (STATE_SIDECAR_CLIENTS): the calls one client makes that
+ * reads k twice without writing, then read-modify-writes it twice ---- */
+
+static uint64_t sidecar_cycle(uint64_t read_rev, uint64_t new_rev, int lands)
+{
+    uint64_t rev = 0;
+    revmem_read(M, "k", read_rev);
+    cr_assert_eq(revmem_recall(M, "k", &rev), 0);
+    revmem_settled(M, "k", rev, lands ? new_rev : 0);
+    return rev;
+}
+
+/* many: the reads of 5 nobody wrote after keep the next PUT expecting 5 (a 409 from the
+ * server, at 6) until they expire: the README's cost of exactness among anonymous clients. */
+Test(revmem_sidecar, many_keeps_expecting_a_read_nobody_wrote_after)
+{
+    revmem_init(KV_REVS_PER_PROCESS);
+    revmem_read(M, "k", 5);
+    revmem_read(M, "k", 5);
+    cr_assert_eq(sidecar_cycle(5, 6, 1), 5);
+    cr_assert_eq(sidecar_cycle(6, 0, 0), 5, "the leftover read of 5 is expected");
+    cr_assert_eq(sidecar_cycle(6, 0, 0), 5, "and again on the retry (until 10 s)");
+}
+
+/* one: the last revision read or committed, nothing else; a conflict forgets it. */
+Test(revmem_sidecar, one_expects_the_last_revision_read_or_committed)
+{
+    revmem_init(KV_REVS_PER_KEY);
+    revmem_read(M, "k", 5);
+    revmem_read(M, "k", 5);
+    cr_assert_eq(sidecar_cycle(5, 6, 1), 5);
+    cr_assert_eq(sidecar_cycle(6, 7, 1), 6);
+    uint64_t rev = 0;
+    cr_assert_eq(revmem_recall(M, "k", &rev), 0);
+    cr_assert_eq(rev, 7, "a PUT without a read expects the last commit");
+    revmem_settled(M, "k", 7, 0); /* another pod wrote meanwhile: 409 */
+    cr_assert_eq(revmem_recall(M, "k", &rev), -ENOENT, "a conflict forgets");
+    cr_assert_eq(revmem_count(0), 0);
+}
+
 /* ---- the bound (ASYA_STATE_REVMEM_MAX): eviction never makes a commit blind ---- */
 
 #define BOUND 8
