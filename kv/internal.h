@@ -273,6 +273,14 @@ void revmem_remember(const void *mount, const char *key, uint64_t rev); /* 0 for
 /* A read found rev (or KV_REV_ABSENT); a commit that expected `expected` settled: rev is the
  * new revision, 0 for a conflict (see revmem.c for the two layers). */
 void revmem_read(const void *mount, const char *key, uint64_t rev);
+/* A commit that named its own expectation (If-Match, If-None-Match, O_EXCL) settled: rev is
+ * the new revision, 0 for a conflict; unknown: its outcome is not known. In the sidecar (with
+ * many clients) it leaves every client's reads alone. */
+void revmem_settled_own(const void *mount, const char *key, uint64_t expected, uint64_t rev,
+                        int unknown);
+/* The key was removed: forgotten, but in the sidecar (many clients) the reads made before the
+ * delete stay, so their PUTs conflict. */
+void revmem_removed(const void *mount, const char *key);
 void revmem_settled(const void *mount, const char *key, uint64_t expected, uint64_t rev);
 /* A commit that expected `expected` failed with its outcome unknown (any failure but a
  * conflict): this thread's memory of key is forgotten and its read retired. */

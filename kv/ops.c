@@ -464,13 +464,22 @@ int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsig
     uint64_t rev = 0;
     r = ops_publish(c, b, key, data, len, expect, 0, &rev);
     conn_release(c);
+    int own = (flags & (KV_COMMIT_EXCL | KV_COMMIT_EXPECT)) != 0; /* named its expectation */
     if (r == 0) {
-        revmem_settled(m, key, expect, rev);
+        if (own)
+            revmem_settled_own(m, key, expect, rev, 0);
+        else
+            revmem_settled(m, key, expect, rev);
         cache_note(m, key, data, len, rev, 0);
         if (rev_out)
             *rev_out = rev;
     } else if (r == -EEXIST) {
-        revmem_settled(m, key, expect, 0);
+        if (own)
+            revmem_settled_own(m, key, expect, 0, 0);
+        else
+            revmem_settled(m, key, expect, 0);
+    } else if (own) {
+        revmem_settled_own(m, key, expect, 0, 1);
     } else {
         revmem_unknown(m, key, expect); /* never a stale expectation later (a false EEXIST) */
     }
@@ -506,7 +515,7 @@ int ops_remove(kv_mount *m, const char *rel)
         log_at(LOG_INFO, "%s: remove: %s", key, r == -EISDIR ? "a directory" : "no such key");
     }
     if (r == 0 || r == -ENOENT)
-        revmem_remember(m, key, 0);
+        revmem_removed(m, key);
     conn_release(c);
     return r;
 }

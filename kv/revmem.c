@@ -351,12 +351,15 @@ void revmem_read(const void *mount, const char *key, uint64_t rev)
         }
         if (!r && e->nreads < e->cap)
             *(r = &e->reads[e->nreads++]) = (rev_reads){ .rev = rev, .reader = me };
-        if (!r)
-            r = oldest(e, 0); /* full: counted with the oldest, which only adds conflicts */
-        if (r) { /* (none: out of memory before any read; e->rev still guards) */
+        if (r) {
             r->n++;
             r->at = now_ns();
-        }
+        } else if ((r = oldest(e, 0))) {
+            /* full: counted with the oldest, which only adds conflicts; its time is left as
+             * it is, so it still expires READ_TTL_NS after its own last read (reads of other
+             * revisions must not keep it alive) */
+            r->n++;
+        } /* (none: out of memory before any read; e->rev still guards) */
     }
     pthread_mutex_unlock(&proc_mu);
 }
@@ -438,6 +441,53 @@ void revmem_settled(const void *mount, const char *key, uint64_t expected, uint6
         remove_entry(&proc, e, 0); /* a conflict, nobody else reading: start clean */
     } else if (rev && (e || (e = get_or_add(&proc, k, kl)))) {
         e->rev = rev;
+    }
+    pthread_mutex_unlock(&proc_mu);
+}
+
+void revmem_settled_own(const void *mount, const char *key, uint64_t expected, uint64_t rev,
+                        int unknown)
+{
+    if (!per_process || per_key) { /* the shim's threads, or one client: as any commit */
+        if (unknown)
+            revmem_unknown(mount, key, expected);
+        else
+            revmem_settled(mount, key, expected, rev);
+        return;
+    }
+    /* The sidecar's anonymous clients: the reads belong to clients that did not name their
+     * revision; whatever this commit's fate, none of them is done. */
+    char k[KBUF];
+    size_t kl = build(k, sizeof k, mount, key);
+    if (kl == 0 || unknown || rev == 0)
+        return;
+    pthread_mutex_lock(&proc_mu);
+    rev_entry *e = get_or_add(&proc, k, kl);
+    if (e)
+        e->rev = rev;
+    pthread_mutex_unlock(&proc_mu);
+}
+
+void revmem_removed(const void *mount, const char *key)
+{
+    if (!per_process || per_key) {
+        revmem_remember(mount, key, 0); /* forgotten (SPEC "Operations": unlink, remove) */
+        return;
+    }
+    /* The sidecar's anonymous clients: those that read before the delete still PUT from
+     * what they read, and must meet the delete (a conflict), never a blind put. */
+    char k[KBUF];
+    size_t kl = build(k, sizeof k, mount, key);
+    if (kl == 0)
+        return;
+    pthread_mutex_lock(&proc_mu);
+    rev_entry *e = find(&proc, k, kl);
+    if (e) {
+        expire(e);
+        if (e->nreads)
+            e->rev = 0; /* no revision of its own: a PUT without a read is a put */
+        else
+            remove_entry(&proc, e, 0);
     }
     pthread_mutex_unlock(&proc_mu);
 }

@@ -6,13 +6,15 @@ are checked with kvtool, an independent client. Prints ok/not ok lines.
 
     many   a read nobody writes after (the handler that only looks) keeps PUTs of the newer
            revision refused, and only for about READ_TTL (10 s) after that read: the bound
-           the README states, and the counter exact after it
+           the README states, and the counter exact after it; a refused If-Match PUT and a
+           DELETE leave the reads of other clients guarding their PUTs (409, not a lost update)
     one    the same reads then 5 increments: no 409 at all; PUTs without reads in a row all
            land; another writer between a GET and its PUT: 409, the other's value kept, the
            retry lands; two clients that read the same revision both land (the README's
            stated cost of this mode)
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -74,6 +76,27 @@ def many():
     T.eq("many: the counter is exact after it (kvtool)", "2", kv_get(key))
 
 
+def many_named():
+    key = "clients/named"
+    put(SOCK, key, b"0")
+    st, _, body = request(SOCK, "GET", "/meta/" + key + "?attr=version")
+    rev = json.loads(body)["value"]
+    a, b = get(SOCK, key)[1], get(SOCK, key)[1]  # clients A and B read the same revision
+    pa = put(SOCK, key, a + b"+A")
+    pc = request(SOCK, "PUT", "/keys/" + key, body=b"C", headers={"If-Match": str(rev)})[0]
+    pb = put(SOCK, key, b + b"+B")
+    T.eq("many: a refused If-Match PUT (412) leaves the other clients' reads alone: A 204, "
+         "B 409, A's value kept", (204, 412, 409, "0+A"), (pa, pc, pb, kv_get(key)))
+
+    key = "clients/deleted"
+    put(SOCK, key, b"0")
+    a, b = get(SOCK, key)[1], get(SOCK, key)[1]
+    st = request(SOCK, "DELETE", "/keys/" + key)[0]
+    T.eq("many: a DELETE after two reads: both PUTs from what they read get 409, the key "
+         "stays deleted", (204, 409, 409, None),
+         (st, put(SOCK, key, a + b"+A"), put(SOCK, key, b + b"+B"), kv_get(key)))
+
+
 def one():
     key = "clients/one"
     put(ONE, key, b"0")
@@ -101,5 +124,6 @@ def one():
 
 
 T.run("many", many)
+T.run("many, named revisions and deletes", many_named)
 T.run("one", one)
 raise SystemExit(1 if T.failures else 0)
