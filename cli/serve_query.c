@@ -15,7 +15,9 @@
  *     QUERY_MAX_ROWS (Asya's cap), limit 0 meaning that cap;
  *   - field names must match ^[a-zA-Z_][a-zA-Z0-9_.]*$; a filter that is not an object, a
  *     sort that is not an array of strings, a negative or non-integer limit or offset, a body
- *     that is not a JSON object: 400 bad_request. Values that are not JSON are skipped.
+ *     that is not a JSON object: 400 bad_request. Values that are not JSON are skipped; a
+ *     document with an integer beyond 64 bits (jansson's limit) fails the query with 500
+ *     rather than be left out or answered rounded.
  * The values come from kv's scan (the read cache's mirror when fresh, else one pass over the
  * mount). A prefix holding more than QUERY_MAX_DOCS JSON documents is refused (400), where
  * Asya's stops reading at 1,000.
@@ -78,9 +80,13 @@ static size_t kept_cost(size_t rl, size_t len)
     return sizeof(parsed) + rl + 1 + len + 2 * len + 512;
 }
 
+/* How documents are read: any JSON value, NUL characters in strings kept ("\u0000"). */
+#define QUERY_DECODE (JSON_DECODE_ANY | JSON_ALLOW_NUL)
+
 /* The parse of rel's value data[0..len) (a new reference, or NULL: not JSON), from the kept
- * documents when the value is unchanged; query_mu held. */
-static json_t *parse_kept(const char *rel, const void *data, size_t len)
+ * documents when the value is unchanged; query_mu held. *huge is set (and NULL returned) for
+ * JSON that jansson cannot hold: an integer beyond 64 bits. */
+static json_t *parse_kept(const char *rel, const void *data, size_t len, int *huge)
 {
     parsed *p;
     HASH_FIND_STR(kept, rel, p);
@@ -91,7 +97,11 @@ static json_t *parse_kept(const char *rel, const void *data, size_t len)
     if (p)
         parsed_free(p);
     json_error_t err;
-    json_t *j = json_loadb(data, len, JSON_DECODE_ANY, &err);
+    json_t *j = json_loadb(data, len, QUERY_DECODE, &err);
+    if (!j && json_error_code(&err) == json_error_numeric_overflow) {
+        *huge = 1; /* never kept: asked again, it says so again */
+        return NULL;
+    }
     size_t rl = strlen(rel), cost = kept_cost(rl, len);
     if (kept_bytes + cost > PARSED_MAX_BYTES)
         return j; /* full: parsed every time */
@@ -141,6 +151,7 @@ typedef struct query {
     doc *v;
     size_t n, cap;
     size_t seen;        /* JSON documents under the prefix */
+    char huge[300];     /* the first document with an integer jansson cannot hold */
 } query;
 
 /* 1 when name matches ^[a-zA-Z_][a-zA-Z0-9_.]*$ */
@@ -210,7 +221,12 @@ static int matches(const query *qy, json_t *j)
 static int take(void *arg, const char *rel, const void *data, size_t len)
 {
     query *qy = arg;
-    json_t *j = data ? parse_kept(rel, data, len) : NULL;
+    int huge = 0;
+    json_t *j = data ? parse_kept(rel, data, len, &huge) : NULL;
+    if (huge) { /* JSON, but not answerable exactly: the query fails rather than omit it */
+        snprintf(qy->huge, sizeof qy->huge, "%s", rel);
+        return -EOVERFLOW;
+    }
     if (!j)
         return 0; /* not JSON: skipped */
     if (++qy->seen > QUERY_MAX_DOCS) {
@@ -303,7 +319,7 @@ void serve_query(struct serve_ctx *ctx, const char *body, size_t len, struct ser
 {
     static pthread_mutex_t sort_mu = PTHREAD_MUTEX_INITIALIZER;
     json_error_t err;
-    json_t *b = len ? json_loadb(body, len, 0, &err) : json_object();
+    json_t *b = len ? json_loadb(body, len, JSON_ALLOW_NUL, &err) : json_object();
     query qy = { 0 };
     size_t limit, offset;
     char msg[400];
@@ -375,6 +391,12 @@ void serve_query(struct serve_ctx *ctx, const char *body, size_t len, struct ser
         snprintf(msg, sizeof msg, "prefix '%.300s' holds more than %d documents; use a "
                  "narrower prefix", p, QUERY_MAX_DOCS);
         bad(r, msg);
+        goto unlock;
+    }
+    if (rc == -EOVERFLOW) {
+        snprintf(msg, sizeof msg, "query prefix=%.100s: %.250s holds an integer beyond 64 "
+                 "bits, which this connector cannot answer exactly", p, qy.huge);
+        serve_reply_error(r, 500, "internal_error", msg);
         goto unlock;
     }
     if (rc < 0) {

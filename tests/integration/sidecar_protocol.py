@@ -228,12 +228,18 @@ def t_cas():
     st2, _, _ = request(SOCK, "PUT", k("fresh_unread"), body=b"y")
     T.eq("PUT twice without a read: both succeed (memory follows own writes)", (204, 204, b"y"),
          (st, st2, kv_get("fresh_unread")))
-    request(SOCK, "GET", k("fresh_unread"))
-    request(SOCK, "DELETE", k("fresh_unread"))      # DELETE forgets the memory
+    request(SOCK, "DELETE", k("fresh_unread"))      # no read outstanding: forgotten
     kv("put", BUCKET, f"{PREFIX}.fresh_unread", "z")
     st, _, _ = request(SOCK, "PUT", k("fresh_unread"), body=b"after")
-    T.eq("after DELETE nothing is remembered: unconditional PUT", (204, b"after"),
-         (st, kv_get("fresh_unread")))
+    T.eq("after a DELETE with no read outstanding nothing is remembered: unconditional PUT",
+         (204, b"after"), (st, kv_get("fresh_unread")))
+    request(SOCK, "GET", k("fresh_unread"))
+    request(SOCK, "DELETE", k("fresh_unread"))      # the read may be another client's
+    kv("put", BUCKET, f"{PREFIX}.fresh_unread", "z")
+    st, _, _ = request(SOCK, "PUT", k("fresh_unread"), body=b"after")
+    st2, _, _ = request(SOCK, "PUT", k("fresh_unread"), body=b"again")
+    T.eq("a read, a DELETE, another writer: the PUT 409 (the read still guards), the next one "
+         "lands", (409, 204, b"again"), (st, st2, kv_get("fresh_unread")))
 
 
 def t_listing():
@@ -525,6 +531,17 @@ def t_query():
          r.get("message"))
     st, r = query({"prefix": "qry/", "filter": {"a_b.c_1": 1}})
     T.eq("/query field names with '_', '.', digits are fine", 200, st)
+    request(SOCK, "PUT", k("qnul/a.json"), body=b'{"id": "a", "s": "x\\u0000y"}')
+    st, r = query({"prefix": "qnul/", "filter": {"s": "x\u0000y"}})
+    T.eq("/query: a document with \\u0000 in a string is answered, NUL and all", (200, 1, "x\0y"),
+         (st, r["total"], r["rows"][0]["s"] if r["rows"] else None))
+    request(SOCK, "PUT", k("qbig/b.json"),
+            body=b'{"id": "b", "n": 123456789012345678901234567890}')
+    st, r = query({"prefix": "qbig/"})
+    request(SOCK, "DELETE", k("qbig/b.json"))  # later queries of every document answer again
+    T.eq("/query: an integer beyond 64 bits fails the query (500, naming the key), never "
+         "left out", (500, "internal_error", True),
+         (st, r.get("error"), "qbig/b.json" in r.get("message", "")))
     if QSOCK:
         time.sleep(0.5)  # the mirror catches up
         st, r = query({"prefix": "qry/", "filter": {"status": "done"}, "sort": ["id"]}, QSOCK)
