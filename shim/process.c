@@ -10,13 +10,19 @@
  * a "handoff" memfd left open for the new program, and name it in ASYA_STATE_HANDOFF; the new
  * program's constructor adopts the descriptors (found by the memfd's inode, so a dup2 done by
  * posix_spawn's file actions is followed) and commits those it owns. Owned close-on-exec
- * descriptors vanish at exec, so they are committed first. Nothing here allocates on the
+ * descriptors vanish at exec, so they are committed first. A new program that will not load
+ * this library (LD_PRELOAD dropped from its environment, or statically linked) cannot adopt:
+ * the files this process owns are committed before exec, with a warning for each inherited
+ * one (what that program writes into it is lost). Nothing here allocates on the
  * exec path: the record and the new environment are built on the stack.
  *
  * exit: the destructor flushes stdio and commits every file this process owns that is still
  * open; _exit and _Exit commit too (without a flush, as they do not flush). */
 #include "shim/shim.h"
 
+#include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -48,6 +54,8 @@ struct handoff_rec {
     int64_t mtime_ns;
     uint32_t pathlen, rellen;
 };
+
+enum exec_kind { EXEC_PATH, EXEC_SEARCH, EXEC_FD };
 
 /* Writes all of buf to fd. */
 static int write_all(int fd, const void *buf, size_t len)
@@ -81,12 +89,111 @@ static uint64_t memory_of(const struct shim_file *f)
     return rev;
 }
 
+/* ---- will the new program adopt? ---------------------------------------------------- */
+
+/* This library's file name when this process got it through LD_PRELOAD (set at load, from
+ * the environment the program started with: env -i clears it before its exec); else "". */
+static char self_lib[NAME_MAX + 1];
+
+/* 1 when list (LD_PRELOAD's value: names split by ':' or spaces) names the library lib. */
+static int names_lib(const char *list, const char *lib)
+{
+    size_t n = strlen(lib);
+    for (const char *p = list; p && (p = strstr(p, lib)); p += n)
+        if ((p == list || p[-1] == '/' || p[-1] == ':' || p[-1] == ' ') &&
+            (p[n] == '\0' || p[n] == ':' || p[n] == ' '))
+            return 1;
+    return 0;
+}
+
+static const char *preload_of(char *const envp[])
+{
+    for (size_t i = 0; envp && envp[i]; i++)
+        if (strncmp(envp[i], "LD_PRELOAD=", 11) == 0)
+            return envp[i] + 11;
+    return NULL;
+}
+
+/* Why the program at fd will not load this library (it has no program interpreter: statically
+ * linked, as Go programs often are), or NULL (a dynamic program, a script, or unknown). */
+static const char *static_program(int fd)
+{
+    Elf64_Ehdr eh;
+    if (real_pread()(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh ||
+        memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+        eh.e_phentsize != sizeof(Elf64_Phdr))
+        return NULL; /* a script (its interpreter decides), or not ours to judge */
+    for (unsigned i = 0; i < eh.e_phnum && i < 256; i++) {
+        Elf64_Phdr ph;
+        if (real_pread()(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + i * sizeof ph)) !=
+            (ssize_t)sizeof ph)
+            return NULL;
+        if (ph.p_type == PT_INTERP)
+            return NULL;
+    }
+    return "it is statically linked";
+}
+
+/* The program an exec of this kind would run, opened for reading (-1: not found or not
+ * readable), searching PATH as execvp does for a bare name. */
+static int open_program(enum exec_kind kind, int fd, const char *file)
+{
+    if (kind == EXEC_FD)
+        return real_fcntl()(fd, F_DUPFD_CLOEXEC, 0);
+    if (!file || !*file)
+        return -1;
+    if (kind == EXEC_PATH || strchr(file, '/'))
+        return real_open()(file, O_RDONLY | O_CLOEXEC);
+    const char *path = getenv("PATH");
+    for (const char *d = path && *path ? path : "/bin:/usr/bin"; ; d++) {
+        size_t n = strcspn(d, ":");
+        char full[PATH_MAX];
+        if (n + 1 + strlen(file) < sizeof full) {
+            snprintf(full, sizeof full, "%.*s%s%s", (int)n, n ? d : ".", "/", file);
+            int pfd = real_access()(full, X_OK) == 0 ? real_open()(full, O_RDONLY | O_CLOEXEC)
+                                                     : -1;
+            if (pfd >= 0)
+                return pfd;
+        }
+        d += n;
+        if (!*d)
+            return -1;
+    }
+}
+
+/* Why the program exec is about to run will not adopt the mount descriptors it inherits
+ * (written into why), or NULL when it will as far as can be told: it must load this library
+ * (LD_PRELOAD in envp naming it, when that is how this process got it) and be dynamically
+ * linked. */
+static const char *exec_refusal(enum exec_kind kind, int fd, const char *file,
+                                char *const envp[], char *why, size_t n)
+{
+    /* loaded otherwise than by LD_PRELOAD (/etc/ld.so.preload): the new program is too */
+    if (self_lib[0] && !names_lib(preload_of(envp), self_lib)) {
+        snprintf(why, n, "its environment's LD_PRELOAD does not name %s", self_lib);
+        return why;
+    }
+    int pfd = open_program(kind, fd, file);
+    const char *st = pfd >= 0 ? static_program(pfd) : NULL;
+    if (pfd >= 0)
+        real_close()(pfd);
+    if (st)
+        snprintf(why, n, "%s", st);
+    return st ? why : NULL;
+}
+
+/* ---- the handoff ---------------------------------------------------------------------- */
+
 /* Before exec (in_parent 0) or posix_spawn (in_parent 1): writes the table's entries for
  * descriptors the new program inherits into a handoff memfd. Close-on-exec descriptors
  * vanish at exec, so their files are committed first (they stay in the table: should exec
  * fail, a later close commits again only if they changed); posix_spawn's parent keeps them.
- * Returns the memfd (>= 0), -1 when there is nothing to hand off, or -errno. */
-static int handoff_prepare(int in_parent)
+ * refusal (exec only): why the new program will not adopt what it inherits, or NULL; then
+ * the files this process owns are committed now, and each inherited file gets one warning:
+ * what the new program writes into it is lost (SPEC: static programs are not supported,
+ * never silently). Returns the memfd (>= 0), -1 when there is nothing to hand off, or
+ * -errno. */
+static int handoff_prepare(int in_parent, const char *prog, const char *refusal)
 {
     int hfd = -1;
     shim_mem_settle_all(); /* the new program inherits kernel files */
@@ -105,6 +212,12 @@ static int handoff_prepare(int in_parent)
         struct stat st;
         if (real_fstat()(fd, &st) < 0)
             continue;
+        if (refusal && f->owner == shim_pid()) { /* (another's owner commits it as usual) */
+            int r = shim_commit(fd, f);
+            log_at(LOG_WARN, "%s: %s will not adopt it (%s): %s before exec; what it writes "
+                   "there is lost", shim_file_rel(f), prog ? prog : "the new program", refusal,
+                   r < 0 ? "its commit failed" : "committed");
+        }
         if (hfd < 0) {
             /* born close-on-exec, so another thread's fork+exec never inherits it low */
             hfd = memfd_create("asya-state-handoff", MFD_CLOEXEC);
@@ -174,12 +287,14 @@ static size_t env_count(char *const envp[])
 
 /* The one body of the exec family: prepares the handoff, runs exec (fn) with the new
  * environment, and cleans up when exec failed. */
-enum exec_kind { EXEC_PATH, EXEC_SEARCH, EXEC_FD };
 
 static int exec_body(enum exec_kind kind, int fd, const char *file, char *const argv[],
                      char *const envp[])
 {
-    int hfd = shim_guard ? -1 : handoff_prepare(0);
+    char why[NAME_MAX + 80];
+    const char *refusal = shim_guard || fdtable_next(0) < 0
+                        ? NULL : exec_refusal(kind, fd, file, envp, why, sizeof why);
+    int hfd = shim_guard ? -1 : handoff_prepare(0, kind == EXEC_FD ? NULL : file, refusal);
     if (hfd < -1)
         log_at(LOG_WARN, "cannot hand mount files to the new program: %s", strerror(-hfd));
     char var[sizeof HANDOFF_VAR + 16], cwd[sizeof CWD_VAR + PATH_MAX];
@@ -286,7 +401,7 @@ static int spawn_body(int search, pid_t *pid, const char *path,
                       const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
                       char *const argv[], char *const envp[])
 {
-    int hfd = shim_guard ? -1 : handoff_prepare(1);
+    int hfd = shim_guard ? -1 : handoff_prepare(1, NULL, NULL);
     char var[sizeof HANDOFF_VAR + 16], cwd[sizeof CWD_VAR + PATH_MAX];
     snprintf(var, sizeof var, HANDOFF_VAR "=%d", hfd);
     const char *vcwd = shim_guard ? NULL : shim_cwd_virtual();
@@ -430,6 +545,13 @@ static void adopt_one(const struct handoff_rec *rec, const char *path, const cha
         .mount_idx = p.idx, .rel = r, .oflags = rec->oflags, .owner = rec->owner,
         .is_dir = rec->is_dir, .ino = ino,
     };
+    if (!rec->is_dir && rec->owner == shim_pid()) {
+        /* this program commits it: its configuration is read now, from the environment it
+         * started with (a program may clear it before it execs another, as env -i does) */
+        const kv_ops *o;
+        kv_mount *km;
+        (void)shim_backend(p.idx, &o, &km);
+    }
     f->refs = 1; /* held while adopting, so the record outlives a failed set */
     for (int i = 0; i < nfds; i++)
         if (rec->is_dir ? fds[i] == rec->fd : inos[i] == rec->ino) {
@@ -473,6 +595,13 @@ static void adopt(int hfd)
 
 __attribute__((constructor)) static void adopt_inherited(void)
 {
+    Dl_info self;
+    if (dladdr((void *)adopt_inherited, &self) && self.dli_fname) {
+        const char *lib = strrchr(self.dli_fname, '/');
+        lib = lib ? lib + 1 : self.dli_fname;
+        if (strlen(lib) < sizeof self_lib && names_lib(preload_of(environ), lib))
+            memcpy(self_lib, lib, strlen(lib) + 1);
+    }
     const char *v = shim_env(SHIM_ENV_HANDOFF);
     if (!v)
         return;

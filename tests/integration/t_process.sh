@@ -103,3 +103,24 @@ PY
 expect_eq "fstat of an open mount file and of a mount directory agree with stat of the path" \
     "agree
 dir agree" "$out"
+
+# ---- exec of a program that cannot adopt the mount files it inherits ------------------------
+# A statically linked program (Go's, /sbin/ldconfig) or one whose environment dropped
+# LD_PRELOAD (env -i) never loads the shim: the files this process owns are committed before
+# the exec, with one warning each; what that program writes is lost, and says so.
+LDC=$(command -v ldconfig || echo /sbin/ldconfig)
+run bash -c "{ echo before; exec $LDC -p; } > /state/proc/static.txt" >/dev/null \
+    2>"$TMP/static.err"
+expect_eq "exec of a statically linked program: what was written before is committed" \
+    "before" "$($KVTOOL get "$B" pr.static.txt 2>&1)"
+expect_eq "exec of a statically linked program: one warning naming the file and why" 1 \
+    "$(grep -c "static.txt: $LDC will not adopt it (it is statically linked): committed" \
+        "$TMP/static.err")"
+run bash -c '{ echo before; exec env -i /bin/echo after; } > /state/proc/envi.txt' \
+    2>"$TMP/envi.err"
+expect_eq "exec with LD_PRELOAD cleared (env -i): committed before, one warning" "before|1" \
+    "$($KVTOOL get "$B" pr.envi.txt 2>&1)|$(grep -c "envi.txt: /bin/echo will not adopt it (its environment's LD_PRELOAD does not name" "$TMP/envi.err")"
+run bash -c '{ echo before; exec /bin/echo after; } > /state/proc/dyn.txt' 2>"$TMP/dyn.err"
+expect_eq "exec of a dynamic program with the shim: it adopts and commits, no warning" \
+    "before
+after|0" "$($KVTOOL get "$B" pr.dyn.txt 2>&1)|$(grep -c "will not adopt" "$TMP/dyn.err")"
