@@ -136,7 +136,7 @@ static struct shim_inode *inode_new(const struct shim_inode_init *in)
         .rev = in->rev, .mtime_ns = in->mtime_ns, .base_len = in->base_len,
         .base_hash = in->base_hash, .based = in->based, .writers = in->writers,
         .force = in->force, .excl = in->excl, .created = in->created,
-        .carried = in->carried, .kfd = -1, .tid = pthread_self(),
+        .carried = in->carried, .kfd = -1, .tid = pthread_self(), .forks = shim_forks(),
     };
     pthread_mutex_init(&ino->mu, NULL);
     return ino;
@@ -367,6 +367,79 @@ int shim_inode_commit(struct shim_inode *ino, int fd, struct shim_mem *mem)
     return r;
 }
 
+/* ---- files a forked child still holds at their last close here ----
+ * The owner commits a file at its last close (SPEC "Processes"); a child that inherited it
+ * (subprocess.Popen(stdout=f), then f.close() before the child is done) may write on. Such a
+ * file is kept, by a descriptor of the shim's own and a reference: committed now as always,
+ * and again, if its bytes changed, once no child holds it any more (shim_inode_commit_held,
+ * after a wait reaps a child) or at this process's exit. table_lock guards the list. */
+#define HELD_MAX 1024
+static struct held {
+    struct shim_inode *ino;
+    int fd;
+    unsigned forks;
+} held[HELD_MAX];
+static int nheld;
+
+static void hold_locked(struct shim_inode *ino, int kf, pid_t who)
+{
+    int dfd = real_fcntl()(kf, F_DUPFD_CLOEXEC, 0);
+    dfd = dfd >= 0 ? shim_fd_high(dfd) : dfd;
+    pthread_mutex_lock(&table_lock);
+    int ok = dfd >= 0 && nheld < HELD_MAX;
+    if (ok) {
+        ino->refs++;
+        held[nheld++] = (struct held){ ino, dfd, ino->forks };
+    }
+    pthread_mutex_unlock(&table_lock);
+    if (ok) {
+        log_at(LOG_INFO, "%s: closed here while process %d still has it open: committed now, "
+               "and again when no child holds it or at exit", ino->rel, (int)who);
+        return;
+    }
+    if (dfd >= 0)
+        real_close()(dfd);
+    log_at(LOG_WARN, "%s: closed here while process %d still has it open: committed now; what "
+           "it writes from now on is lost", ino->rel, (int)who);
+}
+
+int shim_inode_commit_held(int at_exit)
+{
+    int rc = 0;
+    if (!__atomic_load_n(&nheld, __ATOMIC_ACQUIRE))
+        return 0;
+    for (;;) {
+        struct held h = { NULL, -1, 0 };
+        pid_t who = 0;
+        pthread_mutex_lock(&table_lock);
+        for (int i = 0; i < nheld && !h.ino; i++) {
+            who = shim_child_holding(held[i].fd, held[i].forks);
+            if (at_exit || who <= 0) {
+                h = held[i];
+                held[i] = held[--nheld];
+            }
+        }
+        pthread_mutex_unlock(&table_lock);
+        if (!h.ino)
+            return rc;
+        shim_enter();
+        pthread_mutex_lock(&h.ino->mu);
+        int r = commit_locked(h.ino, h.fd, NULL, 1);
+        pthread_mutex_unlock(&h.ino->mu);
+        shim_leave();
+        if (r < 0) {
+            log_at(LOG_ERROR, "%s: the commit of what a child wrote after its close here "
+                   "failed: %s", h.ino->rel, strerror(-r));
+            rc = r;
+        }
+        if (at_exit && who > 0)
+            log_at(LOG_WARN, "%s: process %d still has it open as this one exits: what it "
+                   "writes from now on is lost", h.ino->rel, (int)who);
+        real_close()(h.fd);
+        shim_inode_put(h.ino);
+    }
+}
+
 int shim_inode_close(struct shim_inode *ino, int fd, struct shim_mem *mem)
 {
     pthread_mutex_lock(&table_lock);
@@ -379,6 +452,20 @@ int shim_inode_close(struct shim_inode *ino, int fd, struct shim_mem *mem)
     shim_enter();
     pthread_mutex_lock(&ino->mu);
     int r = commit_locked(ino, fd, mem, 1);
+    int kf = ino->kfd >= 0 ? ino->kfd : fd;
+    int kernel = !mem || __atomic_load_n(&mem->settled, __ATOMIC_ACQUIRE); /* not in memory */
+    pid_t who = r == 0 && kf >= 0 && kernel && ino->owner == shim_pid() && !ino->unlinked
+              ? shim_child_holding(kf, ino->forks) : 0;
+    struct view v;
+    if (who > 0 && view_open(kf, &v) == 0) {
+        /* what is committed now is what a later commit compares with */
+        ino->base_len = v.len;
+        ino->base_hash = fdtable_hash(v.data, v.len, FDTABLE_HASH_SEED);
+        ino->based = 1;
+        ino->force = 0;
+        view_close(&v, NULL);
+        hold_locked(ino, kf, who);
+    }
     if (ino->kfd >= 0)
         real_close()(ino->kfd);
     ino->kfd = -1;

@@ -54,6 +54,8 @@ struct shim_inode {
                                commit returns it and sends nothing (atomic, no lock) */
     uint64_t carried;       /* revision memory carried across exec (see shim_file) */
     int kfd;                /* the master memfd once shared, else -1 */
+    unsigned forks;         /* shim_forks() when it was made: only children forked or
+                               spawned later can have inherited it */
     int maps;               /* shared writable mappings alive */
     char **old_names;       /* names replaced by renames, freed with the inode */
     int n_old;
@@ -93,6 +95,11 @@ void shim_inode_use(struct shim_inode *ino);
  * the inode is no longer found by name and is committed by the contract's rules (fd/mem:
  * where its bytes are when it has no master, else -1/NULL): the commit's 0 or -errno. */
 int shim_inode_close(struct shim_inode *ino, int fd, struct shim_mem *mem);
+
+/* Commits again the files closed here while a forked child still held them (see inode.c),
+ * those no child holds any more, or all of them at exit (at_exit: a warning for each still
+ * held). 0 or the last commit's -errno. */
+int shim_inode_commit_held(int at_exit);
 
 /* Drops a reference; the inode is freed with its last. */
 void shim_inode_put(struct shim_inode *ino);

@@ -29,6 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -396,6 +399,77 @@ SHIM_EXPORT int execle(const char *path, const char *arg, ...)
     return exec_body(EXEC_PATH, -1, path, argv, envp);
 }
 
+/* ---- children: who may still hold a file after its owner's last close ---- */
+
+#define KIDS_MAX 64
+static struct kid {
+    pid_t pid;               /* 0: a free slot */
+    unsigned n;              /* its number: the count of children before it, plus one */
+} kids[KIDS_MAX];            /* the latest children forked or spawned */
+static unsigned kids_made;   /* children forked or spawned so far */
+static pthread_mutex_t kids_mu = PTHREAD_MUTEX_INITIALIZER; /* a leaf lock; guards kids */
+
+unsigned shim_forks(void)
+{
+    return __atomic_load_n(&kids_made, __ATOMIC_ACQUIRE);
+}
+
+static void kid_add(pid_t pid)
+{
+    pthread_mutex_lock(&kids_mu);
+    unsigned n = __atomic_add_fetch(&kids_made, 1, __ATOMIC_ACQ_REL);
+    kids[n % KIDS_MAX] = (struct kid){ pid, n };
+    pthread_mutex_unlock(&kids_mu);
+}
+
+/* 1 when process pid has a descriptor of the kernel file (dev, ino) open, 0 when not, -1
+ * when pid is gone (or its descriptors cannot be read). Allocates nothing. */
+static int kid_holds(pid_t pid, dev_t dev, ino_t ino)
+{
+    char dir[32];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    int dfd = real_openat()(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    char buf[4096];
+    long got;
+    int found = 0;
+    while (!found && (got = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < got && !found;) {
+            struct dirent64 *d = (struct dirent64 *)(buf + off);
+            struct stat st;
+            found = d->d_name[0] >= '0' && d->d_name[0] <= '9' &&
+                    syscall(SYS_newfstatat, dfd, d->d_name, &st, 0) == 0 && st.st_dev == dev &&
+                    st.st_ino == ino;
+            off += d->d_reclen;
+        }
+    }
+    real_close()(dfd);
+    return found;
+}
+
+pid_t shim_child_holding(int fd, unsigned since)
+{
+    struct stat st;
+    if (shim_forks() == since || real_fstat()(fd, &st) < 0)
+        return 0; /* (no child since: the common case costs a load) */
+    for (int i = 0; i < KIDS_MAX; i++) {
+        pthread_mutex_lock(&kids_mu);
+        struct kid k = kids[i];
+        pthread_mutex_unlock(&kids_mu);
+        if (!k.pid || k.n <= since)
+            continue; /* forked before the file was opened: it did not inherit it */
+        int h = kid_holds(k.pid, st.st_dev, st.st_ino);
+        if (h > 0)
+            return k.pid;
+        pthread_mutex_lock(&kids_mu);
+        if (h < 0 && kids[i].pid == k.pid && kids[i].n == k.n)
+            kids[i].pid = 0; /* gone: not asked again */
+        pthread_mutex_unlock(&kids_mu);
+    }
+    return 0;
+}
+
 /* posix_spawn runs glibc's internal execve, so the handoff is prepared here, in the parent. */
 static int spawn_body(int search, pid_t *pid, const char *path,
                       const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
@@ -409,8 +483,13 @@ static int spawn_body(int search, pid_t *pid, const char *path,
         snprintf(cwd, sizeof cwd, CWD_VAR "=%s", vcwd);
     char *env[env_count(envp) + 3];
     env_with(envp, env, hfd >= 0 ? var : NULL, vcwd ? cwd : NULL);
-    int r = search ? real_posix_spawnp()(pid, path, fa, attr, argv, env)
-                   : real_posix_spawn()(pid, path, fa, attr, argv, env);
+    pid_t child = 0;
+    int r = search ? real_posix_spawnp()(&child, path, fa, attr, argv, env)
+                   : real_posix_spawn()(&child, path, fa, attr, argv, env);
+    if (r == 0 && child > 0)
+        kid_add(child);
+    if (r == 0 && pid)
+        *pid = child;
     if (hfd >= 0)
         real_close()(hfd);
     return r;
@@ -428,6 +507,50 @@ SHIM_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_fil
     return spawn_body(1, pid, file, fa, attr, argv, envp);
 }
 
+/* After a wait that reaped a child: the files it held are committed again if it changed
+ * them (inode.c). */
+static void reaped(pid_t r)
+{
+    if (r > 0 && !shim_guard)
+        (void)shim_inode_commit_held(0);
+}
+
+SHIM_EXPORT pid_t wait(int *status)
+{
+    pid_t r = real_wait()(status);
+    int saved = errno;
+    reaped(r);
+    errno = saved;
+    return r;
+}
+
+SHIM_EXPORT pid_t waitpid(pid_t pid, int *status, int options)
+{
+    pid_t r = real_waitpid()(pid, status, options);
+    int saved = errno;
+    reaped(r);
+    errno = saved;
+    return r;
+}
+
+SHIM_EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
+{
+    pid_t r = real_wait4()(pid, status, options, ru);
+    int saved = errno;
+    reaped(r);
+    errno = saved;
+    return r;
+}
+
+SHIM_EXPORT int waitid(idtype_t idtype, id_t id, siginfo_t *info, int options)
+{
+    int r = real_waitid()(idtype, id, info, options);
+    int saved = errno;
+    reaped(r == 0 && info && info->si_pid > 0 && !(options & WNOWAIT) ? info->si_pid : 0);
+    errno = saved;
+    return r;
+}
+
 SHIM_EXPORT pid_t fork(void)
 {
     if (shim_guard)
@@ -436,6 +559,12 @@ SHIM_EXPORT pid_t fork(void)
     shim_fork_lock();
     pid_t pid = real_fork()();
     shim_fork_unlock(pid == 0);
+    if (pid == 0) { /* a child's own children only (kids_mu: no other thread here) */
+        memset(kids, 0, sizeof kids);
+        pthread_mutex_init(&kids_mu, NULL);
+    } else if (pid > 0) {
+        kid_add(pid);
+    }
     return pid;
 }
 
@@ -457,6 +586,7 @@ static void commit_owned(void)
         if (r < 0)
             log_at(LOG_ERROR, "a state file's commit at exit failed: %s", strerror(-r));
     }
+    (void)shim_inode_commit_held(1); /* closed here, written on by a child (inode.c) */
     int r = __atomic_load_n(&shim_inode_maps_live, __ATOMIC_ACQUIRE) ? shim_inode_commit_mapped()
                                                                     : 0;
     if (r < 0)
@@ -481,9 +611,12 @@ SHIM_EXPORT void _Exit(int status)
 
 __attribute__((destructor)) static void at_exit(void)
 {
-    if (shim_guard ||
-        (fdtable_next(0) < 0 && !__atomic_load_n(&shim_inode_maps_live, __ATOMIC_ACQUIRE)))
+    if (shim_guard)
         return;
+    if (fdtable_next(0) < 0 && !__atomic_load_n(&shim_inode_maps_live, __ATOMIC_ACQUIRE)) {
+        (void)shim_inode_commit_held(1); /* (nothing when none is held) */
+        return;
+    }
     fflush(NULL); /* a stream left open at exit is flushed into its buffer first */
     commit_owned();
 }

@@ -124,3 +124,43 @@ run bash -c '{ echo before; exec /bin/echo after; } > /state/proc/dyn.txt' 2>"$T
 expect_eq "exec of a dynamic program with the shim: it adopts and commits, no warning" \
     "before
 after|0" "$($KVTOOL get "$B" pr.dyn.txt 2>&1)|$(grep -c "will not adopt" "$TMP/dyn.err")"
+
+# ---- a child that writes on after its parent's last close --------------------------------
+# The owner commits at its last close; a child that inherited the file may still be writing
+# (Popen(stdout=f) inside a `with`, waited for after it). Such a file is committed again once
+# no child holds it (after a wait reaps one) or at the owner's exit.
+out=$(run "$PY" - <<'PY' 2>&1
+import os, subprocess, time
+with open("/state/proc/popen.txt", "w") as f:
+    f.write("parent\n")
+    f.flush()
+    p = subprocess.Popen(["sh", "-c", "sleep 0.3; echo from-child"], stdout=f)
+p.wait()
+print(repr(open("/state/proc/popen.txt").read()))
+f = open("/state/proc/fork.txt", "w")
+f.write("parent,")
+f.flush()
+pid = os.fork()
+if pid == 0:
+    time.sleep(0.3)
+    f.write("child,")
+    f.flush()
+    os._exit(0)
+f.close()
+os.waitpid(pid, 0)
+print(repr(open("/state/proc/fork.txt").read()))
+PY
+)
+expect_eq "Popen(stdout=f), f closed before the child is done: after wait() the file has both" \
+    "'parent\nfrom-child\n'
+'parent,child,'" "$out"
+expect_eq "... and so does the bucket (kvtool)" "parent
+from-child|parent,child," \
+    "$($KVTOOL get "$B" pr.popen.txt 2>&1)|$($KVTOOL get "$B" pr.fork.txt 2>&1)"
+run "$PY" -c '
+import subprocess
+with open("/state/proc/late.txt", "w") as f:
+    subprocess.Popen(["sh", "-c", "sleep 0.5; echo late"], stdout=f)
+' 2>"$TMP/late.err"
+expect_eq "the owner exits while a child still writes: one warning, naming the file" 1 \
+    "$(grep -c 'late.txt: process [0-9]* still has it open as this one exits' "$TMP/late.err")"
