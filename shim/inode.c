@@ -744,7 +744,9 @@ int shim_inode_size(struct shim_inode *ino, size_t *len)
 
 /* ---- names ---- */
 
-/* Detaches every open file of (idx, rel): 1 when one of them was never committed. */
+/* Detaches every open file of (idx, rel): 1 when one of them exists here whatever the server
+ * holds: created by an open and never committed, or truncated (O_TRUNC: not read, so the
+ * key may be absent) and not committed since. */
 static int detach_all(int idx, const char *rel)
 {
     int created = 0;
@@ -759,7 +761,7 @@ static int detach_all(int idx, const char *rel)
         if (!ino)
             return created;
         pthread_mutex_lock(&ino->mu);
-        created |= ino->created;
+        created |= ino->created || ino->force;
         ino->unlinked = 1;
         pthread_mutex_unlock(&ino->mu);
         shim_inode_put(ino);

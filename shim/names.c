@@ -43,25 +43,32 @@ static int rename_mount(const struct shim_path *from, const struct shim_path *to
         shim_leave();
         return r; /* the same name: nothing to do, as rename(2) */
     }
-    /* a file created by an open still open here is not on the server: it is renamed here,
-     * and commits under its new name, replacing what the destination holds then */
+    /* A file created by an open still open here is not on the server, and one truncated
+     * by its open (O_TRUNC, not read: the key may be absent) holds nothing the server has:
+     * it is renamed here, and commits under its new name, replacing what the destination
+     * holds then; a truncated one's old value under the old name is deleted. */
     struct shim_inode *ino = r == 0 ? shim_inode_find(from->idx, from->rel) : NULL;
-    int fresh = 0;
+    int fresh = 0, truncated = 0;
     if (ino) {
         pthread_mutex_lock(&ino->mu);
         fresh = ino->created;
+        truncated = !fresh && ino->force;
         pthread_mutex_unlock(&ino->mu);
         shim_inode_put(ino);
     }
-    if (fresh) {
+    if (fresh || truncated) {
         r = ops->stat(km, to->rel, &ks);
         if (r == 0 && ks.is_dir)
             r = -EISDIR;
         else if (r == 0 && (flags & RENAME_NOREPLACE))
             r = -EEXIST;
-        else if (r == 0 || r == -ENOENT)
-            r = shim_inode_rename(from->idx, from->rel, to->rel,
-                                  r == 0 ? ks.rev : KV_REV_ABSENT, 0);
+        uint64_t rev_to = r == 0 ? ks.rev : KV_REV_ABSENT;
+        if ((r == 0 || r == -ENOENT) && truncated) {
+            r = ops->remove(km, from->rel);
+            r = r == -ENOENT ? 0 : r;
+        }
+        if (r == 0 || r == -ENOENT)
+            r = shim_inode_rename(from->idx, from->rel, to->rel, rev_to, 0);
         shim_leave();
         return r < 0 ? r : 0;
     }

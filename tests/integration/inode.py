@@ -171,6 +171,34 @@ def created_unlinked():
     return st, exists("c3"), "c3" in os.listdir(D)
 
 
+# A file opened "w" (O_CREAT|O_TRUNC: no read, so the shim does not know whether the key
+# existed) exists for the program while it is open: unlink and rename find it.
+def truncated_new_unlinked():
+    fd = os.open(p("tn1"), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    os.write(fd, b"x")
+    os.unlink(p("tn1"))
+    os.close(fd)
+    return exists("tn1")
+
+
+def truncated_new_renamed():
+    fd = os.open(p("tn2"), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    os.write(fd, b"moved")
+    os.rename(p("tn2"), p("tn3"))
+    os.close(fd)
+    return exists("tn2"), get("tn3")
+
+
+def truncated_old_renamed():
+    put("tn4", b"old value")
+    fd = os.open(p("tn4"), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    os.rename(p("tn4"), p("tn5"))
+    seen = get("tn5")  # the truncation, not the old value
+    os.write(fd, b"new")
+    os.close(fd)
+    return exists("tn4"), seen, get("tn5")
+
+
 def tempfiles():
     before = sorted(os.listdir(D))
     with tempfile.TemporaryFile(dir=D) as f:
@@ -239,6 +267,9 @@ for name, fn in [
     ("created_is_there", created_is_there),
     ("created_renamed", created_renamed),
     ("created_unlinked", created_unlinked),
+    ("truncated_new_unlinked", truncated_new_unlinked),
+    ("truncated_new_renamed", truncated_new_renamed),
+    ("truncated_old_renamed", truncated_old_renamed),
     ("tempfiles", tempfiles),
     ("mkstemp_then_stat", mkstemp_then_stat),
     ("dir_errors", dir_errors),

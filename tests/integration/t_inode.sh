@@ -36,6 +36,10 @@ expect_eq "inode: an open file renamed: its bytes land under the new name only" 
     "after|" "$($KVTOOL get "$B" in.rn2)|$($KVTOOL get "$B" in.rn 2>/dev/null)"
 expect_eq "inode: an open file unlinked is not resurrected at close" \
     "" "$($KVTOOL get "$B" in.ul 2>/dev/null)"
+expect_eq "inode: a file opened \"w\" over a value, renamed while open: only the new name, new bytes" \
+    "new|" "$($KVTOOL get "$B" in.tn5)|$($KVTOOL get "$B" in.tn4 2>/dev/null)"
+expect_eq "inode: a new file opened \"w\", unlinked while open: no key" \
+    "" "$($KVTOOL get "$B" in.tn1 2>/dev/null)"
 expect_eq "inode: close(open(p, O_CREAT|O_RDONLY)) creates an empty value" \
     "0" "$($KVTOOL get "$B" in.lock1 | wc -c)"
 expect_eq "inode: temporary files leave no key behind" \
