@@ -175,7 +175,7 @@ static json_t *strvec_json(struct strvec *s)
 
 /* Collects the entries of directory dir ("" for the root) whose names start with start (NULL
  * for all): files into keys, subdirectories into prefixes as "dir/" or, when recursive,
- * walked. A dir that is missing or a value lists nothing (as an object store would). */
+ * walked; a name that is both goes into both. A dir that is missing or a value lists nothing (as an object store would). */
 static int list_dir(const kv_ops *ops, kv_mount *m, const char *dir, const char *start,
                     int recursive, struct strvec *keys, struct strvec *prefixes)
 {
@@ -191,8 +191,10 @@ static int list_dir(const kv_ops *ops, kv_mount *m, const char *dir, const char 
         const kv_dirent *e = &l.v[i];
         if (slen && strncmp(e->name, start, slen) != 0)
             continue;
-        if (!e->is_dir) {
+        if (!e->is_dir)
             r = strvec_push(keys, dir, sep, e->name, "");
+        if (r < 0 || (!e->is_dir && !e->also_dir)) {
+            continue; /* (a value that is a directory too is both, as in an object store) */
         } else if (!recursive) {
             r = strvec_push(prefixes, dir, sep, e->name, "/");
         } else {

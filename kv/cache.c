@@ -38,8 +38,8 @@
  * dirs.c).
  *
  * Locks: caches_mu guards the list of caches (for fork) and each mount's cache pointer at
- * creation; cache.mu guards a mirror's index, ready, gen. caches_mu -> cache.mu -> known_mu
- * (dirs.c: cache_children's callback notes markers); none is held across a call into
+ * creation; cache.mu guards a mirror's index, ready, gen. caches_mu -> cache.mu (dirs.c's
+ * known_mu is never taken under either); none is held across a call into
  * nats.c or while taking conn_mu.
  *
  * rand(): the walk's creation and destruction run inside a hygiene guard that blocks

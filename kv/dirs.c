@@ -138,7 +138,8 @@ int dirs_has_below(kv_conn *c, const kv_bucket *b, const kv_mount *m, const char
 
 typedef struct name_ent {
     UT_hash_handle hh;
-    int is_dir;
+    int is_dir;             /* keys below it and no value of that name */
+    int has_value, has_dir; /* a value of that name; keys below it (a marker counts) */
     int has_marker;         /* its marker key was among the keys */
     char *marker;           /* its marker key, kept for a repair when it is a directory */
     char name[];
@@ -187,17 +188,14 @@ static int list_key(list_arg *a, const char *key, int below)
             return -ENOMEM;
         }
         memcpy(e->name, name, (size_t)nl + 1);
-        e->is_dir = slash != NULL;
         HASH_ADD_KEYPTR(hh, a->names, e->name, (size_t)nl, e);
         a->n++;
-    } else if (!slash) {
-        e->is_dir = 0; /* a value wins over a directory of the same name */
     }
-    if (is_marker) {
-        e->has_marker = 1;
-        dirs_note(a->m, key, 1); /* a child directory: known from now on */
-    }
-    else if (slash && !e->marker)
+    e->has_value |= !slash;
+    e->has_dir |= slash != NULL;
+    e->is_dir = e->has_dir && !e->has_value; /* a value wins over a directory of its name */
+    e->has_marker |= is_marker;
+    if (slash && !e->marker)
         e->marker = strndup(key, (size_t)(slash - key) + 1); /* NULL: no repair, no harm */
     return 0;
 }
@@ -283,6 +281,12 @@ int dirs_list(kv_mount *m, const char *rel, kv_list *out)
                           .marker = base };
         repair(c, b, m, &self); /* the listed directory itself, found by its keys */
         repair(c, b, m, a.names);
+        /* the child directories found by their markers are known from now on (stat asks the
+         * marker first), a name that is a value too is not (stat answers the value, as the
+         * listing does) */
+        for (name_ent *e = a.names; e; e = e->hh.next)
+            if (e->has_marker && e->marker)
+                dirs_note(m, e->marker, e->is_dir);
     }
     conn_release(c);
     out->v = NULL;
@@ -296,8 +300,10 @@ int dirs_list(kv_mount *m, const char *rel, kv_list *out)
     HASH_ITER(hh, a.names, e, tmp) {
         /* out->v has room for a.n entries, one per name; NULL only when a.names is empty
          * or r < 0: NOLINTNEXTLINE(clang-analyzer-core.NullDereference) */
-        if (r == 0 && (out->v[out->n].name = strdup(e->name)) != NULL)
-            out->v[out->n++].is_dir = e->is_dir;
+        if (r == 0 && (out->v[out->n].name = strdup(e->name)) != NULL) {
+            out->v[out->n].is_dir = e->is_dir;
+            out->v[out->n++].also_dir = e->has_value && e->has_dir;
+        }
         else if (r == 0)
             r = -ENOMEM;
     }
@@ -487,6 +493,12 @@ int dirs_mkparents(kv_mount *m, const char *rel)
     const kv_bucket *b;
     if ((r = ops_open(m, marker, &c, &b)) < 0)
         return r;
+    /* A value of the parent's name stays (an object store keeps both, and so does the
+     * sidecar); its marker is then not noted as known, so stat answers the value. */
+    char key[KV_KEY_MAX + 2];
+    kv_stat st;
+    int value = ops_key(m, parent, 0, key, sizeof key) == 0 &&
+                ops_entry_stat(c, m, b, key, 0, &st) == 0;
     uint64_t rev = 0;
     r = ops_publish(c, b, marker, "", 0, KV_REV_ABSENT, 0, &rev);
     conn_release(c);
@@ -494,7 +506,7 @@ int dirs_mkparents(kv_mount *m, const char *rel)
         cache_note(m, marker, "", 0, rev, 0);
     if (r == -EEXIST)
         r = 0; /* another writer made it: what we wanted */
-    if (r == 0)
+    if (r == 0 && !value)
         dirs_note(m, marker, 1);
     return r;
 }

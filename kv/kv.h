@@ -56,6 +56,9 @@ typedef struct kv_stat {
 typedef struct kv_dirent {
     char *name;         /* one path segment, NUL-terminated */
     int is_dir;
+    int also_dir;       /* a value (is_dir 0) whose name is a directory too: keys below it.
+                           Only other clients and the sidecar (as an object store lets them)
+                           write both; a listing of one entry per name shows the value */
 } kv_dirent;
 
 typedef struct kv_list {

@@ -473,6 +473,13 @@ int ops_commit(kv_mount *m, const char *rel, const void *data, size_t len, unsig
         cache_note(m, key, data, len, rev, 0);
         if (rev_out)
             *rev_out = rev;
+        /* a value of a directory's name (the sidecar, as an object store, writes both):
+         * stat answers the value from now on, not the marker it knew */
+        size_t kl = strlen(key);
+        key[kl] = '/';
+        key[kl + 1] = '\0';
+        if (dirs_known(m, key))
+            dirs_note(m, key, 0);
     } else if (r == -EEXIST) {
         if (own)
             revmem_settled_own(m, key, expect, 0, 0);

@@ -299,6 +299,37 @@ def t_directories():
     T.eq("DELETE of an empty directory 404, nothing removed", (404, 204), (st, st2))
 
 
+def t_file_and_directory():
+    """One name, a value and keys below it, as an object store (Asya's S3 connector) keeps
+    them: both are listed, HEAD and GET answer the value, nothing below is hidden."""
+
+    def ls(prefix):
+        st, _, body = request(SOCK, "GET", "/keys/?prefix=" + urllib.parse.quote(prefix) +
+                              "&delimiter=/")
+        return st, json.loads(body)
+
+    for order in (["fd1/a.txt", "fd1/a.txt/sub"], ["fd2/a.txt/sub", "fd2/a.txt"]):
+        for key in order:
+            request(SOCK, "PUT", k(key), body=key.encode())
+        d = order[0].split("/")[0]
+        st, h, _ = request(SOCK, "HEAD", k(d + "/a.txt"))
+        T.eq(f"{order}: HEAD of the name answers the value", (204, "true", str(len(d) + 6)),
+             (st, h.get("x-is-file"), h.get("content-length")))
+        T.eq(f"{order}: the listing has the value and the directory",
+             (200, {"keys": [d + "/a.txt"], "prefixes": [d + "/a.txt/"]}), ls(d + "/"))
+        T.eq(f"{order}: ... and below it, the key", (200, {"keys": [d + "/a.txt/sub"],
+             "prefixes": []}), ls(d + "/a.txt/"))
+        T.eq(f"{order}: both values stored (kvtool)",
+             ((d + "/a.txt").encode(), (d + "/a.txt/sub").encode()),
+             (kv_get(d + "/a.txt"), kv_get(d + "/a.txt/sub")))
+    st, _, _ = request(SOCK, "DELETE", k("fd2/a.txt"))
+    st2, h, _ = request(SOCK, "HEAD", k("fd2/a.txt"))
+    T.eq("DELETE of the value leaves the directory: HEAD says directory",
+         (204, 204, "false"), (st, st2, h.get("x-is-file")))
+    T.eq("... and the listing has only the directory",
+         (200, {"keys": [], "prefixes": ["fd2/a.txt/"]}), ls("fd2/"))
+
+
 def t_meta():
     request(SOCK, "PUT", k("m.json"), body=b"v1")
     rev = int(kv("rev", BUCKET, f"{PREFIX}.m.json").stdout)
