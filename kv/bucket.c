@@ -239,3 +239,35 @@ int conn_bucket_first(kv_conn *c, const char *name)
     const kv_bucket *b;
     return bucket_get(c, name, 1, &b);
 }
+
+/* A direct get of a deleted stream meets nats-server's catch-all for the JetStream API,
+ * which does not answer it: the request times out (NATS_TIMEOUT_MS). A commit finds no
+ * responders, which otherwise means a replicated stream electing its leader (a retry
+ * succeeds). The stream's info tells them apart at once: "stream not found" (10059). Its
+ * wait is short (a live server answers in milliseconds): a frozen server, which times the
+ * get out too, costs 0.5 s more, not a second NATS_TIMEOUT_MS. */
+#define GONE_WAIT_MS 500
+int bucket_gone(kv_conn *c, const kv_bucket *cb)
+{
+    kv_bucket *b = (kv_bucket *)cb; /* only gone changes, atomically */
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = kv_timeout_ms() < GONE_WAIT_MS ? kv_timeout_ms() : GONE_WAIT_MS;
+    kv_guard g;
+    guard_enter(&g, GUARD_REQUEST);
+    natsStatus s = js_GetStreamInfo(&si, c->js, b->stream, &jo, &jerr);
+    int gone = s == NATS_OK ? 0 : kv_errmap(s, jerr, NULL) == -EIO && jerr == 10059 ? 1 : -1;
+    guard_leave(&g);
+    jsStreamInfo_Destroy(si);
+    if (gone < 0)
+        return gone;
+    int was = __atomic_exchange_n(&b->gone, gone, __ATOMIC_ACQ_REL);
+    if (gone && !was)
+        log_at(LOG_ERROR, "NATS KV bucket '%s' has been deleted: every operation on it fails "
+               "with EIO until it is created again", b->name);
+    else if (!gone && was)
+        log_at(LOG_WARN, "NATS KV bucket '%s' is there again", b->name);
+    return gone;
+}

@@ -142,6 +142,7 @@ typedef struct kv_bucket {
     int direct;             /* the stream's AllowDirect (ahead.c)     }                    */
     int limits_read;        /* the five above are set (atomic; written under bucket_mu) */
     int64_t purge_refused;  /* tombs.c: CLOCK_MONOTONIC ns of the last purge refusal (atomic) */
+    int gone;               /* bucket_gone found its stream deleted (atomic) */
     struct kv_bucket *next;
 } kv_bucket;
 
@@ -189,6 +190,15 @@ int conn_bucket_limits(kv_conn *c, const kv_bucket *b);
 /* The bucket's history setting (MaxMsgsPerSubject) as the server has it now: one request,
  * every call (`asya-state bucket edit --history` may have changed it). 0 or -errno. */
 int conn_bucket_history(kv_conn *c, const kv_bucket *b, int64_t *history);
+/* Whether the bucket's stream has been deleted, asked of the server (one request). Asked
+ * after a get that timed out or a commit nobody answered, and before every get and commit
+ * while a bucket is known gone: a deleted stream's direct get is not refused, it times out.
+ * 1: gone (logged once until it is back), 0: there, -1: cannot tell. */
+int bucket_gone(kv_conn *c, const kv_bucket *b);
+static inline int bucket_known_gone(const kv_bucket *b)
+{
+    return __atomic_load_n(&b->gone, __ATOMIC_ACQUIRE);
+}
 void conn_after_fork_child(void);
 /* A fresh message id for a commit ("asya-<random>-<pid>-<n>"), unique across processes. */
 /* 1 when the connected server is older than 2.11 (compare-and-set not exact on replicated

@@ -214,7 +214,7 @@ void lane_release(kv_value *v)
     v->len = 0;
 }
 
-int lane_get(kv_conn *c, const kv_bucket *b, const char *key, kv_value *out)
+static int get_once(kv_conn *c, const kv_bucket *b, const char *key, kv_value *out)
 {
     /* Whether the stream allows direct gets is known once its limits are read (the first
      * commit, or the sidecar's readiness probe): until then, and without them, the plain
@@ -254,4 +254,13 @@ int lane_get(kv_conn *c, const kv_bucket *b, const char *key, kv_value *out)
         return -ENOENT;
     log_at(LOG_WARN, "%s: get failed: %s", key, why ? why : strerror(-r));
     return r;
+}
+
+int lane_get(kv_conn *c, const kv_bucket *b, const char *key, kv_value *out)
+{
+    /* a deleted bucket's get would time out: asked first while it is known gone */
+    if (bucket_known_gone(b) && bucket_gone(c, b) == 1)
+        return -EIO;
+    int r = get_once(c, b, key, out);
+    return r == -ETIMEDOUT && bucket_gone(c, b) == 1 ? -EIO : r;
 }

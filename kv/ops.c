@@ -249,12 +249,18 @@ int ops_publish(kv_conn *c, const kv_bucket *b, const char *key, const void *dat
         return fail(key, limits, del ? "delete" : "commit", "the bucket's limits are unknown");
     if (len > value_max(c, b, strlen(subj)))
         return fail(key, -EFBIG, "commit", "value larger than the bucket or server allows");
+    if (bucket_known_gone(b) && bucket_gone(c, b) == 1)
+        return fail(key, -EIO, del ? "delete" : "commit", "the bucket has been deleted");
     pub_req q = { .subj = subj, .data = data, .len = len, .del = del, .expect = expect };
     const char *why = NULL;
     for (int attempt = 0; attempt < 4; attempt++) {
         conn_msgid(q.id, sizeof q.id);
         uint64_t seq = 0;
         int r = publish_once(c, &q, &seq, &why);
+        if (r == -ECONNREFUSED && bucket_gone(c, b) == 1) { /* no responders: no stream */
+            r = -EIO;
+            why = "the bucket has been deleted";
+        }
         if (r == 1)
             r = resolve_unknown(b, &q, key, &seq);
         if (r == 0) {

@@ -145,6 +145,49 @@ done
 expect_eq "sidecar: keeps retrying: /healthz 200 once the bucket exists" "200 -" \
     "$(status "$TMP/nobucket.sock" GET /healthz)"
 serve_stop "$SERVE_PID"
+
+# The bucket deleted under a running sidecar: a missing bucket is EIO (500), not "server
+# unreachable" (503, which the runtime retries) nor a timeout (504); only the first get waits
+# out NATS_TIMEOUT_MS (a deleted stream's direct get is not answered), then each asks the
+# server at once; all is well again once the bucket is back.
+GONE=$(new_bucket) || exit 1
+serve_start s_gone "$TMP/gone.sock" NATS_URL="$NATS_URL" NATS_KV_BUCKET="$GONE" \
+    NATS_TIMEOUT_MS=1000 || exit 1
+status "$TMP/gone.sock" PUT /keys/k v1 >/dev/null
+"$KVTOOL" bucket-del "$GONE" >/dev/null
+gone=$(python3 - "$CLIENT" "$TMP/gone.sock" <<'PY'
+import sys, time
+sys.path.insert(0, __import__("os").path.dirname(sys.argv[1]))
+from sidecar_client import request
+out = []
+for method, body in [("GET", None), ("GET", None), ("HEAD", None), ("PUT", b"v2"),
+                     ("DELETE", None)]:
+    t0 = time.monotonic()
+    st, _, _ = request(sys.argv[2], method, "/keys/k", body=body)
+    out.append(f"{method} {st} {'fast' if time.monotonic() - t0 < 0.5 else 'slow'}")
+print(", ".join(out))
+PY
+)
+expect_eq "sidecar: bucket deleted while serving: 500 for every operation, only the first waits" \
+    "GET 500 slow, GET 500 fast, HEAD 500 fast, PUT 500 fast, DELETE 500 fast" "$gone"
+expect_eq "sidecar: bucket deleted: one line says so" 1 \
+    "$(grep -c "bucket '$GONE' has been deleted" "$TMP/s_gone.log")"
+for _ in $(seq 40); do
+    [ "$(status "$TMP/gone.sock" GET /healthz)" = "503 unavailable" ] && break
+    sleep 0.1
+done
+expect_eq "sidecar: bucket deleted: /healthz 503" "503 unavailable" \
+    "$(status "$TMP/gone.sock" GET /healthz)"
+"$KVTOOL" bucket-add "$GONE" >/dev/null
+expect_eq "sidecar: the bucket made again: PUT 204, GET gives it" "204 -|v3" \
+    "$(status "$TMP/gone.sock" PUT /keys/k v3)|$("$KVTOOL" get "$GONE" k)"
+for _ in $(seq 40); do
+    [ "$(status "$TMP/gone.sock" GET /healthz)" = "200 -" ] && break
+    sleep 0.1
+done
+expect_eq "sidecar: the bucket made again: /healthz 200" "200 -" \
+    "$(status "$TMP/gone.sock" GET /healthz)"
+serve_stop "$SERVE_PID"
 serve_up s_mode "$TMP/mode.sock" NATS_URL="$NATS_URL" NATS_KV_BUCKET="$B" \
     CONNECTOR_SOCKET_MODE=0660 || fail "sidecar: CONNECTOR_SOCKET_MODE" "no socket"
 expect_eq "sidecar: CONNECTOR_SOCKET_MODE=0660 sets the socket's mode" 660 \
