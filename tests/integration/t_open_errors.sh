@@ -140,3 +140,27 @@ print(n1 - n0, n2 - n1)' "http://127.0.0.1:$MPORT" 2>&1)
 else
     fail "open errors: a private server with monitoring" "nats-server -m did not start"
 fi
+
+# --- the bucket deleted under a running program ---------------------------------------------
+# EIO, as a missing bucket at the first open: only the first get waits out NATS_TIMEOUT_MS (a
+# deleted stream's direct get is not answered); the next opens and commits learn it at once.
+GONE=$(new_bucket) || exit 1
+out=$(shimmed "$NATS_URL" "$GONE" "$PY" -c '
+import errno, os, subprocess, sys, time
+open("/state/g", "w").write("1")
+env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+subprocess.run([sys.argv[1], "bucket-del", sys.argv[2]], env=env, check=True)
+out = []
+for name, mode in [("g", "r"), ("g", "r"), ("h", "w")]:
+    t0 = time.monotonic()
+    try:
+        with open("/state/" + name, mode) as f:
+            f.write("x") if mode == "w" else f.read()
+        out.append("ok")
+    except OSError as e:
+        out.append(errno.errorcode[e.errno] + (" fast" if time.monotonic() - t0 < 1 else " slow"))
+print(", ".join(out))' "$KVTOOL" "$GONE" 2>"$TMP/gone.err")
+expect_eq "open errors: bucket deleted while running: EIO, the first read waits, then at once" \
+    "EIO slow, EIO fast, EIO fast" "$out"
+expect_eq "open errors: ... one line says the bucket was deleted" 1 \
+    "$(grep -c "bucket '$GONE' has been deleted" "$TMP/gone.err")"
