@@ -377,9 +377,11 @@ int shim_inode_commit(struct shim_inode *ino, int fd, struct shim_mem *mem)
 static struct held {
     struct shim_inode *ino;
     int fd;
-    unsigned forks;
+    unsigned forks, until; /* the children that may hold it: forked in (forks, until] (later
+                              ones inherit only the shim's own descriptor, fd) */
 } held[HELD_MAX];
 static int nheld;
+static int reap_pending; /* a wait reaped a child where nothing may be committed (atomic) */
 
 static void hold_locked(struct shim_inode *ino, int kf, pid_t who)
 {
@@ -389,7 +391,7 @@ static void hold_locked(struct shim_inode *ino, int kf, pid_t who)
     int ok = dfd >= 0 && nheld < HELD_MAX;
     if (ok) {
         ino->refs++;
-        held[nheld++] = (struct held){ ino, dfd, ino->forks };
+        held[nheld++] = (struct held){ ino, dfd, ino->forks, shim_forks() };
     }
     pthread_mutex_unlock(&table_lock);
     if (ok) {
@@ -403,17 +405,29 @@ static void hold_locked(struct shim_inode *ino, int kf, pid_t who)
            "it writes from now on is lost", ino->rel, (int)who);
 }
 
+void shim_inode_reaped_later(void)
+{
+    __atomic_store_n(&reap_pending, 1, __ATOMIC_RELEASE);
+}
+
+void shim_inode_commit_reaped(void)
+{
+    if (__atomic_load_n(&reap_pending, __ATOMIC_ACQUIRE) &&
+        __atomic_exchange_n(&reap_pending, 0, __ATOMIC_ACQ_REL))
+        (void)shim_inode_commit_held(0);
+}
+
 int shim_inode_commit_held(int at_exit)
 {
     int rc = 0;
     if (!__atomic_load_n(&nheld, __ATOMIC_ACQUIRE))
         return 0;
     for (;;) {
-        struct held h = { NULL, -1, 0 };
+        struct held h = { NULL, -1, 0, 0 };
         pid_t who = 0;
         pthread_mutex_lock(&table_lock);
         for (int i = 0; i < nheld && !h.ino; i++) {
-            who = shim_child_holding(held[i].fd, held[i].forks);
+            who = shim_child_holding(held[i].fd, held[i].forks, held[i].until);
             if (at_exit || who <= 0) {
                 h = held[i];
                 held[i] = held[--nheld];
@@ -454,8 +468,9 @@ int shim_inode_close(struct shim_inode *ino, int fd, struct shim_mem *mem)
     int r = commit_locked(ino, fd, mem, 1);
     int kf = ino->kfd >= 0 ? ino->kfd : fd;
     int kernel = !mem || __atomic_load_n(&mem->settled, __ATOMIC_ACQUIRE); /* not in memory */
-    pid_t who = r == 0 && kf >= 0 && kernel && ino->owner == shim_pid() && !ino->unlinked
-              ? shim_child_holding(kf, ino->forks) : 0;
+    pid_t who = r == 0 && kf >= 0 && kernel && ino->owner == shim_pid() && !ino->unlinked &&
+                (ino->writers || ino->force) /* (a read-only file: nothing a child can add) */
+              ? shim_child_holding(kf, ino->forks, shim_forks()) : 0;
     struct view v;
     if (who > 0 && view_open(kf, &v) == 0) {
         /* what is committed now is what a later commit compares with */
@@ -744,6 +759,52 @@ int shim_inode_size(struct shim_inode *ino, size_t *len)
 
 /* ---- names ---- */
 
+/* Files closed here while a child still holds them (held, above) follow a rename of their
+ * name (to: the new one; their next commit expects rev_to, the renamed value's revision) or
+ * are orphaned by an unlink or a rename over them (to NULL), as the child's descriptor would
+ * be on a local disk. */
+static void held_follow(int idx, const char *from, const char *to, uint64_t rev_to)
+{
+    if (!__atomic_load_n(&nheld, __ATOMIC_ACQUIRE))
+        return;
+    for (;;) {
+        struct shim_inode *ino = NULL;
+        int moved = 0;
+        pthread_mutex_lock(&table_lock);
+        for (int i = 0; i < nheld && !ino; i++) {
+            struct shim_inode *h = held[i].ino;
+            if (h->mount_idx != idx || h->unlinked || strcmp(h->rel, from) != 0)
+                continue;
+            char *name = to ? strdup(to) : NULL;
+            char **old = name ? realloc(h->old_names, (size_t)(h->n_old + 1) * sizeof *old)
+                              : NULL;
+            if (to && !old) { /* out of memory: orphaned rather than committed by its old name */
+                free(name);
+                name = NULL;
+            } else if (to) {
+                h->old_names = old;
+                old[h->n_old++] = h->rel; /* a reader may still hold it */
+                __atomic_store_n(&h->rel, name, __ATOMIC_RELEASE);
+            }
+            ino = h;
+            ino->refs++;
+            /* orphaned at once (the scan must not find it again), the rest under its lock */
+            ino->unlinked = !name;
+            moved = name != NULL;
+        }
+        pthread_mutex_unlock(&table_lock);
+        if (!ino)
+            return;
+        if (moved) {
+            pthread_mutex_lock(&ino->mu);
+            ino->rev = rev_to;
+            ino->carried = 0;
+            pthread_mutex_unlock(&ino->mu);
+        }
+        shim_inode_put(ino);
+    }
+}
+
 /* Detaches every open file of (idx, rel): 1 when one of them exists here whatever the server
  * holds: created by an open and never committed, or truncated (O_TRUNC: not read, so the
  * key may be absent) and not committed since. */
@@ -758,8 +819,10 @@ static int detach_all(int idx, const char *rel)
             ino->refs++;
         }
         pthread_mutex_unlock(&table_lock);
-        if (!ino)
+        if (!ino) {
+            held_follow(idx, rel, NULL, 0);
             return created;
+        }
         pthread_mutex_lock(&ino->mu);
         created |= ino->created || ino->force;
         ino->unlinked = 1;
@@ -804,6 +867,8 @@ int shim_inode_rename(int idx, const char *from, const char *to, uint64_t rev_to
         pthread_mutex_unlock(&table_lock);
         if (!ino || r < 0) {
             free(name);
+            if (r == 0)
+                held_follow(idx, from, to, rev_to);
             return r < 0 ? r : created;
         }
         pthread_mutex_lock(&ino->mu);

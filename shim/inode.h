@@ -100,6 +100,10 @@ int shim_inode_close(struct shim_inode *ino, int fd, struct shim_mem *mem);
  * those no child holds any more, or all of them at exit (at_exit: a warning for each still
  * held). 0 or the last commit's -errno. */
 int shim_inode_commit_held(int at_exit);
+/* A wait reaped a child where nothing may be committed (a signal handler): the next mount
+ * path this process names commits what is held (shim_inode_commit_reaped), or its exit. */
+void shim_inode_reaped_later(void);
+void shim_inode_commit_reaped(void);
 
 /* Drops a reference; the inode is freed with its last. */
 void shim_inode_put(struct shim_inode *ino);

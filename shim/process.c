@@ -22,6 +22,7 @@
 
 #include <dlfcn.h>
 #include <elf.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -448,17 +449,17 @@ static int kid_holds(pid_t pid, dev_t dev, ino_t ino)
     return found;
 }
 
-pid_t shim_child_holding(int fd, unsigned since)
+pid_t shim_child_holding(int fd, unsigned since, unsigned until)
 {
     struct stat st;
-    if (shim_forks() == since || real_fstat()(fd, &st) < 0)
+    if (until == since || real_fstat()(fd, &st) < 0)
         return 0; /* (no child since: the common case costs a load) */
     for (int i = 0; i < KIDS_MAX; i++) {
         pthread_mutex_lock(&kids_mu);
         struct kid k = kids[i];
         pthread_mutex_unlock(&kids_mu);
-        if (!k.pid || k.n <= since)
-            continue; /* forked before the file was opened: it did not inherit it */
+        if (!k.pid || k.n <= since || k.n > until)
+            continue; /* forked before the file was opened, or after its last close here */
         int h = kid_holds(k.pid, st.st_dev, st.st_ino);
         if (h > 0)
             return k.pid;
@@ -508,11 +509,19 @@ SHIM_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_fil
 }
 
 /* After a wait that reaped a child: the files it held are committed again if it changed
- * them (inode.c). */
+ * them (inode.c). Not inside a SIGCHLD handler (bash reaps there; SIGCHLD is blocked while
+ * it runs): a commit allocates and takes locks the interrupted code may hold. There it is
+ * left to the next mount path this process names, or to its exit. sigprocmask is
+ * async-signal-safe. */
 static void reaped(pid_t r)
 {
-    if (r > 0 && !shim_guard)
+    sigset_t now;
+    if (r <= 0 || shim_guard || !__atomic_load_n(&kids_made, __ATOMIC_ACQUIRE))
+        return;
+    if (sigprocmask(SIG_BLOCK, NULL, &now) == 0 && !sigismember(&now, SIGCHLD))
         (void)shim_inode_commit_held(0);
+    else
+        shim_inode_reaped_later();
 }
 
 SHIM_EXPORT pid_t wait(int *status)
@@ -558,13 +567,13 @@ SHIM_EXPORT pid_t fork(void)
     (void)shim_env(SHIM_ENV_CWD); /* the environment scan is done: never half-done in a child */
     shim_fork_lock();
     pid_t pid = real_fork()();
-    shim_fork_unlock(pid == 0);
     if (pid == 0) { /* a child's own children only (kids_mu: no other thread here) */
         memset(kids, 0, sizeof kids);
         pthread_mutex_init(&kids_mu, NULL);
     } else if (pid > 0) {
-        kid_add(pid);
+        kid_add(pid); /* before another thread's close can miss it (the fork lock) */
     }
+    shim_fork_unlock(pid == 0);
     return pid;
 }
 

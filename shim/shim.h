@@ -164,9 +164,9 @@ int shim_fd_high(int fd);
 
 /* This process's pid, cached (updated in a forked child). */
 pid_t shim_pid(void);
-/* A child this process forked or spawned after shim_forks() was since that has the kernel
- * file of fd open (its pid), or 0 (process.c). */
-pid_t shim_child_holding(int fd, unsigned since);
+/* A child this process forked or spawned while shim_forks() went from since to until that
+ * has the kernel file of fd open (its pid), or 0 (process.c). */
+pid_t shim_child_holding(int fd, unsigned since, unsigned until);
 unsigned shim_forks(void); /* children forked or spawned so far */
 
 /* Marks a hook: the only symbols the preloaded library exports (see hooks.def). */

@@ -495,6 +495,7 @@ int shim_resolve(int dirfd, const char *path, struct shim_path *p)
         return 0;
     }
     log_flush_held();
+    shim_inode_commit_reaped(); /* children a signal handler reaped (process.c) */
     p->mount = m;
     p->idx = (int)(m - mounts.m);
     return m->err ? m->err : 1;
