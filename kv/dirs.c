@@ -210,7 +210,9 @@ static int child_fn(void *arg, const char *key, int kind)
     return list_key(arg, key, kind == CHILD_BELOW);
 }
 
-/* Writes the markers of the directories a listing found only through keys below them. */
+/* Writes the markers of the directories a listing found only through keys below them, and
+ * notes them as known: names with no value (a listed directory itself may have one too: that
+ * one is not noted, so stat asks its value first). */
 static void repair(kv_conn *c, const kv_bucket *b, const kv_mount *m, name_ent *names)
 {
     for (name_ent *e = names; e; e = e->hh.next) {
@@ -220,7 +222,7 @@ static void repair(kv_conn *c, const kv_bucket *b, const kv_mount *m, name_ent *
         int r = ops_publish(c, b, e->marker, "", 0, KV_REV_ABSENT, 0, &rev);
         if (r == 0)
             cache_note(m, e->marker, "", 0, rev, 0);
-        if (r == 0 || r == -EEXIST)
+        if ((r == 0 || r == -EEXIST) && e->has_dir)
             dirs_note(m, e->marker, 1);
         log_at(r == 0 || r == -EEXIST ? LOG_INFO : LOG_WARN,
                "%s: directory without a marker: %s", e->marker,

@@ -322,6 +322,15 @@ def t_file_and_directory():
         T.eq(f"{order}: both values stored (kvtool)",
              ((d + "/a.txt").encode(), (d + "/a.txt/sub").encode()),
              (kv_get(d + "/a.txt"), kv_get(d + "/a.txt/sub")))
+    # a value, then another client's key below it without a marker: the listing of the
+    # directory writes its marker, and HEAD still answers the value
+    request(SOCK, "PUT", k("fd3/a"), body=b"value-a")
+    kv("put", BUCKET, f"{PREFIX}.fd3/a/b", "child")
+    listed = ls("fd3/a/")
+    st, h, _ = request(SOCK, "HEAD", k("fd3/a"))
+    T.eq("another client's key below a value: listed, and HEAD still answers the value",
+         ((200, {"keys": ["fd3/a/b"], "prefixes": []}), 204, "true", "7"),
+         (listed, st, h.get("x-is-file"), h.get("content-length")))
     st, _, _ = request(SOCK, "DELETE", k("fd2/a.txt"))
     st2, h, _ = request(SOCK, "HEAD", k("fd2/a.txt"))
     T.eq("DELETE of the value leaves the directory: HEAD says directory",
