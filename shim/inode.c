@@ -44,13 +44,23 @@ static struct entry *find_locked(int idx, const char *rel)
 }
 
 /* The calling thread's open file of (idx, rel), else (any) another thread's, else NULL. */
+/* Another process's file inherited read-only (a sealed memfd: nothing can be written into
+ * it) is not found by name: an open here is a file of this process's own. */
+static int by_name(const struct shim_inode *ino)
+{
+    return ino->owner == shim_pid() || ino->writers || ino->force;
+}
+
 static struct shim_inode *pick_locked(int idx, const char *rel, int any)
 {
     struct entry *e = find_locked(idx, rel);
     for (int i = 0; e && i < e->n; i++)
-        if (pthread_equal(e->v[i]->tid, pthread_self()))
+        if (pthread_equal(e->v[i]->tid, pthread_self()) && by_name(e->v[i]))
             return e->v[i];
-    return e && any && e->n ? e->v[0] : NULL;
+    for (int i = 0; e && any && i < e->n; i++)
+        if (by_name(e->v[i]))
+            return e->v[i];
+    return NULL;
 }
 
 /* Takes ino out of the table (table_lock held). */
@@ -454,6 +464,40 @@ int shim_inode_commit_held(int at_exit)
     }
 }
 
+/* A conflict at a last close: close's error is the one programs ignore (shells do), so the
+ * first for each key in a process is said on stderr too; later ones (a retry loop's) are
+ * the program's to handle, at info. Up to CONFLICTS_MAX keys are remembered (then every
+ * one is said). */
+#define CONFLICTS_MAX 4096
+static struct said {
+    UT_hash_handle hh;
+    char key[]; /* "idx/rel" */
+} *said;
+static unsigned nsaid;
+static pthread_mutex_t said_mu = PTHREAD_MUTEX_INITIALIZER; /* a leaf lock */
+
+static void conflict_said(const struct shim_inode *ino)
+{
+    char key[32 + PATH_MAX];
+    int n = snprintf(key, sizeof key, "%d/%s", ino->mount_idx, ino->rel);
+    struct said *e = NULL;
+    int first = 1;
+    pthread_mutex_lock(&said_mu);
+    if (n > 0 && (size_t)n < sizeof key) {
+        HASH_FIND(hh, said, key, (size_t)n, e);
+        first = !e;
+        if (!e && nsaid < CONFLICTS_MAX && (e = malloc(sizeof *e + (size_t)n + 1))) {
+            memcpy(e->key, key, (size_t)n + 1);
+            HASH_ADD(hh, said, key, (size_t)n, e);
+            nsaid++;
+        }
+    }
+    pthread_mutex_unlock(&said_mu);
+    log_at(first ? LOG_WARN : LOG_INFO, "%s: not stored: another writer changed it since it "
+           "was read here (compare-and-set conflict: close returns EEXIST%s)", ino->rel,
+           first ? "; later conflicts of this file here are logged at info" : "");
+}
+
 int shim_inode_close(struct shim_inode *ino, int fd, struct shim_mem *mem)
 {
     pthread_mutex_lock(&table_lock);
@@ -466,6 +510,8 @@ int shim_inode_close(struct shim_inode *ino, int fd, struct shim_mem *mem)
     shim_enter();
     pthread_mutex_lock(&ino->mu);
     int r = commit_locked(ino, fd, mem, 1);
+    if (r == -EEXIST)
+        conflict_said(ino);
     int kf = ino->kfd >= 0 ? ino->kfd : fd;
     int kernel = !mem || __atomic_load_n(&mem->settled, __ATOMIC_ACQUIRE); /* not in memory */
     pid_t who = r == 0 && kf >= 0 && kernel && ino->owner == shim_pid() && !ino->unlinked &&
@@ -629,6 +675,22 @@ static int share_locked(struct shim_inode *ino)
         int s = shim_mem_settle_own(c.fd[i]);
         if (s < 0)
             return s;
+    }
+    if (ino->owner != shim_pid()) {
+        /* Another process's open file, inherited (a shell's `exec 3>>f`, then a child that
+         * opens f by name): its kernel file is the master, so what is written here lands in
+         * the bytes its owner commits, as on a disk. A copy would hold them where no one
+         * commits them. */
+        for (int i = 0; i < c.n; i++) {
+            int kfd = reopen(c.fd[i], O_RDWR | O_CLOEXEC);
+            if (kfd >= 0) {
+                ino->kfd = shim_fd_high(kfd);
+                return 0;
+            }
+        }
+        /* Opened read-only there (a sealed memfd): this process's copy below, which it
+         * commits from now on (its owner has nothing to commit: it cannot write) */
+        ino->owner = shim_pid();
     }
     /* the bytes as they are now, into a read-write memfd of the inode's own */
     struct view v = { 0 };
@@ -919,19 +981,18 @@ void shim_inode_fork_unlock(int child)
         pthread_mutex_unlock(&table_lock);
         return;
     }
-    /* The child owns none of these: its own opens of the same keys make inodes of its own.
-     * The inherited ones stay reachable from its records only (and are never committed). */
-    struct entry *e = table;
-    while (e) {
-        struct entry *next = e->hh.next;
-        for (int i = 0; i < e->n; i++) {
-            e->v[i]->hashed = 0;
+    /* The child owns none of these (it never commits them), but they are its open files as
+     * much as the parent's: an open of the same key by name in the child (a shell's
+     * `cmd >> f` while it holds `exec 3>>f`) shares one, its writes landing in the kernel
+     * file the parent commits (share_locked), as on a disk. The held files are the
+     * parent's to commit: the child drops its copies of their descriptors. */
+    for (struct entry *e = table; e; e = e->hh.next)
+        for (int i = 0; i < e->n; i++)
             pthread_mutex_init(&e->v[i]->mu, NULL);
-        }
-        free(e->v);
-        free(e);
-        e = next;
+    for (int i = 0; i < nheld; i++) {
+        pthread_mutex_init(&held[i].ino->mu, NULL);
+        real_close()(held[i].fd);
     }
-    table = NULL; /* its buckets are the parent's memory, left as they are */
+    nheld = 0; /* (their references stay: the parent's memory, left as it is) */
     pthread_mutex_init(&table_lock, NULL);
 }

@@ -653,7 +653,7 @@ static int open_fds(int *fds, int max)
 
 /* Adopts one record: every descriptor that is its memfd (or, for a directory, its number). */
 static void adopt_one(const struct handoff_rec *rec, const char *path, const char *rel,
-                      const int *fds, const ino_t *inos, int nfds)
+                      const int *fds, const ino_t *inos, unsigned char *claimed, int nfds)
 {
     char full[2 * PATH_MAX + 2];
     snprintf(full, sizeof full, "%s%s%s", path, rec->rellen ? "/" : "", rel);
@@ -696,7 +696,9 @@ static void adopt_one(const struct handoff_rec *rec, const char *path, const cha
     }
     f->refs = 1; /* held while adopting, so the record outlives a failed set */
     for (int i = 0; i < nfds; i++)
-        if (rec->is_dir ? fds[i] == rec->fd : inos[i] == rec->ino) {
+        if (fds[i] == rec->fd ? rec->is_dir || inos[i] == rec->ino
+                              : !rec->is_dir && !claimed[i] && inos[i] == rec->ino) {
+            claimed[i] = 1;
             if (!f->kid && !rec->is_dir)
                 f->kid = shim_fd_kid(fds[i]);
             fdtable_set(fds[i], f);
@@ -704,11 +706,32 @@ static void adopt_one(const struct handoff_rec *rec, const char *path, const cha
     fdtable_unref(f);
 }
 
-/* Reads the handoff memfd into the table. */
+/* The handoff's record at *off (and its mount path and rel): 1, or 0 at its end. */
+static int next_rec(int hfd, size_t size, size_t *off, struct handoff_rec *rec,
+                    char path[PATH_MAX + 1], char rel[PATH_MAX + 1])
+{
+    if (*off + sizeof *rec > size ||
+        real_pread()(hfd, rec, sizeof *rec, (off_t)*off) != (ssize_t)sizeof *rec ||
+        rec->magic != HANDOFF_MAGIC || rec->pathlen >= PATH_MAX || rec->rellen >= PATH_MAX)
+        return 0;
+    size_t at = *off + sizeof *rec;
+    if (real_pread()(hfd, path, rec->pathlen, (off_t)at) != (ssize_t)rec->pathlen ||
+        real_pread()(hfd, rel, rec->rellen, (off_t)(at + rec->pathlen)) != (ssize_t)rec->rellen)
+        return 0;
+    *off = at + rec->pathlen + rec->rellen;
+    path[rec->pathlen] = '\0';
+    rel[rec->rellen] = '\0';
+    return 1;
+}
+
+/* Reads the handoff memfd into the table. A record names its descriptor; descriptors of the
+ * same kernel file that no record names (moved by dup2 between the handoff and the exec:
+ * posix_spawn's file actions) go to the first record of that file. */
 static void adopt(int hfd)
 {
     int fds[1024];
     ino_t inos[1024];
+    unsigned char claimed[1024] = { 0 }; /* 1: named by a record, or given to one */
     int nfds = open_fds(fds, 1024);
     for (int i = 0; i < nfds; i++) {
         struct stat st;
@@ -717,22 +740,15 @@ static void adopt(int hfd)
     struct stat hst;
     if (real_fstat()(hfd, &hst) < 0)
         return;
-    size_t off = 0, size = (size_t)hst.st_size;
-    while (off + sizeof(struct handoff_rec) <= size) {
-        struct handoff_rec rec;
-        char path[PATH_MAX + 1], rel[PATH_MAX + 1];
-        if (real_pread()(hfd, &rec, sizeof rec, (off_t)off) != (ssize_t)sizeof rec ||
-            rec.magic != HANDOFF_MAGIC || rec.pathlen >= PATH_MAX || rec.rellen >= PATH_MAX)
-            break;
-        off += sizeof rec;
-        if (real_pread()(hfd, path, rec.pathlen, (off_t)off) != (ssize_t)rec.pathlen ||
-            real_pread()(hfd, rel, rec.rellen, (off_t)(off + rec.pathlen)) != (ssize_t)rec.rellen)
-            break;
-        off += rec.pathlen + rec.rellen;
-        path[rec.pathlen] = '\0';
-        rel[rec.rellen] = '\0';
-        adopt_one(&rec, path, rel, fds, inos, nfds);
-    }
+    size_t size = (size_t)hst.st_size, off = 0;
+    struct handoff_rec rec;
+    char path[PATH_MAX + 1], rel[PATH_MAX + 1];
+    while (next_rec(hfd, size, &off, &rec, path, rel))
+        for (int i = 0; i < nfds; i++)
+            claimed[i] |= fds[i] == rec.fd;
+    off = 0;
+    while (next_rec(hfd, size, &off, &rec, path, rel))
+        adopt_one(&rec, path, rel, fds, inos, claimed, nfds);
 }
 
 __attribute__((constructor)) static void adopt_inherited(void)

@@ -125,6 +125,25 @@ expect_eq "exec of a dynamic program with the shim: it adopts and commits, no wa
     "before
 after|0" "$($KVTOOL get "$B" pr.dyn.txt 2>&1)|$(grep -c "will not adopt" "$TMP/dyn.err")"
 
+# ---- a child that opens by name a file its parent has open ---------------------------------
+# bash holds `exec 3>>f` (or `exec 3<f`) while a child opens f by name: as on a local disk,
+# what the child writes lands in the file the shell commits (or, read-only there, in the
+# child's own). Each script runs on a local directory and on a mount; the answers must match.
+cat >"$TMP/inherit.sh" <<SH
+L=\$D/log; : > \$L; exec 3>>\$L; echo p1 >&3
+"$PY" -c 'import sys; open(sys.argv[1], "a").write("py\\n")' \$L
+/bin/echo c2 >> \$L; echo p2 >&3; exec 3>&-
+R=\$D/ro; echo a > \$R; exec 3<\$R
+"$PY" -c 'import sys; open(sys.argv[1], "w").write("new\\n")' \$R; exec 3<&-
+cat \$L \$R | paste -sd,
+SH
+mkdir -p "$TMP/inh"
+expect_eq "a child opens by name what bash holds open (>> and <): the local disk's answer" \
+    "$(D="$TMP/inh" bash "$TMP/inherit.sh" 2>&1)" \
+    "$(run env D=/state/proc bash "$TMP/inherit.sh" 2>&1)"
+expect_eq "... the bucket has both files so (kvtool)" "p1,py,c2,p2|new" \
+    "$($KVTOOL get "$B" pr.log | paste -sd,)|$($KVTOOL get "$B" pr.ro)"
+
 # ---- a child that writes on after its parent's last close --------------------------------
 # The owner commits at its last close; a child that inherited the file may still be writing
 # (Popen(stdout=f) inside a `with`, waited for after it). Such a file is committed again once
