@@ -721,6 +721,28 @@ int shim_inode_share(struct shim_inode *ino)
     return r;
 }
 
+int shim_inode_truncate(struct shim_inode *ino, off_t len)
+{
+    shim_enter();
+    pthread_mutex_lock(&ino->mu);
+    int r = share_locked(ino);
+    struct view v;
+    if (r == 0 && !ino->based && (r = view_open(ino->kfd, &v)) == 0) {
+        /* what "changed" is measured from, as for a first writer */
+        ino->base_len = v.len;
+        ino->base_hash = fdtable_hash(v.data, v.len, FDTABLE_HASH_SEED);
+        ino->based = 1;
+        view_close(&v, NULL);
+    }
+    if (r == 0 && real_ftruncate()(ino->kfd, len) < 0)
+        r = -errno;
+    if (r == 0)
+        ino->writers = 1; /* committed at its last close, if its bytes changed */
+    pthread_mutex_unlock(&ino->mu);
+    shim_leave();
+    return r;
+}
+
 int shim_inode_open(struct shim_inode *ino, int oflags)
 {
     shim_enter();

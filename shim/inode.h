@@ -122,6 +122,9 @@ int shim_inode_open(struct shim_inode *ino, int oflags);
 /* Makes sure the inode has its master memfd (every descriptor then reopens it): for a
  * shared mapping. 0 or -errno. */
 int shim_inode_share(struct shim_inode *ino);
+/* truncate(2) by name of a file open here: its shared bytes cut (or zero-extended) to len,
+ * committed at its last close like a write. 0 or -errno. */
+int shim_inode_truncate(struct shim_inode *ino, off_t len);
 
 /* The current length of the inode's bytes. 0 or -errno. */
 int shim_inode_size(struct shim_inode *ino, size_t *len);

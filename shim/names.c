@@ -166,7 +166,8 @@ SHIM_EXPORT int remove(const char *path)
     return real_remove()(path);
 }
 
-/* truncate on a mount: the value cut (or zero-extended) to len and committed, guarded by
+/* truncate on a mount: a file open here is cut in place, as a disk's inode is (its last
+ * close commits it); else the value cut (or zero-extended) to len and committed, guarded by
  * the revision just read. */
 static int truncate_mount(const struct shim_path *p, off_t len)
 {
@@ -176,6 +177,12 @@ static int truncate_mount(const struct shim_path *p, off_t len)
     kv_mount *km;
     kv_value v = { 0 };
     kv_stat ks;
+    struct shim_inode *ino = shim_inode_find(p->idx, p->rel);
+    if (ino) {
+        int r = shim_inode_truncate(ino, len);
+        shim_inode_put(ino);
+        return r;
+    }
     shim_enter();
     int r = shim_backend(p->idx, &ops, &km);
     if (r == 0) {

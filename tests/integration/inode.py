@@ -199,6 +199,27 @@ def truncated_old_renamed():
     return exists("tn4"), seen, get("tn5")
 
 
+# truncate(2) by name of a file open here cuts the open file, as on a disk.
+def truncate_open_by_name():
+    out = []
+    fd = os.open(p("tb1"), os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+    os.write(fd, b"hello world")
+    os.truncate(p("tb1"), 2)
+    out.append((os.fstat(fd).st_size, os.pread(fd, 20, 0)))
+    os.close(fd)
+    put("tb2", b"stored")
+    fd = os.open(p("tb2"), os.O_RDWR)
+    os.write(fd, b"XXXXXXXXXXXX")
+    os.truncate(p("tb2"), 3)
+    os.close(fd)
+    put("tb3", b"XYZ")
+    fd = os.open(p("tb3"), os.O_RDONLY)
+    os.truncate(p("tb3"), 2)
+    out.append(os.pread(fd, 10, 0))
+    os.close(fd)
+    return out, get("tb1"), get("tb2"), get("tb3")
+
+
 def tempfiles():
     before = sorted(os.listdir(D))
     with tempfile.TemporaryFile(dir=D) as f:
@@ -270,6 +291,7 @@ for name, fn in [
     ("truncated_new_unlinked", truncated_new_unlinked),
     ("truncated_new_renamed", truncated_new_renamed),
     ("truncated_old_renamed", truncated_old_renamed),
+    ("truncate_open_by_name", truncate_open_by_name),
     ("tempfiles", tempfiles),
     ("mkstemp_then_stat", mkstemp_then_stat),
     ("dir_errors", dir_errors),

@@ -40,6 +40,8 @@ expect_eq "inode: a file opened \"w\" over a value, renamed while open: only the
     "new|" "$($KVTOOL get "$B" in.tn5)|$($KVTOOL get "$B" in.tn4 2>/dev/null)"
 expect_eq "inode: a new file opened \"w\", unlinked while open: no key" \
     "" "$($KVTOOL get "$B" in.tn1 2>/dev/null)"
+expect_eq "inode: truncate by name of open files: the bucket holds the cut bytes" "he|XXX|XY" \
+    "$($KVTOOL get "$B" in.tb1)|$($KVTOOL get "$B" in.tb2)|$($KVTOOL get "$B" in.tb3)"
 expect_eq "inode: close(open(p, O_CREAT|O_RDONLY)) creates an empty value" \
     "0" "$($KVTOOL get "$B" in.lock1 | wc -c)"
 expect_eq "inode: temporary files leave no key behind" \
