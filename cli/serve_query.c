@@ -182,12 +182,27 @@ static json_t *lookup(json_t *j, const char *field)
     return j;
 }
 
-/* A scalar's text as DuckDB's json_extract_string gives it (malloc'ed), or NULL. */
-static char *text_of(json_t *v)
+/* A scalar's text as DuckDB's json_extract_string gives it (malloc'ed, *len its length: a
+ * string may hold NULs), or NULL. */
+static char *text_of(json_t *v, size_t *len)
 {
-    if (json_is_string(v))
-        return strdup(json_string_value(v));
-    return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    char *t;
+    if (json_is_string(v)) {
+        *len = json_string_length(v);
+        if ((t = malloc(*len + 1)))
+            memcpy(t, json_string_value(v), *len + 1);
+        return t;
+    }
+    t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT); /* (a NUL in it is \u0000) */
+    *len = t ? strlen(t) : 0;
+    return t;
+}
+
+/* Two texts compared as strcmp would compare them without their NULs' cut. */
+static int text_cmp(const char *a, size_t la, const char *b, size_t lb)
+{
+    int c = memcmp(a, b, la < lb ? la : lb);
+    return c ? c : (la > lb) - (la < lb);
 }
 
 static int values_equal(json_t *a, json_t *want)
@@ -200,8 +215,9 @@ static int values_equal(json_t *a, json_t *want)
         return 1;
     if (json_is_string(a) == json_is_string(want) || json_is_null(a) || json_is_null(want))
         return 0;
-    char *ta = text_of(a), *tw = text_of(want);
-    int eq = ta && tw && strcmp(ta, tw) == 0;
+    size_t la, lw;
+    char *ta = text_of(a, &la), *tw = text_of(want, &lw);
+    int eq = ta && tw && text_cmp(ta, la, tw, lw) == 0;
     free(ta);
     free(tw);
     return eq;
@@ -269,8 +285,9 @@ static int cmp_value(json_t *a, json_t *b)
     }
     if (na != nb)
         return na ? -1 : 1;
-    char *ta = text_of(a), *tb = text_of(b);
-    int c = strcmp(ta ? ta : "", tb ? tb : "");
+    size_t la = 0, lb = 0;
+    char *ta = text_of(a, &la), *tb = text_of(b, &lb);
+    int c = text_cmp(ta ? ta : "", ta ? la : 0, tb ? tb : "", tb ? lb : 0);
     free(ta);
     free(tb);
     return c;
@@ -382,9 +399,11 @@ void serve_query(struct serve_ctx *ctx, const char *body, size_t len, struct ser
     }
 
     const char *p = json_is_string(prefix) ? json_string_value(prefix) : "";
+    /* a prefix with a NUL: no key has one (file names cannot), so no document matches */
+    int none = json_is_string(prefix) && strlen(p) != json_string_length(prefix);
     pthread_mutex_lock(&query_mu);
     pass_no++;
-    int rc = ctx->ops->scan(ctx->mount, p, take, &qy);
+    int rc = none ? 0 : ctx->ops->scan(ctx->mount, p, take, &qy);
     if (rc == 0)
         parsed_sweep(p);
     if (rc == -E2BIG) {

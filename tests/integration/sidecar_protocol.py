@@ -575,6 +575,12 @@ def t_query():
     st, r = query({"prefix": "qnul/", "filter": {"s": "x\u0000y"}})
     T.eq("/query: a document with \\u0000 in a string is answered, NUL and all", (200, 1, "x\0y"),
          (st, r["total"], r["rows"][0]["s"] if r["rows"] else None))
+    request(SOCK, "PUT", k("qnul/b.json"), body=b'{"id": "b", "s": "x", "n": 1}')
+    results = [query(q)[1]["total"] for q in (
+        {"prefix": "qnul/", "filter": {"s": "x"}},          # "x\0y" is not "x"
+        {"prefix": "qnul/", "filter": {"n": "1\u00002"}},   # a number's text is not cut
+        {"prefix": "qnul/\u0000"})]                          # no key holds a NUL
+    T.eq("/query: a NUL in a string is compared whole (filter and prefix)", [1, 0, 0], results)
     request(SOCK, "PUT", k("qbig/b.json"),
             body=b'{"id": "b", "n": 123456789012345678901234567890}')
     st, r = query({"prefix": "qbig/"})
