@@ -382,35 +382,52 @@ int shim_inode_commit(struct shim_inode *ino, int fd, struct shim_mem *mem)
  * (subprocess.Popen(stdout=f), then f.close() before the child is done) may write on. Such a
  * file is kept, by a descriptor of the shim's own and a reference: committed now as always,
  * and again, if its bytes changed, once no child holds it any more (shim_inode_commit_held,
- * after a wait reaps a child) or at this process's exit. table_lock guards the list. */
+ * after a wait reaps a child) or at this process's exit. A rename or unlink of its name
+ * meanwhile is recorded in its entry (held_follow) and applied at that commit. */
 #define HELD_MAX 1024
 static struct held {
-    struct shim_inode *ino;
+    struct shim_inode *ino;  /* the entry's reference; unhashed: no open finds it */
     int fd;
-    unsigned forks, until; /* the children that may hold it: forked in (forks, until] (later
-                              ones inherit only the shim's own descriptor, fd) */
+    unsigned forks, until;   /* the children that may hold it: forked in (forks, until]
+                                (later ones inherit only the shim's own descriptor, fd) */
+    int orphan;              /* unlinked, or renamed over, since: nothing to commit */
+    int moved;               /* renamed since: its commit expects rev_to */
+    uint64_t rev_to;
 } held[HELD_MAX];
 static int nheld;
+/* guards held and nheld, and the rel of the inodes in it; taken under an inode's mu and
+ * under table_lock (fork), never the other way: the children's descriptors are scanned
+ * under it without holding up any open or close */
+static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
 static int reap_pending; /* a wait reaped a child where nothing may be committed (atomic) */
 
+/* With ino->mu held. */
 static void hold_locked(struct shim_inode *ino, int kf, pid_t who)
 {
     int dfd = real_fcntl()(kf, F_DUPFD_CLOEXEC, 0);
     dfd = dfd >= 0 ? shim_fd_high(dfd) : dfd;
-    pthread_mutex_lock(&table_lock);
-    int ok = dfd >= 0 && nheld < HELD_MAX;
-    if (ok) {
+    if (dfd >= 0) {
+        pthread_mutex_lock(&table_lock); /* (the entry's reference) */
         ino->refs++;
-        held[nheld++] = (struct held){ ino, dfd, ino->forks, shim_forks() };
+        pthread_mutex_unlock(&table_lock);
     }
-    pthread_mutex_unlock(&table_lock);
+    pthread_mutex_lock(&held_mu);
+    int ok = dfd >= 0 && nheld < HELD_MAX;
+    if (ok)
+        held[nheld++] = (struct held){ .ino = ino, .fd = dfd, .forks = ino->forks,
+                                       .until = shim_forks() };
+    pthread_mutex_unlock(&held_mu);
     if (ok) {
         log_at(LOG_INFO, "%s: closed here while process %d still has it open: committed now, "
                "and again when no child holds it or at exit", ino->rel, (int)who);
         return;
     }
-    if (dfd >= 0)
+    if (dfd >= 0) {
         real_close()(dfd);
+        pthread_mutex_lock(&table_lock); /* the caller's reference remains */
+        ino->refs--;
+        pthread_mutex_unlock(&table_lock);
+    }
     log_at(LOG_WARN, "%s: closed here while process %d still has it open: committed now; what "
            "it writes from now on is lost", ino->rel, (int)who);
 }
@@ -433,9 +450,9 @@ int shim_inode_commit_held(int at_exit)
     if (!__atomic_load_n(&nheld, __ATOMIC_ACQUIRE))
         return 0;
     for (;;) {
-        struct held h = { NULL, -1, 0, 0 };
+        struct held h = { .ino = NULL, .fd = -1 };
         pid_t who = 0;
-        pthread_mutex_lock(&table_lock);
+        pthread_mutex_lock(&held_mu);
         for (int i = 0; i < nheld && !h.ino; i++) {
             who = shim_child_holding(held[i].fd, held[i].forks, held[i].until);
             if (at_exit || who <= 0) {
@@ -443,11 +460,17 @@ int shim_inode_commit_held(int at_exit)
                 held[i] = held[--nheld];
             }
         }
-        pthread_mutex_unlock(&table_lock);
+        pthread_mutex_unlock(&held_mu);
         if (!h.ino)
             return rc;
         shim_enter();
         pthread_mutex_lock(&h.ino->mu);
+        if (h.orphan)
+            h.ino->unlinked = 1; /* (commits nothing) */
+        if (h.moved) {
+            h.ino->rev = h.rev_to;
+            h.ino->carried = 0;
+        }
         int r = commit_locked(h.ino, h.fd, NULL, 1);
         pthread_mutex_unlock(&h.ino->mu);
         shim_leave();
@@ -851,42 +874,27 @@ static void held_follow(int idx, const char *from, const char *to, uint64_t rev_
 {
     if (!__atomic_load_n(&nheld, __ATOMIC_ACQUIRE))
         return;
-    for (;;) {
-        struct shim_inode *ino = NULL;
-        int moved = 0;
-        pthread_mutex_lock(&table_lock);
-        for (int i = 0; i < nheld && !ino; i++) {
-            struct shim_inode *h = held[i].ino;
-            if (h->mount_idx != idx || h->unlinked || strcmp(h->rel, from) != 0)
-                continue;
-            char *name = to ? strdup(to) : NULL;
-            char **old = name ? realloc(h->old_names, (size_t)(h->n_old + 1) * sizeof *old)
-                              : NULL;
-            if (to && !old) { /* out of memory: orphaned rather than committed by its old name */
-                free(name);
-                name = NULL;
-            } else if (to) {
-                h->old_names = old;
-                old[h->n_old++] = h->rel; /* a reader may still hold it */
-                __atomic_store_n(&h->rel, name, __ATOMIC_RELEASE);
-            }
-            ino = h;
-            ino->refs++;
-            /* orphaned at once (the scan must not find it again), the rest under its lock */
-            ino->unlinked = !name;
-            moved = name != NULL;
+    pthread_mutex_lock(&held_mu);
+    for (int i = 0; i < nheld; i++) {
+        struct held *e = &held[i];
+        struct shim_inode *h = e->ino;
+        if (e->orphan || h->mount_idx != idx || strcmp(h->rel, from) != 0)
+            continue;
+        char *name = to ? strdup(to) : NULL;
+        char **old = name ? realloc(h->old_names, (size_t)(h->n_old + 1) * sizeof *old)
+                          : NULL;
+        if (!old) { /* unlinked (or out of memory: orphaned, never committed by its old name) */
+            free(name);
+            e->orphan = 1;
+            continue;
         }
-        pthread_mutex_unlock(&table_lock);
-        if (!ino)
-            return;
-        if (moved) {
-            pthread_mutex_lock(&ino->mu);
-            ino->rev = rev_to;
-            ino->carried = 0;
-            pthread_mutex_unlock(&ino->mu);
-        }
-        shim_inode_put(ino);
+        h->old_names = old;
+        old[h->n_old++] = h->rel; /* a reader may still hold it */
+        __atomic_store_n(&h->rel, name, __ATOMIC_RELEASE);
+        e->moved = 1;
+        e->rev_to = rev_to;
     }
+    pthread_mutex_unlock(&held_mu);
 }
 
 /* Detaches every open file of (idx, rel): 1 when one of them exists here whatever the server
@@ -995,11 +1003,13 @@ void shim_inode_each_created(int idx, const char *dir,
 void shim_inode_fork_lock(void)
 {
     pthread_mutex_lock(&table_lock);
+    pthread_mutex_lock(&held_mu);
 }
 
 void shim_inode_fork_unlock(int child)
 {
     if (!child) {
+        pthread_mutex_unlock(&held_mu);
         pthread_mutex_unlock(&table_lock);
         return;
     }
@@ -1016,5 +1026,6 @@ void shim_inode_fork_unlock(int child)
         real_close()(held[i].fd);
     }
     nheld = 0; /* (their references stay: the parent's memory, left as it is) */
+    pthread_mutex_init(&held_mu, NULL);
     pthread_mutex_init(&table_lock, NULL);
 }
