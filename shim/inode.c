@@ -393,6 +393,8 @@ static struct held {
     int orphan;              /* unlinked, or renamed over, since: nothing to commit */
     int moved;               /* renamed since: its commit expects rev_to */
     uint64_t rev_to;
+    dev_t dev;               /* fd's kernel file: a program's closefrom can close fd, and */
+    ino_t kino;              /* its number come back as another file's */
 } held[HELD_MAX];
 static int nheld;
 /* guards held and nheld, and the rel of the inodes in it; taken under an inode's mu and
@@ -412,10 +414,12 @@ static void hold_locked(struct shim_inode *ino, int kf, pid_t who)
         pthread_mutex_unlock(&table_lock);
     }
     pthread_mutex_lock(&held_mu);
-    int ok = dfd >= 0 && nheld < HELD_MAX;
+    struct stat st;
+    int ok = dfd >= 0 && nheld < HELD_MAX && real_fstat()(dfd, &st) == 0;
     if (ok)
         held[nheld++] = (struct held){ .ino = ino, .fd = dfd, .forks = ino->forks,
-                                       .until = shim_forks() };
+                                       .until = shim_forks(), .dev = st.st_dev,
+                                       .kino = st.st_ino };
     pthread_mutex_unlock(&held_mu);
     if (ok) {
         log_at(LOG_INFO, "%s: closed here while process %d still has it open: committed now, "
@@ -463,6 +467,14 @@ int shim_inode_commit_held(int at_exit)
         pthread_mutex_unlock(&held_mu);
         if (!h.ino)
             return rc;
+        struct stat st;
+        if (real_fstat()(h.fd, &st) < 0 || st.st_dev != h.dev || st.st_ino != h.kino) {
+            log_at(LOG_WARN, "%s: the shim's descriptor of it was closed by the program "
+                   "(closefrom, close_range?): what a child wrote after its close here is "
+                   "lost", h.ino->rel);
+            shim_inode_put(h.ino); /* (that number is not the shim's to close now) */
+            continue;
+        }
         shim_enter();
         pthread_mutex_lock(&h.ino->mu);
         if (h.orphan)

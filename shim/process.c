@@ -402,7 +402,7 @@ SHIM_EXPORT int execle(const char *path, const char *arg, ...)
 
 /* ---- children: who may still hold a file after its owner's last close ---- */
 
-#define KIDS_MAX 64
+#define KIDS_MAX 256
 static struct kid {
     pid_t pid;               /* 0: a free slot */
     unsigned n;              /* its number: the count of children before it, plus one */
@@ -423,15 +423,16 @@ static void kid_add(pid_t pid)
     pthread_mutex_unlock(&kids_mu);
 }
 
-/* 1 when process pid has a descriptor of the kernel file (dev, ino) open, 0 when not, -1
- * when pid is gone (or its descriptors cannot be read). Allocates nothing. */
+/* 1 when process pid has a descriptor of the kernel file (dev, ino) open (or may have: its
+ * descriptors cannot be read), 0 when not, -1 when pid is gone. Allocates nothing. */
 static int kid_holds(pid_t pid, dev_t dev, ino_t ino)
 {
     char dir[32];
     snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
     int dfd = real_openat()(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return -1;
+    if (dfd < 0) /* gone; or not to be read (a set-user-ID child, no descriptor left): it
+                    may hold the file, so it is taken to until a wait reaps it */
+        return errno == ENOENT || errno == ESRCH ? -1 : 1;
     char buf[4096];
     long got;
     int found = 0;

@@ -266,6 +266,18 @@ expect_eq "a SIGCHLD handler reaps with waitpid while the program allocates: no 
     "child" "$(run "$TMP/sigchld" 2>&1)"
 expect_eq "... the bucket has them (kvtool)" "parent child" \
     "$($KVTOOL get "$B" pr.sig9.txt | paste -sd' ')"
+# The program closes every descriptor (closefrom) while one is held: said, never a commit
+# of whatever file that number is now.
+run "$PY" - <<'PY' 2>"$TMP/closefrom.err"
+import os, subprocess
+with open("/state/proc/cf.txt", "w") as f:
+    f.write("parent\n"); f.flush()
+    p = subprocess.Popen(["sh", "-c", "sleep 0.3; echo child"], stdout=f)
+os.closerange(3, 65536)
+p.wait()
+PY
+expect_eq "held, then closefrom by the program: one warning, the close's commit kept" \
+    "1|parent" "$(grep -c "cf.txt: the shim's descriptor of it was closed" "$TMP/closefrom.err")|$($KVTOOL get "$B" pr.cf.txt)"
 run "$PY" -c '
 import subprocess
 with open("/state/proc/late.txt", "w") as f:
