@@ -140,6 +140,7 @@ typedef struct name_ent {
     UT_hash_handle hh;
     int is_dir;             /* keys below it and no value of that name */
     int has_value, has_dir; /* a value of that name; keys below it (a marker counts) */
+    int both;               /* has_value && has_dir */
     int has_marker;         /* its marker key was among the keys */
     char *marker;           /* its marker key, kept for a repair when it is a directory */
     char name[];
@@ -194,6 +195,7 @@ static int list_key(list_arg *a, const char *key, int below)
     e->has_value |= !slash;
     e->has_dir |= slash != NULL;
     e->is_dir = e->has_dir && !e->has_value; /* a value wins over a directory of its name */
+    e->both = e->has_dir && e->has_value;
     e->has_marker |= is_marker;
     if (slash && !e->marker)
         e->marker = strndup(key, (size_t)(slash - key) + 1); /* NULL: no repair, no harm */
@@ -304,7 +306,7 @@ int dirs_list(kv_mount *m, const char *rel, kv_list *out)
          * or r < 0: NOLINTNEXTLINE(clang-analyzer-core.NullDereference) */
         if (r == 0 && (out->v[out->n].name = strdup(e->name)) != NULL) {
             out->v[out->n].is_dir = e->is_dir;
-            out->v[out->n++].also_dir = e->has_value && e->has_dir;
+            out->v[out->n++].also_dir = e->both;
         }
         else if (r == 0)
             r = -ENOMEM;
