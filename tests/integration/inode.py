@@ -154,12 +154,17 @@ def created_is_there():
     return out
 
 
-def created_renamed():
-    fd = os.open(p("c1"), os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644)
-    os.write(fd, b"lockdata")
-    os.rename(p("c1"), p("c2"))
+def renamed_while_open(a, b, flags, data):
+    """Opens a with flags, writes data, renames a to b, closes: (a exists?, b's bytes)."""
+    fd = os.open(p(a), os.O_CREAT | os.O_WRONLY | flags, 0o644)
+    os.write(fd, data)
+    os.rename(p(a), p(b))
     os.close(fd)
-    return exists("c1"), get("c2")
+    return exists(a), get(b)
+
+
+def created_renamed():
+    return renamed_while_open("c1", "c2", os.O_EXCL, b"lockdata")
 
 
 def created_unlinked():
@@ -182,11 +187,7 @@ def truncated_new_unlinked():
 
 
 def truncated_new_renamed():
-    fd = os.open(p("tn2"), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
-    os.write(fd, b"moved")
-    os.rename(p("tn2"), p("tn3"))
-    os.close(fd)
-    return exists("tn2"), get("tn3")
+    return renamed_while_open("tn2", "tn3", os.O_TRUNC, b"moved")
 
 
 def truncated_old_renamed():

@@ -38,6 +38,16 @@ serve_stop() {
 # status SOCK METHOD PATH [BODY]: "STATUS ERROR-NAME" of one request.
 status() { python3 "$CLIENT" "$@" | head -n 1; }
 
+# healthz_becomes SOCK WANT: /healthz's status ("200 -", "503 unavailable") once it is WANT,
+# or what it still is after 6 s.
+healthz_becomes() {
+    for _ in $(seq 60); do
+        [ "$(status "$1" GET /healthz)" = "$2" ] && break
+        sleep 0.1
+    done
+    status "$1" GET /healthz
+}
+
 [ -x "$ASYA" ] || { fail "sidecar: build" "$ASYA is missing (run make)"; exit 1; }
 
 B=$(new_bucket) || exit 1
@@ -138,12 +148,8 @@ expect_eq "sidecar: missing bucket: /healthz 503" "503 unavailable" \
 expect_eq "sidecar: missing bucket (EIO): 500 internal_error, not 503" "500 internal_error" \
     "$(status "$TMP/nobucket.sock" GET /keys/anything)"
 "$KVTOOL" bucket-add "no-such-bucket-$$" >/dev/null
-for _ in $(seq 60); do
-    [ "$(status "$TMP/nobucket.sock" GET /healthz)" = "200 -" ] && break
-    sleep 0.1
-done
 expect_eq "sidecar: keeps retrying: /healthz 200 once the bucket exists" "200 -" \
-    "$(status "$TMP/nobucket.sock" GET /healthz)"
+    "$(healthz_becomes "$TMP/nobucket.sock" "200 -")"
 serve_stop "$SERVE_PID"
 
 # The bucket deleted under a running sidecar: a missing bucket is EIO (500), not "server
@@ -172,21 +178,13 @@ expect_eq "sidecar: bucket deleted while serving: 500 for every operation, only 
     "GET 500 slow, GET 500 fast, HEAD 500 fast, PUT 500 fast, DELETE 500 fast" "$gone"
 expect_eq "sidecar: bucket deleted: one line says so" 1 \
     "$(grep -c "bucket '$GONE' has been deleted" "$TMP/s_gone.log")"
-for _ in $(seq 40); do
-    [ "$(status "$TMP/gone.sock" GET /healthz)" = "503 unavailable" ] && break
-    sleep 0.1
-done
 expect_eq "sidecar: bucket deleted: /healthz 503" "503 unavailable" \
-    "$(status "$TMP/gone.sock" GET /healthz)"
+    "$(healthz_becomes "$TMP/gone.sock" "503 unavailable")"
 "$KVTOOL" bucket-add "$GONE" >/dev/null
 expect_eq "sidecar: the bucket made again: PUT 204, GET gives it" "204 -|v3" \
     "$(status "$TMP/gone.sock" PUT /keys/k v3)|$("$KVTOOL" get "$GONE" k)"
-for _ in $(seq 40); do
-    [ "$(status "$TMP/gone.sock" GET /healthz)" = "200 -" ] && break
-    sleep 0.1
-done
 expect_eq "sidecar: the bucket made again: /healthz 200" "200 -" \
-    "$(status "$TMP/gone.sock" GET /healthz)"
+    "$(healthz_becomes "$TMP/gone.sock" "200 -")"
 serve_stop "$SERVE_PID"
 serve_up s_mode "$TMP/mode.sock" NATS_URL="$NATS_URL" NATS_KV_BUCKET="$B" \
     CONNECTOR_SOCKET_MODE=0660 || fail "sidecar: CONNECTOR_SOCKET_MODE" "no socket"
