@@ -197,6 +197,17 @@ static const char *exec_refusal(enum exec_kind kind, int fd, const char *file,
  * what the new program writes into it is lost (SPEC: static programs are not supported,
  * never silently). Returns the memfd (>= 0), -1 when there is nothing to hand off, or
  * -errno. */
+/* 1 when a descriptor below fd is of the same open file as f (its inode, or f itself). */
+static int seen_before(int fd, const struct shim_file *f)
+{
+    for (int d = fdtable_next(0); d >= 0 && d < fd; d = fdtable_next(d + 1)) {
+        const struct shim_file *g = fdtable_get(d);
+        if (g && (g == f || (f->ino && g->ino == f->ino)))
+            return 1;
+    }
+    return 0;
+}
+
 static int handoff_prepare(int in_parent, const char *prog, const char *refusal)
 {
     int hfd = -1;
@@ -216,7 +227,8 @@ static int handoff_prepare(int in_parent, const char *prog, const char *refusal)
         struct stat st;
         if (real_fstat()(fd, &st) < 0)
             continue;
-        if (refusal && f->owner == shim_pid()) { /* (another's owner commits it as usual) */
+        if (refusal && f->owner == shim_pid() && !f->is_dir && !seen_before(fd, f)) {
+            /* (another's owner commits it as usual; one line per file, not per descriptor) */
             int r = shim_commit(fd, f);
             log_at(LOG_WARN, "%s: %s will not adopt it (%s): %s before exec; what it writes "
                    "there is lost", shim_file_rel(f), prog ? prog : "the new program", refusal,
