@@ -355,7 +355,8 @@ void cache_after_fork_child(void)
     }
 }
 
-int cache_each(kv_mount *m, int (*fn)(void *arg, const char *key, const void *data, size_t len),
+int cache_each(kv_mount *m,
+               int (*fn)(void *arg, const char *key, const void *data, size_t len, uint64_t rev),
                void *arg)
 {
     kv_cache *k = (m->flags & KV_MOUNT_WATCH) ? lock_fresh(m) : NULL;

@@ -283,6 +283,10 @@ void revmem_remember(const void *mount, const char *key, uint64_t rev); /* 0 for
 /* A read found rev (or KV_REV_ABSENT); a commit that expected `expected` settled: rev is the
  * new revision, 0 for a conflict (see revmem.c for the two layers). */
 void revmem_read(const void *mount, const char *key, uint64_t rev);
+/* A value a scan handed out (the sidecar's /query): a read in KV_REVS_PER_KEY mode, where
+ * Asya's connectors guard a PUT of a queried document; nothing in the other modes (a query
+ * over thousands of documents is not thousands of readers). */
+void revmem_listed(const void *mount, const char *key, uint64_t rev);
 /* A commit that named its own expectation (If-Match, If-None-Match, O_EXCL) settled: rev is
  * the new revision, 0 for a conflict; unknown: its outcome is not known. In the sidecar (with
  * many clients) it leaves every client's reads alone. */
@@ -344,7 +348,8 @@ void cache_after_fork_child(void);
 /* Calls fn(arg, key, data, len) for every live value of m's mirror (read=watch), under the
  * mirror's lock (fn must not call into kv/ or nats.c): returns 0 or fn's first non-zero
  * result. 1 when not served (no mirror with values, or not caught up): scan the server. */
-int cache_each(kv_mount *m, int (*fn)(void *arg, const char *key, const void *data, size_t len),
+int cache_each(kv_mount *m,
+               int (*fn)(void *arg, const char *key, const void *data, size_t len, uint64_t rev),
                void *arg);
 
 /* ---- mindex.c: a mirror's index (cache.c holds the lock; pure, no nats.c) ---- */
@@ -376,9 +381,11 @@ int mindex_get(const mindex *x, const char *key, mindex_entry *out);
  * first non-zero result. */
 int mindex_children(const mindex *x, const char *base,
                     int (*fn)(void *arg, const char *key, int kind), void *arg);
-/* fn(arg, key, data, len) for every live value: 0 or fn's first non-zero result. */
+/* fn(arg, key, data, len, rev) for every live value: 0 or fn's first non-zero result. */
 int mindex_each(const mindex *x,
-                int (*fn)(void *arg, const char *key, const void *data, size_t len), void *arg);
+                int (*fn)(void *arg, const char *key, const void *data, size_t len,
+                          uint64_t rev),
+                void *arg);
 /* Bytes the index holds (its blocks, table and header; not the values), and its nodes (one
  * per directory and per value, the root not counted). */
 size_t mindex_bytes(const mindex *x);

@@ -206,7 +206,8 @@ typedef struct kv_ops {
      * and it is fresh (no request; the mirror's lock is held during the whole scan, so fn
      * must not call kv), else from one ordered-consumer pass over the mount's keys (values
      * included, filtered here: a cost in the number and size of the mount's values, not the
-     * prefix's). Remembers no revision. -ECONNREFUSED, -ETIMEDOUT, -EIO as for get. */
+     * prefix's). Remembers each value's revision as a read only with KV_REVS_PER_KEY (the
+     * sidecar's one-client mode, as Asya's query does). -ECONNREFUSED, -ETIMEDOUT, -EIO as for get. */
     int (*scan)(kv_mount *m, const char *rel_prefix,
                 int (*fn)(void *arg, const char *rel, const void *data, size_t len),
                 void *arg);

@@ -346,7 +346,9 @@ int mindex_children(const mindex *x, const char *base,
 }
 
 int mindex_each(const mindex *x,
-                int (*fn)(void *arg, const char *key, const void *data, size_t len), void *arg)
+                int (*fn)(void *arg, const char *key, const void *data, size_t len,
+                          uint64_t rev),
+                void *arg)
 {
     char key[MINDEX_KEY_MAX + 1];
     int r = 0;
@@ -354,7 +356,7 @@ int mindex_each(const mindex *x,
         for (const mnode *e = x->slots[i]; e && r == 0; e = e->chain)
             if ((e->flags & LIVE) && !is_dir(e)) {
                 key_of(x, e, key);
-                r = fn(arg, key, e->u.data, e->size);
+                r = fn(arg, key, e->u.data, e->size, e->rev);
             }
     return r;
 }

@@ -321,6 +321,12 @@ static rev_reads *oldest(rev_entry *e, uintptr_t except)
     return o;
 }
 
+void revmem_listed(const void *mount, const char *key, uint64_t rev)
+{
+    if (per_key && rev)
+        revmem_read(mount, key, rev);
+}
+
 void revmem_read(const void *mount, const char *key, uint64_t rev)
 {
     char k[KBUF];
@@ -438,7 +444,11 @@ void revmem_settled(const void *mount, const char *key, uint64_t expected, uint6
     if (hit >= 0 && --e->reads[hit].n == 0)
         e->reads[hit] = e->reads[--e->nreads];
     if (rev == 0 && e && !e->nreads) {
-        remove_entry(&proc, e, 0); /* a conflict, nobody else reading: start clean */
+        /* a conflict, nobody else reading: start clean; but for the sidecar's one client,
+         * as Asya's connectors keep a refused ETag, the revision stays and refuses every
+         * PUT until a read (a retry without one would overwrite the other writer) */
+        if (!per_key)
+            remove_entry(&proc, e, 0);
     } else if (rev && (e || (e = get_or_add(&proc, k, kl)))) {
         e->rev = rev;
     }

@@ -17,6 +17,7 @@
 #include "kv/keycodec.h"
 
 typedef struct scan_arg {
+    const kv_mount *m;
     const char *base;   /* "prefix." or "" */
     size_t blen;
     const char *want;   /* rel prefix */
@@ -26,7 +27,7 @@ typedef struct scan_arg {
 } scan_arg;
 
 /* One key: decoded, filtered, handed on. */
-static int scan_one(void *arg, const char *key, const void *data, size_t len)
+static int scan_one(void *arg, const char *key, const void *data, size_t len, uint64_t rev)
 {
     scan_arg *a = arg;
     if (!key || strncmp(key, a->base, a->blen) != 0)
@@ -38,12 +39,13 @@ static int scan_one(void *arg, const char *key, const void *data, size_t len)
         return 0; /* a marker, or not a key of ours */
     if (strncmp(rel, a->want, a->wlen) != 0)
         return 0;
+    revmem_listed(a->m, key, rev); /* (the sidecar's one-client mode: as Asya's query) */
     return a->fn(a->arg, rel, len ? data : NULL, len);
 }
 
 static int scan_rec(void *arg, const kv_rec *e)
 {
-    return scan_one(arg, e->key, e->data, e->len);
+    return scan_one(arg, e->key, e->data, e->len, e->rev);
 }
 
 /* The ordered-consumer pass (walk.c): every live value under the mount, once. */
@@ -78,7 +80,7 @@ int scan_values(kv_mount *m, const char *rel_prefix,
                      m->prefix ? "." : "");
     if (n < 0 || (size_t)n >= sizeof base)
         return -ENAMETOOLONG;
-    scan_arg a = { base, (size_t)n, rel_prefix ? rel_prefix : "",
+    scan_arg a = { m, base, (size_t)n, rel_prefix ? rel_prefix : "",
                    rel_prefix ? strlen(rel_prefix) : 0, fn, arg };
     if (m->flags & KV_MOUNT_WATCH) { /* a mirror with values */
         int r = cache_each(m, scan_one, &a);

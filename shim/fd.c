@@ -69,7 +69,9 @@ int shim_drop(int fd)
         int in_memory = f->mem && !__atomic_load_n(&f->mem->settled, __ATOMIC_ACQUIRE);
         lost = kid && !in_memory && shim_fd_kid(fd) != kid;
         f->closed = 1; /* the record's use of its open file ends: the last one commits */
-        r = shim_inode_close(f->ino, lost ? -1 : fd, f->mem);
+        r = (f->oflags & O_ACCMODE) != O_RDONLY && !lost
+                ? shim_inode_close_written(f->ino, fd, f->mem)
+                : shim_inode_close(f->ino, lost ? -1 : fd, f->mem);
     }
     if (lost) {
         shim_log_lost(f, fd, last, r);

@@ -570,6 +570,21 @@ int shim_inode_close(struct shim_inode *ino, int fd, struct shim_mem *mem)
     return r;
 }
 
+int shim_inode_close_written(struct shim_inode *ino, int fd, struct shim_mem *mem)
+{
+    /* Another descriptor of it stays open: what this one wrote is committed now, as fsync
+     * would, so that this close's success means its bytes landed (a later conflict at the
+     * last close cannot take them back). The last close commits what the others add. */
+    pthread_mutex_lock(&table_lock);
+    int others = ino->users > 1;
+    pthread_mutex_unlock(&table_lock);
+    int r = others ? shim_inode_commit(ino, fd, mem) : 0;
+    if (r == -EEXIST)
+        conflict_said(ino);
+    int c = shim_inode_close(ino, fd, mem);
+    return r < 0 ? r : c;
+}
+
 void shim_inode_put(struct shim_inode *ino)
 {
     pthread_mutex_lock(&table_lock);

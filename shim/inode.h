@@ -95,6 +95,9 @@ void shim_inode_use(struct shim_inode *ino);
  * the inode is no longer found by name and is committed by the contract's rules (fd/mem:
  * where its bytes are when it has no master, else -1/NULL): the commit's 0 or -errno. */
 int shim_inode_close(struct shim_inode *ino, int fd, struct shim_mem *mem);
+/* The same for a descriptor that could write: when other descriptors of the file stay open,
+ * its bytes are committed now (a close's success means they landed), then as above. */
+int shim_inode_close_written(struct shim_inode *ino, int fd, struct shim_mem *mem);
 
 /* Commits again the files closed here while a forked child still held them (see inode.c),
  * those no child holds any more, or all of them at exit (at_exit: a warning for each still

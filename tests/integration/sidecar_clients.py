@@ -113,9 +113,21 @@ def one():
     st, _, body = request(ONE, "PUT", "/keys/" + key, body=b"mine")
     T.eq("one: another writer between GET and PUT: 409 CAS conflict, the other's value kept",
          (409, True, "other"), (st, b"CAS conflict" in body, kv_get(key)))
+    T.eq("one: PUTs retried without a read stay refused (as Asya's kept ETag), never a blind "
+         "overwrite of the other's value", ([409, 409], "other"),
+         ([put(ONE, key, b"mine2"), put(ONE, key, b"mine3")], kv_get(key)))
     _, body = get(ONE, key)
     T.eq("one: the retry (GET, PUT) lands", (b"other", 204, "mine"),
          (body, put(ONE, key, b"mine"), kv_get(key)))
+
+    # /query reads its documents, as Asya's does (through the connector's read, which keeps
+    # their ETags): a PUT of a queried document after another pod changed it is refused
+    put(ONE, "clients/q/doc.json", b'{"id": 1}')
+    st, _, _ = request(ONE, "POST", "/query", body=b'{"prefix": "clients/q/"}')
+    kv_put("clients/q/doc.json", '{"id": 2}')
+    T.eq("one: /query, another pod's write, then a PUT of the document: 409, its value kept",
+         (200, 409, '{"id": 2}'), (st, put(ONE, "clients/q/doc.json", b'{"id": 3}'),
+                                   kv_get("clients/q/doc.json")))
 
     get(ONE, key)  # A
     get(ONE, key)  # B, the same revision

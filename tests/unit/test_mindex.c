@@ -87,12 +87,12 @@ Test(mindex, deletes_prune_directories_and_keep_newer_states)
     mindex_free(x);
 }
 
-static int each_fn(void *arg, const char *key, const void *data, size_t len)
+static int each_fn(void *arg, const char *key, const void *data, size_t len, uint64_t rev)
 {
     listing *l = arg;
     size_t n = strlen(l->seen);
-    snprintf(l->seen + n, sizeof l->seen - n, "%s%s=%.*s", n ? " " : "", key, (int)len,
-             (const char *)data);
+    snprintf(l->seen + n, sizeof l->seen - n, "%s%s=%.*s@%llu", n ? " " : "", key, (int)len,
+             (const char *)data, (unsigned long long)rev);
     return 0;
 }
 
@@ -107,7 +107,7 @@ Test(mindex, values_are_taken_and_scanned_with_their_full_keys)
     cr_assert_eq(memcmp(e.data, "xyz", 3), 0);
     listing l = { "" };
     cr_assert_eq(mindex_each(x, each_fn, &l), 0);
-    cr_assert_str_eq(l.seen, "pre.u/1/state.json=xyz");
+    cr_assert_str_eq(l.seen, "pre.u/1/state.json=xyz@1", "the value, with its revision");
     mindex_clear(x);
     cr_assert_eq(mindex_get(x, "pre.u/1/state.json", &e), -ENOENT);
     mindex_free(x); /* the value freed with it: ASan (make asan) checks */

@@ -114,8 +114,12 @@ Test(revmem_sidecar, one_expects_the_last_revision_read_or_committed)
     cr_assert_eq(revmem_recall(M, "k", &rev), 0);
     cr_assert_eq(rev, 7, "a PUT without a read expects the last commit");
     revmem_settled(M, "k", 7, 0); /* another pod wrote meanwhile: 409 */
-    cr_assert_eq(revmem_recall(M, "k", &rev), -ENOENT, "a conflict forgets");
-    cr_assert_eq(revmem_count(0), 0);
+    cr_assert_eq(revmem_recall(M, "k", &rev), 0);
+    cr_assert_eq(rev, 7, "a conflict keeps the refused revision (as Asya's ETag): the retry "
+                 "without a read is refused too, never a blind put over the other pod's");
+    revmem_read(M, "k", 9); /* the retry's read */
+    cr_assert_eq(revmem_recall(M, "k", &rev), 0);
+    cr_assert_eq(rev, 9, "a read replaces it");
 }
 
 /* ---- the bound (ASYA_STATE_REVMEM_MAX): eviction never makes a commit blind ---- */
