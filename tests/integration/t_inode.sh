@@ -47,6 +47,30 @@ expect_eq "inode: close(open(p, O_CREAT|O_RDONLY)) creates an empty value" \
 expect_eq "inode: temporary files leave no key behind" \
     "" "$($KVTOOL keys "$B" 2>/dev/null | grep -E '^in\.tmp' | head -3)"
 
+# Two descriptors of one file: a close that returns 0 has landed its bytes, whatever a later
+# close meets (another writer in between: its conflict cannot take them back).
+out=$(run "$PY" - "$KVTOOL" "$B" <<'PY' 2>"$TMP/shared.err"
+import os, subprocess, sys
+env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+kv = lambda *a: subprocess.run([sys.argv[1], *a], env=env, capture_output=True, text=True).stdout
+a = os.open("/state/ino/sh2", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+b = os.open("/state/ino/sh2", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+os.write(a, b"A-acked\n")
+os.close(a)
+landed = kv("get", sys.argv[2], "in.sh2")
+kv("put", sys.argv[2], "in.sh2", "other")
+os.write(b, b"B\n")
+try:
+    os.close(b)
+    r = "close b ok"
+except FileExistsError:
+    r = "close b EEXIST"
+print(repr(landed), r)
+PY
+)
+expect_eq "inode: two descriptors, the first closed (0), another writer, the second closed" \
+    "'A-acked\n' close b EEXIST" "$out"
+
 # bash: two appending redirections of one file in one shell.
 out=$(run bash -c 'echo orig >/state/ino/sh; exec 3>>/state/ino/sh 4>>/state/ino/sh
     echo A >&3; echo B >&4; exec 3>&- 4>&-; cat /state/ino/sh' | paste -sd,)
