@@ -26,6 +26,7 @@
  */
 #include "cli/serve.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -113,10 +114,38 @@ static void reply_set(struct serve_reply *r, unsigned status, struct MHD_Respons
     r->resp = resp;
 }
 
+/* jansson's JSON_ENSURE_ASCII as Python's json.dumps writes it: \uXXXX in lowercase hex,
+ * and DEL (0x7F) escaped too. Frees s; a new string, or NULL. */
+static char *python_ascii(char *s)
+{
+    size_t n = 0, dels = 0;
+    for (; s && s[n]; n++)
+        dels += s[n] == 0x7f;
+    char *o = s ? malloc(n + 5 * dels + 1) : NULL;
+    size_t k = 0;
+    for (size_t i = 0; o && i < n; i++) {
+        if (s[i] == 0x7f) {
+            memcpy(o + k, "\\u007f", 6);
+            k += 6;
+            continue;
+        }
+        o[k++] = s[i];
+        if (s[i] != '\\' || i + 1 >= n)
+            continue;
+        o[k++] = s[++i]; /* an escape's second byte: never the start of another */
+        for (int h = 0, u = s[i] == 'u'; u && h < 4 && i + 1 < n; h++)
+            o[k++] = (char)tolower((unsigned char)s[++i]);
+    }
+    if (o)
+        o[k] = '\0';
+    free(s);
+    return o;
+}
+
 void serve_reply_json(struct serve_reply *r, unsigned status, json_t *j)
 {
-    /* Python's json.dumps: ", " and ": " separators, non-ASCII as \uXXXX, insertion order */
-    char *s = j ? json_dumps(j, JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER) : NULL;
+    /* Python's json.dumps: ", " and ": " separators, non-ASCII as \uxxxx, insertion order */
+    char *s = j ? python_ascii(json_dumps(j, JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER)) : NULL;
     json_decref(j);
     struct MHD_Response *resp =
         s ? MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE) : NULL;

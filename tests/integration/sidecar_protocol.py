@@ -157,6 +157,15 @@ def t_not_utf8():
          (st, json.loads(body) if st == 200 else err_of(body)))
     raw_req("DELETE", b"/keys/bin/plain")
     raw_req("DELETE", b"/keys/bin/\xff")
+    # JSON answers are json.dumps's bytes: \uxxxx in lowercase hex, DEL escaped too
+    raw_req("PUT", "/keys/jb/é\x7f".encode(), b"x")
+    st, body = raw_req("GET", b"/keys/?prefix=jb/&delimiter=/")
+    st2, body2 = raw_req("GET", "/keys/jb/ü\x7f".encode())
+    T.eq("JSON bodies byte for byte as json.dumps writes them (a listing, an error)",
+         (200, body, 404, body2),
+         (st, json.dumps(json.loads(body)).encode(), st2, json.dumps(json.loads(body2)).encode()))
+    T.true("... with the name's characters escaped", b"\\u00e9\\u007f" in body, body)
+    raw_req("DELETE", "/keys/jb/é\x7f".encode())
 
 
 def t_raw_keys():
