@@ -43,7 +43,6 @@ static struct entry *find_locked(int idx, const char *rel)
     return e;
 }
 
-/* The calling thread's open file of (idx, rel), else (any) another thread's, else NULL. */
 /* Another process's file inherited read-only (a sealed memfd: nothing can be written into
  * it) is not found by name: an open here is a file of this process's own. */
 static int by_name(const struct shim_inode *ino)
@@ -51,6 +50,7 @@ static int by_name(const struct shim_inode *ino)
     return ino->owner == shim_pid() || ino->writers || ino->force;
 }
 
+/* The calling thread's open file of (idx, rel), else (any) another thread's, else NULL. */
 static struct shim_inode *pick_locked(int idx, const char *rel, int any)
 {
     struct entry *e = find_locked(idx, rel);
@@ -1054,5 +1054,6 @@ void shim_inode_fork_unlock(int child)
     }
     nheld = 0; /* (their references stay: the parent's memory, left as it is) */
     pthread_mutex_init(&held_mu, NULL);
+    pthread_mutex_init(&said_mu, NULL); /* (taken outside the fork lock) */
     pthread_mutex_init(&table_lock, NULL);
 }

@@ -757,8 +757,8 @@ static void adopt(int hfd)
     struct handoff_rec rec;
     char path[PATH_MAX + 1], rel[PATH_MAX + 1];
     while (next_rec(hfd, size, &off, &rec, path, rel))
-        for (int i = 0; i < nfds; i++)
-            claimed[i] |= fds[i] == rec.fd;
+        for (int i = 0; i < nfds; i++) /* (its own descriptor, if still that file) */
+            claimed[i] |= fds[i] == rec.fd && (rec.is_dir || inos[i] == rec.ino);
     off = 0;
     while (next_rec(hfd, size, &off, &rec, path, rel))
         adopt_one(&rec, path, rel, fds, inos, claimed, nfds);
