@@ -404,7 +404,7 @@ void serve_query(struct serve_ctx *ctx, const char *body, size_t len, struct ser
     pthread_mutex_lock(&query_mu);
     pass_no++;
     int rc = none ? 0 : ctx->ops->scan(ctx->mount, p, take, &qy);
-    if (rc == 0)
+    if (rc == 0 && !none) /* (a sweep of the cut prefix would drop what it did not scan) */
         parsed_sweep(p);
     if (rc == -E2BIG) {
         snprintf(msg, sizeof msg, "prefix '%.300s' holds more than %d documents; use a "

@@ -315,9 +315,36 @@ int shim_inode_poison(struct shim_inode *ino, int err)
     return was;
 }
 
+int shim_pid_exited(pid_t pid)
+{
+    if (kill(pid, 0) < 0)
+        return errno == ESRCH;
+    char path[32], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = real_openat()(AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? real_read()(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        real_close()(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    const char *st = strrchr(buf, ')'); /* "pid (comm) S ..." */
+    return st && (st[2] == 'Z' || st[2] == 'X');
+}
+
 static int commit_locked(struct shim_inode *ino, int fd, struct shim_mem *mem, int final)
 {
-    if (ino->owner != shim_pid() || ino->unlinked || (!ino->writers && !ino->force))
+    if (ino->owner != shim_pid() &&
+        (ino->unlinked || !ino->writers || !shim_pid_exited(ino->owner)))
+        return 0; /* another process's file (inherited): its owner commits it */
+    if (ino->owner != shim_pid()) {
+        /* its owner exited before this process (which wrote into it) closed it: what is
+         * here is this process's to commit now, else it lands nowhere; expecting the
+         * revision the owner had, so a commit the owner made at its exit is not overwritten
+         * (EEXIST: said, never a close that returns 0 for bytes that did not land) */
+        log_at(LOG_INFO, "%s: process %d, which opened it, has exited: committed here",
+               ino->rel, (int)ino->owner);
+        ino->owner = shim_pid();
+    }
+    if (ino->unlinked || (!ino->writers && !ino->force))
         return 0;
     int poisoned = __atomic_load_n(&ino->poison, __ATOMIC_ACQUIRE);
     if (poisoned)
@@ -492,8 +519,9 @@ int shim_inode_commit_held(int at_exit)
             rc = r;
         }
         if (at_exit && who > 0)
-            log_at(LOG_WARN, "%s: process %d still has it open as this one exits: what it "
-                   "writes from now on is lost", h.ino->rel, (int)who);
+            log_at(LOG_WARN, "%s: process %d still has it open as this one exits: it "
+                   "commits what it writes from now on, at its close or exit (EEXIST there "
+                   "when this exit's commit changed the key)", h.ino->rel, (int)who);
         real_close()(h.fd);
         shim_inode_put(h.ino);
     }

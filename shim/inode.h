@@ -108,6 +108,10 @@ int shim_inode_commit_held(int at_exit);
 void shim_inode_reaped_later(void);
 void shim_inode_commit_reaped(void);
 
+/* 1 when process pid has exited (gone, or a zombie: its exit's commits are done): a file it
+ * opened and this process inherited is then this process's to commit. */
+int shim_pid_exited(pid_t pid);
+
 /* Drops a reference; the inode is freed with its last. */
 void shim_inode_put(struct shim_inode *ino);
 

@@ -601,7 +601,9 @@ static void commit_owned(void)
     pid_t me = shim_pid();
     for (int fd = fdtable_next(0); fd >= 0; fd = fdtable_next(fd + 1)) {
         struct shim_file *f = fdtable_get(fd);
-        if (!f || f->owner != me)
+        /* its own files, and those inherited from a process that has exited (a daemon's
+         * parent): nobody else is left to commit them */
+        if (!f || (f->owner != me && !(f->ino && shim_pid_exited(f->ino->owner))))
             continue;
         log_at(LOG_DEBUG, "commit of %s at exit", shim_file_rel(f));
         int r = shim_drop(fd);

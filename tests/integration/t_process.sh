@@ -285,3 +285,34 @@ with open("/state/proc/late.txt", "w") as f:
 ' 2>"$TMP/late.err"
 expect_eq "the owner exits while a child still writes: one warning, naming the file" 1 \
     "$(grep -c 'late.txt: process [0-9]* still has it open as this one exits' "$TMP/late.err")"
+
+# The owner exits first and its child writes on: the child commits (a daemon's log, opened
+# by the parent that exited); where the owner's exit had committed a change meanwhile, the
+# child's close says EEXIST instead of reporting 0 for bytes that land nowhere.
+out=$(run "$PY" - <<'PY' 2>"$TMP/orphan.err"
+import os, subprocess, sys, time
+with open("/state/proc/dm.txt", "w") as f:
+    f.write("start\n")
+f = open("/state/proc/dm.txt", "a")
+with open("/state/proc/dm2.txt", "w") as g:
+    g.write("start\n")
+g = open("/state/proc/dm2.txt", "a")  # a read: its commit expects that revision
+g.write("parent\n"); g.flush()
+if os.fork() == 0:
+    time.sleep(0.5)
+    f.write("daemon\n"); f.flush()
+    try:
+        with open("/state/proc/dm2.txt", "a") as h:
+            h.write("child\n")
+        r = "close 0"
+    except FileExistsError:
+        r = "close EEXIST"
+    print(r, flush=True)
+    os._exit(0)
+os._exit(0)
+PY
+)
+sleep 1
+expect_eq "the owner exits, its child writes on: the daemon's line lands; a change the exit committed gives EEXIST" \
+    "start daemon|close EEXIST|start parent" \
+    "$($KVTOOL get "$B" pr.dm.txt | paste -sd' ')|$out|$($KVTOOL get "$B" pr.dm2.txt | paste -sd' ')"
